@@ -1,0 +1,106 @@
+"""PDF ingestion with PyMuPDF: page count, page rendering, text layer and page labels."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+
+from PIL import Image
+
+from longvlm.errors import InputError, LongVLMError, short_reason
+
+
+class PdfDocument:
+    """An opened PDF. Use as a context manager or call `close()`.
+
+    Raises `InputError` (naming the file) for missing, empty, corrupt, encrypted or zero-page files.
+    Pages are addressed by 0-based index; `page_number` in outputs elsewhere is 1-based.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        import pymupdf
+
+        self.path = str(path)
+        if not os.path.isfile(self.path):
+            raise InputError(self.path, "PDF file not found")
+        if os.path.getsize(self.path) == 0:
+            raise InputError(self.path, "PDF file is empty (0 bytes)")
+        try:
+            doc = pymupdf.open(self.path, filetype="pdf")
+        except Exception as exc:  # pymupdf raises FileDataError / RuntimeError variants for broken files
+            raise InputError(self.path, f"corrupt or not a PDF ({short_reason(exc)})") from None
+        if doc.needs_pass or doc.is_encrypted:
+            doc.close()
+            raise InputError(self.path, "PDF is encrypted (password protected); decrypt it first")
+        try:
+            count = doc.page_count
+        except Exception as exc:
+            doc.close()
+            raise InputError(self.path, f"corrupt PDF, pages cannot be counted ({short_reason(exc)})") from None
+        if count == 0:
+            doc.close()
+            raise InputError(self.path, "PDF has zero pages")
+        self._doc = doc
+        self.page_count = count
+
+    def __enter__(self) -> PdfDocument:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the file."""
+        self._doc.close()
+
+    def __len__(self) -> int:
+        return self.page_count
+
+    def _page(self, index: int):
+        if not 0 <= index < self.page_count:
+            raise LongVLMError(f"{self.path}: page index {index} out of range 0..{self.page_count - 1}")
+        try:
+            return self._doc[index]
+        except Exception as exc:
+            raise InputError(self.path, f"page {index + 1} cannot be loaded ({short_reason(exc)})") from None
+
+    def page_size(self, index: int, dpi: float = 72.0) -> tuple[int, int]:
+        """(height, width) in pixels of page `index` rendered at `dpi`, without rendering it."""
+        rect = self._page(index).rect
+        scale = dpi / 72.0
+        return max(1, math.ceil(rect.height * scale)), max(1, math.ceil(rect.width * scale))
+
+    def page_label(self, index: int) -> str:
+        """The printed page label (e.g. 'iv', 'A-3'), or the 1-based page number when the PDF defines none."""
+        label = self._page(index).get_label()
+        return label or str(index + 1)
+
+    def page_text(self, index: int) -> str:
+        """The page's text layer ('' for scanned/image-only pages)."""
+        try:
+            return self._page(index).get_text("text")
+        except Exception as exc:
+            raise InputError(self.path, f"text of page {index + 1} cannot be read ({short_reason(exc)})") from None
+
+    def render(self, index: int, *, dpi: float = 144.0, max_pixels: int | None = None) -> Image.Image:
+        """Render page `index` to an RGB PIL image at `dpi`, scaled down so that h*w <= `max_pixels` if given."""
+        import pymupdf
+
+        page = self._page(index)
+        scale = dpi / 72.0
+        if max_pixels is not None:
+            area = page.rect.width * page.rect.height * scale * scale
+            if area > max_pixels:
+                scale *= math.sqrt(max_pixels / area) * 0.999
+        try:
+            pix = page.get_pixmap(matrix=pymupdf.Matrix(scale, scale), alpha=False, colorspace=pymupdf.csRGB)
+        except Exception as exc:
+            raise InputError(self.path, f"page {index + 1} cannot be rendered ({short_reason(exc)})") from None
+        return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
+
+    def iter_render(self, indices: list[int] | None = None, **render_kwargs) -> Iterator[tuple[int, Image.Image]]:
+        """Render pages one at a time (only one page image alive at once)."""
+        for index in range(self.page_count) if indices is None else indices:
+            yield index, self.render(index, **render_kwargs)
+

@@ -1,0 +1,135 @@
+"""Synthetic inputs with known content, made in code: barcode videos and text PDFs.
+
+Every frame of a barcode video shows, as 16 black/white stripes, the whole second of video time it belongs
+to, so any decoded frame can be checked against its timestamp. Scene colours change every `scene_seconds`,
+which gives planted scene cuts. PDFs carry known text per page.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+BARCODE_BITS = 16
+SCENE_PALETTE = np.array(
+    [[200, 40, 40], [40, 160, 60], [40, 70, 200], [220, 180, 30], [150, 50, 170], [30, 170, 170]], dtype=np.uint8
+)
+
+
+def barcode_frame(second: int, height: int, width: int, scene: int = 0) -> np.ndarray:
+    """An RGB frame whose top half encodes `second` in 16 stripes and whose bottom half is the scene colour."""
+    if width < BARCODE_BITS * 2 or height < 8:
+        raise ValueError(f"frame {height}x{width} too small for a {BARCODE_BITS}-bit barcode")
+    frame = np.empty((height, width, 3), dtype=np.uint8)
+    frame[height // 2:] = SCENE_PALETTE[scene % len(SCENE_PALETTE)]
+    bits = [(second >> (BARCODE_BITS - 1 - b)) & 1 for b in range(BARCODE_BITS)]
+    edges = np.linspace(0, width, BARCODE_BITS + 1).astype(int)
+    for b, bit in enumerate(bits):
+        frame[: height // 2, edges[b]:edges[b + 1]] = 255 if bit else 0
+    return frame
+
+
+def read_barcode(frame: np.ndarray) -> int:
+    """Decode the second number from a (possibly compressed or resized) barcode frame."""
+    height, width = frame.shape[:2]
+    band = frame[height // 8: 3 * height // 8].astype(np.float32).mean(axis=(0, 2))
+    edges = np.linspace(0, width, BARCODE_BITS + 1)
+    value = 0
+    for b in range(BARCODE_BITS):
+        lo, hi = edges[b], edges[b + 1]
+        margin = (hi - lo) / 4
+        stripe = band[int(lo + margin): max(int(lo + margin) + 1, int(hi - margin))]
+        value = (value << 1) | int(stripe.mean() > 127)
+    return value
+
+
+def write_barcode_video(path: str | os.PathLike, duration_s: float, *, fps: float = 10.0, height: int = 64,
+                        width: int = 64, scene_seconds: float | None = None, codec: str = "libx264",
+                        gop_seconds: float = 10.0) -> str:
+    """Write an H.264 (default) video whose frame at time t shows barcode(floor(t)); returns the path.
+
+    Frames are generated and encoded one at a time, so hour-long videos are cheap to make.
+    """
+    import av
+
+    path = str(path)
+    num_frames = int(round(duration_s * fps))
+    if num_frames <= 0:
+        raise ValueError("duration_s * fps must give at least one frame")
+    from fractions import Fraction
+
+    with av.open(path, mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.gop_size = max(1, int(gop_seconds * fps))
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast", "crf": "18"}
+        cached_second, cached = -1, None
+        for i in range(num_frames):
+            second = int(i / fps)
+            if second != cached_second:
+                scene = int(i / fps / scene_seconds) if scene_seconds else 0
+                cached = av.VideoFrame.from_ndarray(barcode_frame(second, height, width, scene), format="rgb24")
+                cached_second = second
+            cached.pts = None
+            for packet in stream.encode(cached):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def page_fact(page_number: int) -> str:
+    """The default fact planted on a synthetic PDF page (1-based `page_number`)."""
+    return f"The secret code of page {page_number} is {1000 + 37 * page_number}."
+
+
+def write_text_pdf(path: str | os.PathLike, pages: Sequence[str], *, page_size: tuple[float, float] = (595, 842),
+                   labels: Sequence[dict] | None = None) -> str:
+    """Write a PDF with one page per string in `pages` (large, readable type); optional page label rules."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    for text in pages:
+        page = doc.new_page(width=page_size[0], height=page_size[1])
+        page.insert_textbox(pymupdf.Rect(40, 40, page_size[0] - 40, page_size[1] - 40), text, fontsize=20)
+    if labels:
+        doc.set_page_labels(list(labels))
+    doc.save(str(path))
+    doc.close()
+    return str(path)
+
+
+def write_synthetic_pdf(path: str | os.PathLike, num_pages: int, **kwargs) -> str:
+    """A `num_pages` PDF whose page p (1-based) says `page_fact(p)`."""
+    return write_text_pdf(path, [f"Page {p}\n\n{page_fact(p)}" for p in range(1, num_pages + 1)], **kwargs)
+
+
+def write_encrypted_pdf(path: str | os.PathLike, password: str = "secret") -> str:
+    """A one-page PDF that needs a password to open."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "locked")
+    doc.save(str(path), encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw=password, owner_pw=password + "-owner")
+    doc.close()
+    return str(path)
+
+
+def write_zero_page_pdf(path: str | os.PathLike) -> str:
+    """A syntactically valid PDF whose page tree is empty (PyMuPDF itself refuses to save one)."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    with open(path, "wb") as fh:
+        fh.write(bytes(out))
+    return str(path)
