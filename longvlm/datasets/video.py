@@ -95,12 +95,14 @@ class VideoReader:
 
     # -- decoding ---------------------------------------------------------------------------------------
     def iter_chunks(self, indices: list[int], chunk_size: int = 16) -> Iterator[FrameChunk]:
-        """Decode `indices` (any order; returned sorted) `chunk_size` frames at a time."""
+        """Decode `indices` (non-decreasing; repeats allowed) `chunk_size` frames at a time, in that order."""
         if not indices:
             raise InputError(self.path, "zero frames requested")
         if chunk_size <= 0:
             raise LongVLMError(f"chunk_size must be positive, got {chunk_size}")
-        ordered = sorted(set(int(i) for i in indices))
+        ordered = [int(i) for i in indices]
+        if any(b < a for a, b in zip(ordered, ordered[1:])):
+            raise LongVLMError("frame indices must be in non-decreasing order")
         if ordered[0] < 0 or ordered[-1] >= self.metadata.num_frames:
             raise InputError(self.path, f"frame index out of range 0..{self.metadata.num_frames - 1}")
         import decord

@@ -1,0 +1,220 @@
+"""Turn a video, a PDF or images into planned, encoded visual features ready for the LLM.
+
+The vision tower runs chunk by chunk (a few frames or pages at a time) and only the merged visual tokens are
+kept, so memory is bounded by the token budget, not by the length of the video or document. The result is
+reused across questions (follow-ups do not re-decode or re-encode).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from longvlm.datasets.pdf import PdfDocument
+from longvlm.datasets.video import VideoReader
+from longvlm.encoders.patches import image_patches, video_patches
+from longvlm.encoders.planner import Plan, plan_images, plan_video
+from longvlm.errors import InputError, LongVLMError
+from longvlm.vlm.loading import VLM
+from longvlm.vlm.prompt import VisualSlot
+
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One visual item the model saw: a page (1-based number and printed label), an image, or a video frame."""
+
+    kind: str  # "page" | "image" | "frame"
+    index: int  # page number (1-based) / image index (0-based) / frame index
+    label: str = ""
+    timestamp: float | None = None
+
+    def cite(self) -> str:
+        if self.kind == "frame":
+            return f"{self.timestamp:.1f}s"
+        return f"p.{self.index}" if self.kind == "page" else f"image {self.index}"
+
+
+@dataclass
+class EncodedInput:
+    """Visual features of one input and the prompt parts that place them, ready to be asked about."""
+
+    source: str
+    kind: str  # "video" | "pdf" | "images"
+    plan: Plan
+    user_parts: list[str | VisualSlot]
+    evidence: list[Evidence]
+    image_embeds: list[torch.Tensor] = field(default_factory=list)
+    image_grid_thw: torch.Tensor | None = None
+    video_embeds: list[torch.Tensor] = field(default_factory=list)
+    video_grid_thw: torch.Tensor | None = None
+    second_per_grid_ts: torch.Tensor | None = None
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def visual_tokens(self) -> int:
+        return sum(int(e.shape[0]) for e in self.image_embeds + self.video_embeds)
+
+
+def _report(progress: ProgressFn | None, stage: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(stage, done, total)
+
+
+def _vision_dtype(vlm: VLM) -> tuple[torch.device, torch.dtype]:
+    param = next(vlm.model.model.visual.parameters())
+    return param.device, param.dtype
+
+
+@torch.no_grad()
+def _encode_images(vlm: VLM, images: list[Image.Image | np.ndarray], sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+    device, dtype = _vision_dtype(vlm)
+    pixels, grid = image_patches(images, sizes, vlm.vision)
+    out = vlm.model.get_image_features(pixel_values=pixels.to(device, dtype), image_grid_thw=grid.to(device))
+    return list(out.pooler_output)
+
+
+def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float = 144.0,
+               max_pages: int | None = None, page_order: Sequence[int] | None = None,
+               min_tokens_per_page: int = 64, pages_per_chunk: int = 8,
+               progress: ProgressFn | None = None) -> EncodedInput:
+    """Plan and encode the pages of a PDF (the first `max_pages` if given) into `max_visual_tokens`.
+
+    `page_order` (0-based indices, best first) decides which pages are kept when not all fit.
+    """
+    stats: dict = {}
+    started = time.perf_counter()
+    with PdfDocument(path) as doc:
+        count = doc.page_count if max_pages is None else min(doc.page_count, max_pages)
+        sizes = [doc.page_size(i, dpi) for i in range(count)]
+        stats["pages_in_document"] = doc.page_count
+        t_plan = time.perf_counter()
+        plan = plan_images(sizes, max_visual_tokens, vlm.vision, min_tokens_per_image=min_tokens_per_page,
+                           order=page_order)
+        stats["time_plan_s"] = time.perf_counter() - t_plan
+        _report(progress, "plan", len(plan.items), count)
+        embeds, parts, evidence = [], [], []
+        decode_s = encode_s = 0.0
+        for start in range(0, len(plan.items), pages_per_chunk):
+            chunk = plan.items[start:start + pages_per_chunk]
+            t0 = time.perf_counter()
+            images = [doc.render(item.source_index, dpi=dpi, max_pixels=4 * item.height * item.width)
+                      for item in chunk]
+            t1 = time.perf_counter()
+            embeds.extend(_encode_images(vlm, images, [(item.height, item.width) for item in chunk]))
+            decode_s += t1 - t0
+            encode_s += time.perf_counter() - t1
+            _report(progress, "encode", start + len(chunk), len(plan.items))
+        for item in plan.items:
+            number = item.source_index + 1
+            label = doc.page_label(item.source_index)
+            parts += [f"Page {number}:", VisualSlot("image", item.tokens), "\n"]
+            evidence.append(Evidence("page", number, label))
+    stats.update(time_decode_s=decode_s, time_encode_s=encode_s, time_ingest_total_s=time.perf_counter() - started)
+    grid = torch.tensor([[1, it.height // vlm.vision.patch_size, it.width // vlm.vision.patch_size]
+                         for it in plan.items], dtype=torch.long)
+    return _finish(EncodedInput(path, "pdf", plan, parts, evidence, image_embeds=embeds, image_grid_thw=grid,
+                                stats=stats))
+
+
+def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_tokens: int = 4096,
+                  progress: ProgressFn | None = None) -> EncodedInput:
+    """Plan and encode a list of images (paths or PIL images) into `max_visual_tokens`."""
+    started = time.perf_counter()
+    loaded = [_open_image(im) for im in images]
+    if not loaded:
+        raise LongVLMError("no images given")
+    plan = plan_images([(im.height, im.width) for im in loaded], max_visual_tokens, vlm.vision)
+    kept = [loaded[item.source_index] for item in plan.items]
+    embeds = _encode_images(vlm, kept, [(item.height, item.width) for item in plan.items])
+    _report(progress, "encode", len(plan.items), len(plan.items))
+    parts: list[str | VisualSlot] = []
+    for item in plan.items:
+        parts += [f"Image {item.source_index}:", VisualSlot("image", item.tokens), "\n"]
+    grid = torch.tensor([[1, it.height // vlm.vision.patch_size, it.width // vlm.vision.patch_size]
+                         for it in plan.items], dtype=torch.long)
+    evidence = [Evidence("image", item.source_index) for item in plan.items]
+    stats = {"time_encode_s": time.perf_counter() - started}
+    return _finish(EncodedInput("images", "images", plan, parts, evidence, image_embeds=embeds,
+                                image_grid_thw=grid, stats=stats))
+
+
+@torch.no_grad()
+def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_fps: float = 1.0,
+                 max_frames: int | None = None, frames_per_chunk: int = 16,
+                 progress: ProgressFn | None = None) -> EncodedInput:
+    """Plan and encode a video into `max_visual_tokens`, decoding `frames_per_chunk` frames at a time."""
+    started = time.perf_counter()
+    reader = VideoReader(path)
+    meta = reader.metadata
+    t_plan = time.perf_counter()
+    spec = vlm.vision
+    plan = plan_video(meta.num_frames, meta.fps, meta.height, meta.width, max_visual_tokens, spec,
+                      sample_fps=sample_fps, max_frames=max_frames)
+    plan_s = time.perf_counter() - t_plan
+    item = plan.items[0]
+    _report(progress, "plan", item.num_frames, meta.num_frames)
+    chunk_frames = max(spec.temporal_patch_size, frames_per_chunk - frames_per_chunk % spec.temporal_patch_size)
+    device, dtype = _vision_dtype(vlm)
+    pieces, timestamps = [], []
+    decode_s = encode_s = 0.0
+    chunks = reader.iter_chunks(item.frame_indices, chunk_frames)
+    while True:
+        t0 = time.perf_counter()
+        chunk = next(chunks, None)
+        decode_s += time.perf_counter() - t0
+        if chunk is None:
+            break
+        t1 = time.perf_counter()
+        pixels, grid = video_patches(list(chunk.frames), (item.height, item.width), spec)
+        out = vlm.model.get_video_features(pixel_values_videos=pixels.to(device, dtype),
+                                           video_grid_thw=grid.to(device))
+        pieces.append(out.pooler_output[0])
+        encode_s += time.perf_counter() - t1
+        timestamps.extend(chunk.timestamps)
+        _report(progress, "decode+encode", len(timestamps), item.num_frames)
+    embeds = torch.cat(pieces)
+    grid_thw = torch.tensor([spec.grid(item.height, item.width, item.num_frames)], dtype=torch.long)
+    step = (timestamps[-1] - timestamps[0]) / (len(timestamps) - 1) if len(timestamps) > 1 else 1.0 / meta.fps
+    duration = meta.duration
+    parts: list[str | VisualSlot] = [
+        f"Video ({duration:.0f} s, {item.num_frames} frames from {timestamps[0]:.1f}s to {timestamps[-1]:.1f}s):",
+        VisualSlot("video", item.tokens), "\n"]
+    evidence = [Evidence("frame", i, timestamp=t) for i, t in zip(item.frame_indices, timestamps)]
+    stats = {"video_duration_s": duration, "video_fps": meta.fps, "frames_sampled": item.num_frames,
+             "time_plan_s": plan_s, "time_decode_s": decode_s, "time_encode_s": encode_s,
+             "time_ingest_total_s": time.perf_counter() - started}
+    return _finish(EncodedInput(path, "video", plan, parts, evidence, video_embeds=[embeds],
+                                video_grid_thw=grid_thw,
+                                second_per_grid_ts=torch.tensor([spec.temporal_patch_size * step]),
+                                stats=stats))
+
+
+def _finish(encoded: EncodedInput) -> EncodedInput:
+    """Check that the encoder produced exactly the planned number of tokens, and record the counts."""
+    planned = encoded.plan.total_tokens
+    if encoded.visual_tokens != planned:
+        raise LongVLMError(f"internal error: planned {planned} visual tokens but the vision tower produced "
+                           f"{encoded.visual_tokens}")
+    encoded.stats.update(planned_visual_tokens=planned, visual_tokens=encoded.visual_tokens,
+                         visual_items=len(encoded.plan.items), skipped=encoded.plan.skipped,
+                         budget=encoded.plan.budget)
+    return encoded
+
+
+def _open_image(image: str | Image.Image) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    try:
+        with Image.open(image) as im:
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise InputError(image, "image file not found") from None
+    except OSError as exc:
+        raise InputError(image, f"unreadable image ({exc})") from None

@@ -1,0 +1,105 @@
+"""The one entry point: ask a question about a video, a PDF or images; get text, evidence and stats."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from longvlm.errors import BudgetError, LongVLMError
+from longvlm.vlm.inputs import EncodedInput, Evidence, ProgressFn, encode_images, encode_pdf, encode_video
+from longvlm.vlm.loading import VLM
+from longvlm.vlm.prompt import build_chat_inputs
+
+
+@dataclass
+class Answer:
+    """A model answer with the evidence it was given and how it was produced."""
+
+    text: str
+    model: str
+    route: str  # "vlm": the vision-language model read the frames/pages
+    evidence: list[Evidence]
+    stats: dict = field(default_factory=dict)
+
+    def citations(self) -> str:
+        """Compact list of what was fed, e.g. 'p.1, p.4' or '0.0s .. 59.0s (60 frames)'."""
+        if not self.evidence:
+            return ""
+        if self.evidence[0].kind == "frame":
+            first, last = self.evidence[0], self.evidence[-1]
+            return f"{first.cite()} .. {last.cite()} ({len(self.evidence)} frames)"
+        return ", ".join(e.cite() for e in self.evidence)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+@torch.no_grad()
+def answer(vlm: VLM, encoded: EncodedInput, question: str, *, follow_ups: Sequence[tuple[str, str]] = (),
+           max_new_tokens: int = 64, max_context: int | None = None, streamer=None,
+           prefill_chunk_size: int | None = None) -> Answer:
+    """Answer `question` about an already encoded input (no re-decoding, no re-encoding).
+
+    `follow_ups` are earlier (answer, question) pairs after the first question, for multi-turn chat; then
+    `question` is ignored in favour of the last follow-up. `max_context` defaults to the model's limit.
+    """
+    if not question or not question.strip():
+        raise LongVLMError("the question is empty")
+    inputs = build_chat_inputs(vlm.tokenizer, vlm.config, [*encoded.user_parts, question.strip()],
+                               follow_ups=follow_ups)
+    context = int(inputs["input_ids"].shape[1])
+    limit = max_context or vlm.max_context
+    if context + max_new_tokens > limit:
+        raise BudgetError(
+            f"context of {context} tokens ({encoded.visual_tokens} visual) + {max_new_tokens} new tokens exceeds "
+            f"the model's {limit}-token limit; lower the visual-token budget (--max-visual-tokens)")
+    device = vlm.model.device
+    kwargs = {k: v.to(device) for k, v in inputs.items()}
+    mm_outputs = {}
+    if encoded.image_embeds:
+        kwargs["image_grid_thw"] = encoded.image_grid_thw.to(device)
+        mm_outputs["image"] = BaseModelOutputWithPooling(pooler_output=[e.to(device) for e in encoded.image_embeds])
+    if encoded.video_embeds:
+        kwargs["video_grid_thw"] = encoded.video_grid_thw.to(device)
+        mm_outputs["video"] = BaseModelOutputWithPooling(pooler_output=[e.to(device) for e in encoded.video_embeds])
+        if vlm.family == "qwen2_5_vl":
+            kwargs["second_per_grid_ts"] = encoded.second_per_grid_ts.to(device)
+    started = time.perf_counter()
+    output = vlm.model.generate(**kwargs, mm_encoder_outputs=mm_outputs, max_new_tokens=max_new_tokens,
+                                do_sample=False, streamer=streamer, prefill_chunk_size=prefill_chunk_size)
+    generate_s = time.perf_counter() - started
+    new_tokens = output[0, context:]
+    text = vlm.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+    stats = dict(encoded.stats)
+    stats.update(context_length=context, text_tokens=context - encoded.visual_tokens,
+                 new_tokens=int(new_tokens.numel()), time_generate_s=generate_s, peak_rss_mb=peak_rss_mb())
+    return Answer(text, vlm.name, "vlm", list(encoded.evidence), stats)
+
+
+def ask(vlm: VLM, question: str, *, video: str | None = None, pdf: str | None = None,
+        images: Sequence[str] | None = None, max_visual_tokens: int = 4096, max_new_tokens: int = 64,
+        sample_fps: float = 1.0, max_frames: int | None = None, dpi: float = 144.0, max_pages: int | None = None,
+        progress: ProgressFn | None = None) -> Answer:
+    """Answer a question about exactly one of: a video, a PDF, or a list of images."""
+    if sum(x is not None for x in (video, pdf, images)) != 1:
+        raise LongVLMError("give exactly one of video=, pdf= or images=")
+    if not question or not question.strip():
+        raise LongVLMError("the question is empty")
+    if video is not None:
+        encoded = encode_video(vlm, video, max_visual_tokens=max_visual_tokens, sample_fps=sample_fps,
+                               max_frames=max_frames, progress=progress)
+    elif pdf is not None:
+        encoded = encode_pdf(vlm, pdf, max_visual_tokens=max_visual_tokens, dpi=dpi, max_pages=max_pages,
+                             progress=progress)
+    else:
+        encoded = encode_images(vlm, list(images), max_visual_tokens=max_visual_tokens, progress=progress)
+    return answer(vlm, encoded, question, max_new_tokens=max_new_tokens)
