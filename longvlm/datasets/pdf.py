@@ -90,9 +90,11 @@ class PdfDocument:
         page = self._page(index)
         scale = dpi / 72.0
         if max_pixels is not None:
-            area = page.rect.width * page.rect.height * scale * scale
-            if area > max_pixels:
-                scale *= math.sqrt(max_pixels / area) * 0.999
+            width, height = page.rect.width, page.rect.height
+            if (width * scale + 1) * (height * scale + 1) > max_pixels:  # +1: pixmap sides round outward
+                # largest s with (w*s + 1) * (h*s + 1) <= max_pixels
+                b = width + height
+                scale = (-b + math.sqrt(b * b - 4 * width * height * (1 - max_pixels))) / (2 * width * height)
         try:
             pix = page.get_pixmap(matrix=pymupdf.Matrix(scale, scale), alpha=False, colorspace=pymupdf.csRGB)
         except Exception as exc:

@@ -41,6 +41,7 @@ class Plan:
 
     items: list[PlannedImage | PlannedVideo]
     budget: int
+    pixel_cap: int  # max_pixels given to smart_resize for every item (pass it to a processor to reproduce sizes)
     skipped: int = 0  # inputs (pages / frames) dropped to fit the budget
 
     @property
@@ -103,7 +104,7 @@ def plan_images(sizes: Sequence[tuple[int, int]], budget: int, spec: VisionSpec,
     for i in keep:
         h, w = spec.resized(*sizes[i], max_pixels=cap)
         items.append(PlannedImage(i, h, w, spec.tokens(h, w)))
-    return Plan(items, budget, skipped=len(sizes) - len(keep))
+    return Plan(items, budget, cap, skipped=len(sizes) - len(keep))
 
 
 def plan_video(num_frames: int, video_fps: float, height: int, width: int, budget: int, spec: VisionSpec, *,
@@ -136,5 +137,5 @@ def plan_video(num_frames: int, video_fps: float, height: int, width: int, budge
                                budget, floor_cap, top_cap)
     assert cap is not None  # guaranteed by max_pairs
     h, w = spec.resized(height, width, max_pixels=cap)
-    return Plan([PlannedVideo(indices, h, w, spec.tokens(h, w, len(indices)))], budget,
+    return Plan([PlannedVideo(indices, h, w, spec.tokens(h, w, len(indices)))], budget, cap,
                 skipped=max(0, len(requested) - len(set(indices))))

@@ -1,0 +1,135 @@
+"""End to end: file -> planner -> tiny model (real transformers classes) -> answer with evidence and stats."""
+
+import json
+
+import pytest
+import torch
+
+from longvlm.cli import main
+from longvlm.datasets.video import VideoReader
+from longvlm.encoders.patches import video_patches
+from longvlm.errors import BudgetError, ConfigError, LongVLMError
+from longvlm.vlm.inputs import encode_pdf, encode_video
+from longvlm.vlm.loading import load_vlm
+from longvlm.vlm.pipeline import answer, ask
+from longvlm.vlm.prompt import build_chat_inputs
+
+
+@pytest.fixture(scope="module", params=["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+def vlm(request):
+    return load_vlm(request.param)
+
+
+def test_ten_minute_video_end_to_end(vlm, ten_minute_video):
+    result = ask(vlm, "At what time does the counter show 300?", video=ten_minute_video, max_visual_tokens=2048,
+                 max_new_tokens=6)
+    stats = result.stats
+    assert stats["visual_tokens"] == stats["planned_visual_tokens"] <= 2048
+    assert stats["visual_tokens"] > 0.9 * 2048  # the budget is used, not wasted
+    assert stats["context_length"] == stats["visual_tokens"] + stats["text_tokens"]
+    assert stats["video_duration_s"] == pytest.approx(600)
+    assert len(result.evidence) == stats["frames_sampled"]
+    stamps = [e.timestamp for e in result.evidence]
+    assert stamps == sorted(stamps) and stamps[0] < 10 and stamps[-1] > 590
+    assert stats["new_tokens"] <= 6 and result.route == "vlm"
+    for stage in ("time_plan_s", "time_decode_s", "time_encode_s", "time_generate_s"):
+        assert stats[stage] >= 0
+
+
+def test_sixty_page_pdf_end_to_end(vlm, sixty_page_pdf):
+    result = ask(vlm, "What is the secret code of page 42?", pdf=sixty_page_pdf, max_visual_tokens=6000,
+                 max_new_tokens=6)
+    stats = result.stats
+    assert stats["visual_tokens"] == stats["planned_visual_tokens"] <= 6000
+    assert stats["pages_in_document"] == 60 and stats["visual_items"] == 60 and stats["skipped"] == 0
+    assert [e.index for e in result.evidence] == list(range(1, 61))
+    assert result.citations().startswith("p.1, p.2")
+
+
+def test_over_budget_pdf_keeps_spread_pages(vlm, sixty_page_pdf):
+    encoded = encode_pdf(vlm, sixty_page_pdf, max_visual_tokens=64 * 20)
+    pages = [e.index for e in encoded.evidence]
+    assert encoded.stats["skipped"] == 60 - len(pages) > 0
+    assert pages[0] <= 3 and pages[-1] >= 57  # spread over the whole document
+
+
+def test_chunked_video_features_equal_one_pass(vlm, short_video):
+    """Encoding frames chunk by chunk gives the model the same logits as feeding all pixels at once."""
+    encoded = encode_video(vlm, short_video, max_visual_tokens=400, sample_fps=2.0)
+    inputs = build_chat_inputs(vlm.tokenizer, vlm.config, encoded.user_parts + ["question"])
+    extra = {"second_per_grid_ts": encoded.second_per_grid_ts} if vlm.family == "qwen2_5_vl" else {}
+    reader = VideoReader(short_video)
+    frames = reader.read(encoded.plan.items[0].frame_indices).frames
+    item = encoded.plan.items[0]
+    pixels, grid = video_patches(list(frames), (item.height, item.width), vlm.vision)
+    with torch.no_grad():
+        direct = vlm.model(**inputs, pixel_values_videos=pixels, video_grid_thw=grid, **extra).logits
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+        chunked = vlm.model(**inputs, video_grid_thw=encoded.video_grid_thw, **extra, mm_encoder_outputs={
+            "video": BaseModelOutputWithPooling(pooler_output=encoded.video_embeds)}).logits
+    torch.testing.assert_close(chunked, direct, atol=1e-5, rtol=1e-4)
+
+
+def test_follow_up_reuses_encoding(vlm, sixty_page_pdf):
+    encoded = encode_pdf(vlm, sixty_page_pdf, max_visual_tokens=1000, max_pages=10)
+    first = answer(vlm, encoded, "first question", max_new_tokens=4)
+    second = answer(vlm, encoded, "first question", follow_ups=[(first.text, "and a follow-up?")], max_new_tokens=4)
+    assert second.stats["context_length"] > first.stats["context_length"]
+    assert second.stats["visual_tokens"] == first.stats["visual_tokens"]
+
+
+def test_context_over_model_limit_is_budget_error(vlm, sixty_page_pdf):
+    encoded = encode_pdf(vlm, sixty_page_pdf, max_visual_tokens=3000, max_pages=20)
+    with pytest.raises(BudgetError, match="exceeds the model's 1000-token limit"):
+        answer(vlm, encoded, "q", max_context=1000)
+
+
+def test_bad_requests(vlm, sixty_page_pdf):
+    with pytest.raises(LongVLMError, match="question is empty"):
+        ask(vlm, "   ", pdf=sixty_page_pdf)
+    with pytest.raises(LongVLMError, match="exactly one"):
+        ask(vlm, "q", pdf=sixty_page_pdf, video="x.mp4")
+
+
+def test_model_directory_uses_same_path(tmp_path, sixty_page_pdf):
+    """A saved checkpoint directory loads through from_pretrained and answers exactly like the preset."""
+    tiny = load_vlm("tiny")
+    tiny.save_pretrained(tmp_path / "model")
+    loaded = load_vlm(tmp_path / "model")
+    assert not loaded.is_random and loaded.vision == tiny.vision and loaded.family == "qwen2_vl"
+    encoded = [encode_pdf(m, sixty_page_pdf, max_visual_tokens=800, max_pages=5) for m in (tiny, loaded)]
+    for ea, eb in zip(encoded[0].image_embeds, encoded[1].image_embeds, strict=True):
+        assert torch.equal(ea, eb)
+    inputs = build_chat_inputs(tiny.tokenizer, tiny.config, encoded[0].user_parts + ["code?"])
+    assert torch.equal(inputs["input_ids"], build_chat_inputs(loaded.tokenizer, loaded.config,
+                                                              encoded[1].user_parts + ["code?"])["input_ids"])
+    a, b = (answer(m, e, "code?", max_new_tokens=5) for m, e in zip((tiny, loaded), encoded))
+    assert a.text == b.text and a.stats["context_length"] == b.stats["context_length"]
+
+
+def test_bad_model_directories(tmp_path):
+    with pytest.raises(ConfigError, match="not a model directory"):
+        load_vlm(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="no config.json"):
+        load_vlm(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(ConfigError, match="not supported"):
+        load_vlm(tmp_path)
+
+
+def test_cli(capsys, sixty_page_pdf, short_video, tmp_path):
+    assert main(["info", sixty_page_pdf]) == 0
+    assert json.loads(capsys.readouterr().out)["pages"] == 60
+    assert main(["info", short_video]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 300
+    assert main(["ask", "--video", short_video, "-q", "what?", "--max-visual-tokens", "256",
+                 "--max-new-tokens", "3", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["stats"]["visual_tokens"] <= 256 and record["random_weights"] is True
+    assert main(["ask", "--pdf", sixty_page_pdf, "-q", "code?", "--max-pages", "3", "--max-new-tokens", "2"]) == 0
+    assert "evidence: p.1, p.2, p.3" in capsys.readouterr().out
+    bad = tmp_path / "broken.pdf"
+    bad.write_bytes(b"not a pdf at all")
+    assert main(["ask", "--pdf", str(bad), "-q", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "broken.pdf" in err and "corrupt" in err and "Traceback" not in err
