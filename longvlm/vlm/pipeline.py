@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import resource
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,6 +10,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from longvlm.errors import BudgetError, LongVLMError
+from longvlm.profiling import peak_rss_mb
 from longvlm.vlm.inputs import EncodedInput, Evidence, ProgressFn, encode_images, encode_pdf, encode_video
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.prompt import build_chat_inputs
@@ -35,12 +34,6 @@ class Answer:
             first, last = self.evidence[0], self.evidence[-1]
             return f"{first.cite()} .. {last.cite()} ({len(self.evidence)} frames)"
         return ", ".join(e.cite() for e in self.evidence)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 @torch.no_grad()
