@@ -91,12 +91,13 @@ def test_bad_requests(vlm, sixty_page_pdf):
         ask(vlm, "q", pdf=sixty_page_pdf, video="x.mp4")
 
 
-def test_model_directory_uses_same_path(tmp_path, sixty_page_pdf):
+@pytest.mark.parametrize("preset,family", [("tiny-qwen2-vl", "qwen2_vl"), ("tiny-qwen2.5-vl", "qwen2_5_vl")])
+def test_model_directory_uses_same_path(tmp_path, sixty_page_pdf, preset, family):
     """A saved checkpoint directory loads through from_pretrained and answers exactly like the preset."""
-    tiny = load_vlm("tiny")
+    tiny = load_vlm(preset)
     tiny.save_pretrained(tmp_path / "model")
     loaded = load_vlm(tmp_path / "model")
-    assert not loaded.is_random and loaded.vision == tiny.vision and loaded.family == "qwen2_vl"
+    assert not loaded.is_random and loaded.vision == tiny.vision and loaded.family == family
     encoded = [encode_pdf(m, sixty_page_pdf, max_visual_tokens=800, max_pages=5) for m in (tiny, loaded)]
     for ea, eb in zip(encoded[0].image_embeds, encoded[1].image_embeds, strict=True):
         assert torch.equal(ea, eb)
