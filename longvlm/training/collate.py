@@ -146,3 +146,17 @@ def greedy_pack(samples: Sequence[TokenizedExample], max_length: int, rows: int 
     if rows is not None and len(packed) > rows:
         raise BudgetError(f"{len(samples)} samples need {len(packed)} rows of {max_length} tokens, more than {rows}")
     return packed
+
+
+def example_length(example: Example, tokenizer, config, spec: VisionSpec) -> int:
+    """Token count of `example` exactly as `tokenize_example` produces it (text parts tokenized one by one,
+    visual items counted from their sizes), without touching pixels."""
+    total = int(build_training_inputs(tokenizer, config, [], example.answer)["input_ids"].shape[1])
+    for part in example.parts:
+        if isinstance(part, str):
+            total += len(tokenizer(part, add_special_tokens=False)["input_ids"])
+        elif isinstance(part, ImageItem):
+            total += 2 + spec.tokens(*spec.resized(*part.pixels.shape[:2]))
+        else:
+            total += 2 + spec.tokens(*spec.resized(*part.frames.shape[1:3]), len(part.frames))
+    return total

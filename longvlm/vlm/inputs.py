@@ -18,7 +18,8 @@ from PIL import Image
 from longvlm.datasets.pdf import PdfDocument
 from longvlm.datasets.video import VideoReader
 from longvlm.encoders.patches import image_patches, video_patches
-from longvlm.encoders.planner import Plan, plan_images, plan_video
+from longvlm.datasets.examples import Example, ImageItem, VideoItem
+from longvlm.encoders.planner import Plan, PlannedImage, PlannedVideo, plan_images, plan_video
 from longvlm.errors import InputError, LongVLMError
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.prompt import VisualSlot
@@ -194,6 +195,48 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
                                 video_grid_thw=grid_thw,
                                 second_per_grid_ts=torch.tensor([spec.temporal_patch_size * step]),
                                 stats=stats))
+
+
+@torch.no_grad()
+def encode_example(vlm: VLM, example: Example) -> EncodedInput:
+    """Encode an in-memory `Example` (synthetic tasks, evaluation) as given: every visual item at its own
+    size (smart-resized to the model's bounds), no budgeting. The question is the example's last text part."""
+    spec = vlm.vision
+    device, dtype = _vision_dtype(vlm)
+    parts: list[str | VisualSlot] = []
+    items, evidence = [], []
+    image_embeds, image_grids, video_embeds, video_grids, seconds = [], [], [], [], []
+    for part in example.parts:
+        if isinstance(part, str):
+            parts.append(part)
+        elif isinstance(part, ImageItem):
+            h, w = spec.resized(*part.pixels.shape[:2])
+            image_embeds += _encode_images(vlm, [part.pixels], [(h, w)])
+            image_grids.append(spec.grid(h, w))
+            items.append(PlannedImage(len(image_grids) - 1, h, w, spec.tokens(h, w)))
+            evidence.append(Evidence("image", len(image_grids) - 1))
+            parts.append(VisualSlot("image", items[-1].tokens))
+        elif isinstance(part, VideoItem):
+            h, w = spec.resized(*part.frames.shape[1:3])
+            pixels, grid = video_patches(list(part.frames), (h, w), spec)
+            out = vlm.model.get_video_features(pixel_values_videos=pixels.to(device, dtype),
+                                               video_grid_thw=grid.to(device))
+            video_embeds.append(out.pooler_output[0])
+            video_grids.append(grid[0].tolist())
+            stamps = part.timestamps
+            step = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else 1.0
+            seconds.append(spec.temporal_patch_size * step)
+            items.append(PlannedVideo(list(range(len(part.frames))), h, w, spec.tokens(h, w, len(part.frames))))
+            evidence += [Evidence("frame", i, timestamp=t) for i, t in enumerate(stamps)]
+            parts.append(VisualSlot("video", items[-1].tokens))
+    plan = Plan(items, sum(item.tokens for item in items), spec.max_pixels)
+    encoded = EncodedInput(example.task or "example", "example", plan, parts[:-1], evidence,
+                           image_embeds=image_embeds, video_embeds=video_embeds,
+                           image_grid_thw=torch.tensor(image_grids, dtype=torch.long) if image_grids else None,
+                           video_grid_thw=torch.tensor(video_grids, dtype=torch.long) if video_grids else None,
+                           second_per_grid_ts=torch.tensor(seconds) if seconds else None)
+    encoded.stats["question"] = parts[-1] if parts and isinstance(parts[-1], str) else ""
+    return _finish(encoded)
 
 
 def _finish(encoded: EncodedInput) -> EncodedInput:
