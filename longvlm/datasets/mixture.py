@@ -15,6 +15,7 @@ import numpy as np
 
 from longvlm.datasets import needles
 from longvlm.datasets.examples import Example
+from longvlm.datasets.records import read_records, record_to_example
 from longvlm.errors import ConfigError
 
 # name -> (generator(rng, size) -> Example, smallest size). `size` is the generator's length knob.
@@ -31,6 +32,7 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Example], int]]
 }
 
 TRAIN_STREAM, HELDOUT_STREAM = 0, 1
+JSONL_PREFIX = "jsonl:"  # a source named "jsonl:/path/to/samples.jsonl" draws records from that file
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,9 @@ class Mixture:
     def __init__(self, sources: dict[str, float], bins: list[LengthBin], length_of: Callable[[Example], int], *,
                  bin_weights: list[float] | None = None, long_share: float | None = None,
                  long_threshold: int | None = None, seed: int = 0, stream: int = TRAIN_STREAM) -> None:
-        unknown = sorted(set(sources) - set(GENERATORS))
+        self._records = {name: read_records(name[len(JSONL_PREFIX):]) for name in sources
+                         if name.startswith(JSONL_PREFIX)}
+        unknown = sorted(set(sources) - set(GENERATORS) - set(self._records))
         if unknown:
             raise ConfigError(f"unknown data sources {unknown}; known: {sorted(GENERATORS)}")
         if not sources or min(sources.values()) < 0 or sum(sources.values()) <= 0:
@@ -64,7 +68,7 @@ class Mixture:
         self.bin_weights = self._bin_weights(bin_weights, long_share, long_threshold)
         self.length_of = length_of
         self.seed, self.stream = seed, stream
-        self._calibration = {name: self._calibrate(name) for name in self.sources}
+        self._calibration = {name: self._calibrate(name) for name in self.sources if name in GENERATORS}
 
     def _bin_weights(self, weights, long_share, long_threshold) -> np.ndarray:
         if long_share is not None:
@@ -103,6 +107,8 @@ class Mixture:
         name = names[rng.choice(len(names), p=weights / weights.sum())]
         bin_ = self.bins[rng.choice(len(self.bins), p=self.bin_weights)]
         target = int(rng.integers(bin_.min_tokens, bin_.max_tokens + 1))
+        if name in self._records:
+            return self._draw_record(name, rng, bin_, target)
         size = self.size_for(name, target)
         make, smallest = GENERATORS[name]
         state = rng.bit_generator.state
@@ -115,6 +121,17 @@ class Mixture:
             size = max(smallest, size - max(1, size // 10))
         example.meta.update(source=name, bin=bin_.name, target_tokens=target, length=length)
         return example
+
+    def _draw_record(self, name: str, rng: np.random.Generator, bin_: LengthBin, target: int) -> Example:
+        """A record of a JSONL source (records have fixed lengths: up to 16 tries for one within the bin)."""
+        records = self._records[name]
+        for _ in range(16):
+            example = record_to_example(records[int(rng.integers(len(records)))])
+            length = self.length_of(example)
+            if length <= bin_.max_tokens:
+                example.meta.update(source=name, bin=bin_.name, target_tokens=target, length=length)
+                return example
+        raise ConfigError(f"{name}: no record found within the {bin_.name} bin ({bin_.max_tokens} tokens)")
 
     def realised(self, count: int, start: int = 0) -> dict:
         """Counts and shares per source and per bin over examples [start, start + count), with targets."""
