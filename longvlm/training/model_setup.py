@@ -37,7 +37,8 @@ def build_training_model(config: TrainConfig, tokenizer=None) -> VLM:
     spec_kwargs = config.model.vision
     attn = config.model.attn_implementation or default_attn_implementation()
     if config.model.source != "new":
-        vlm = load_vlm(config.model.source, device="cpu", dtype=torch.float32)
+        vlm = load_vlm(config.model.source, device="cpu", dtype=torch.float32,
+                       attn_implementation=config.model.attn_implementation)
         if spec_kwargs:
             vlm.vision = VisionSpec(**{**vlm.vision.__dict__, **spec_kwargs})
         return vlm
