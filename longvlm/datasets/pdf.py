@@ -83,6 +83,15 @@ class PdfDocument:
         except Exception as exc:
             raise InputError(self.path, f"text of page {index + 1} cannot be read ({short_reason(exc)})") from None
 
+    def image_coverage(self, index: int) -> float:
+        """Fraction of page `index` covered by images (clipped to the page, overlaps counted twice, max 1)."""
+        import pymupdf
+
+        page = self._page(index)
+        area = abs(page.rect) or 1.0
+        covered = sum(abs(pymupdf.Rect(info["bbox"]) & page.rect) for info in page.get_image_info())
+        return min(1.0, covered / area)
+
     def render(self, index: int, *, dpi: float = 144.0, max_pixels: int | None = None) -> Image.Image:
         """Render page `index` to an RGB PIL image at `dpi`, scaled down so that h*w <= `max_pixels` if given."""
         import pymupdf
