@@ -9,7 +9,12 @@ import sys
 
 from longvlm.errors import LongVLMError
 
-DEFAULT_MODEL = "tiny"
+
+def _default_model() -> str:
+    from longvlm.vlm.loading import default_model
+
+    return os.environ.get("LONGVLM_MODEL") or default_model()
+
 
 
 def _ask(args: argparse.Namespace) -> int:
@@ -102,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--pdf", help="PDF file")
     source.add_argument("--image", action="append", help="image file (repeat for several)")
     ask.add_argument("--question", "-q", required=True)
-    ask.add_argument("--model", default=os.environ.get("LONGVLM_MODEL", DEFAULT_MODEL),
-                     help="local Qwen2-VL/Qwen2.5-VL directory, or a preset: tiny, tiny-qwen2-vl, tiny-qwen2.5-vl")
+    ask.add_argument("--model", default=None,
+                     help="local Qwen2-VL/Qwen2.5-VL directory, or a preset: small (default, shipped), tiny, "
+                          "tiny-qwen2-vl, tiny-qwen2.5-vl (random weights)")
     ask.add_argument("--max-visual-tokens", type=int, default=4096)
     ask.add_argument("--max-new-tokens", type=int, default=64)
     ask.add_argument("--fps", type=float, default=1.0, help="video sampling rate before budgeting")
@@ -115,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     suites = evaluate.add_subparsers(dest="benchmark", required=True)
     niah = suites.add_parser("niah", help="multimodal needle-in-a-haystack over a length x depth grid")
     niah.add_argument("--suite", choices=["video", "image", "document"], required=True)
-    niah.add_argument("--model", default=os.environ.get("LONGVLM_MODEL", DEFAULT_MODEL))
+    niah.add_argument("--model", default=None)
     niah.add_argument("--lengths", type=int, nargs="+", default=[8, 16, 32],
                       help="frames (video), images (image) or pages (document)")
     niah.add_argument("--depths", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
@@ -129,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     niah.set_defaults(func=_eval_niah)
     mmlb = suites.add_parser("mmlongbench", help="MMLongBench-Doc with the official scoring rules")
     mmlb.add_argument("--data", required=True, help="folder with samples.json and documents/")
-    mmlb.add_argument("--model", default=os.environ.get("LONGVLM_MODEL", DEFAULT_MODEL))
+    mmlb.add_argument("--model", default=None)
     mmlb.add_argument("--out", required=True)
     mmlb.add_argument("--max-pages", type=int, default=120)
     mmlb.add_argument("--dpi", type=float, default=144.0)
@@ -148,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "model", "unset") is None:
+        args.model = _default_model()
     try:
         return args.func(args)
     except LongVLMError as exc:
