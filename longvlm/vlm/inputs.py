@@ -7,6 +7,7 @@ reused across questions (follow-ups do not re-decode or re-encode).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -83,21 +84,29 @@ def _encode_images(vlm: VLM, images: list[Image.Image | np.ndarray], sizes: list
 
 def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float = 144.0,
                max_pages: int | None = None, page_order: Sequence[int] | None = None,
-               min_tokens_per_page: int = 64, pages_per_chunk: int = 8,
+               min_tokens_per_page: int = 64, pages_per_chunk: int = 8, only_pages: Sequence[int] | None = None,
                progress: ProgressFn | None = None) -> EncodedInput:
     """Plan and encode the pages of a PDF (the first `max_pages` if given) into `max_visual_tokens`.
 
-    `page_order` (0-based indices, best first) decides which pages are kept when not all fit.
+    `page_order` (0-based indices, best first) decides which pages are kept when not all fit;
+    `only_pages` (0-based) restricts the candidates (e.g. oracle evidence pages).
     """
     stats: dict = {}
     started = time.perf_counter()
     with PdfDocument(path) as doc:
         count = doc.page_count if max_pages is None else min(doc.page_count, max_pages)
-        sizes = [doc.page_size(i, dpi) for i in range(count)]
+        candidates = list(range(count)) if only_pages is None else sorted({p for p in only_pages if 0 <= p < count})
+        if not candidates:
+            raise LongVLMError(f"{path}: none of the requested pages exist (document has {count} pages)")
+        sizes = [doc.page_size(i, dpi) for i in candidates]
         stats["pages_in_document"] = doc.page_count
         t_plan = time.perf_counter()
-        plan = plan_images(sizes, max_visual_tokens, vlm.vision, min_tokens_per_image=min_tokens_per_page,
-                           order=page_order)
+        position = {page: k for k, page in enumerate(candidates)}
+        order = None if page_order is None else [position[p] for p in page_order if p in position]
+        planned = plan_images(sizes, max_visual_tokens, vlm.vision, min_tokens_per_image=min_tokens_per_page,
+                              order=order)
+        plan = dataclasses.replace(planned, items=[dataclasses.replace(item, source_index=candidates[item.source_index])
+                                                   for item in planned.items])
         stats["time_plan_s"] = time.perf_counter() - t_plan
         _report(progress, "plan", len(plan.items), count)
         embeds, parts, evidence = [], [], []
