@@ -17,25 +17,70 @@ def _default_model() -> str:
 
 
 
+def _resolve_route(args: argparse.Namespace) -> str:
+    """'auto': the VLM route when a model was given (--model or LONGVLM_MODEL), else the text route when its
+    packages are installed, else the VLM route with the default model."""
+    if args.route != "auto":
+        return args.route
+    if args.model_given:
+        return "vlm"
+    from longvlm.vlm.text_route import text_route_missing
+
+    missing = text_route_missing()
+    if missing:
+        print(f"note: no VLM checkpoint given and the text route is not installed ({', '.join(missing)}); "
+              "using the VLM route", file=sys.stderr)
+        return "vlm"
+    return "text"
+
+
+def _print_answer(result, args: argparse.Namespace, note: str = "", random_weights: bool = False) -> None:
+    if args.json:
+        print(json.dumps({"answer": result.text, "model": result.model, "route": result.route,
+                          "random_weights": random_weights, "evidence": [e.__dict__ for e in result.evidence],
+                          "passages": result.passages, "stats": result.stats}, indent=2))
+        return
+    print(f"answer: {result.text!r}")
+    print(f"route: {result.route}  model: {result.model}{note}")
+    print(f"evidence: {result.citations()}")
+    if result.passages:
+        print("passages (retrieved, best first):")
+        for p in result.passages:
+            snippet = " ".join(p["text"].split())
+            print(f"  [{p['cite']}] {snippet[:300]}{' ...' if len(snippet) > 300 else ''}")
+    for key, value in result.stats.items():
+        print(f"  {key:>22}: {value:.3f}" if isinstance(value, float) else f"  {key:>22}: {value}")
+
+
 def _ask(args: argparse.Namespace) -> int:
+    route = _resolve_route(args)
+    if route == "text":
+        from longvlm.vlm.text_route import ask_text
+
+        if args.model_given:
+            raise LongVLMError("--model names a VLM; the text route uses its own small LM (drop --model or use "
+                               "--route vlm)")
+        result = ask_text(args.question, pdf=args.pdf, video=args.video, images=args.image or None,
+                          max_pages=args.max_pages, max_frames=args.max_frames, frame_every_s=1.0 / args.fps,
+                          max_new_tokens=args.max_new_tokens)
+        _print_answer(result, args, "  (text route: no VLM read the pages/frames; a 135M-parameter LM wrote the "
+                                    "answer from the retrieved passages: check them)")
+        return 0
     from longvlm.vlm.loading import load_vlm
     from longvlm.vlm.pipeline import ask
 
     vlm = load_vlm(args.model)
+    selector = None
+    if args.select:
+        from longvlm.encoders.selection import QuestionSelector
+
+        selector = QuestionSelector()
     result = ask(vlm, args.question, video=args.video, pdf=args.pdf, images=args.image or None,
                  max_visual_tokens=args.max_visual_tokens, max_new_tokens=args.max_new_tokens,
-                 sample_fps=args.fps, max_frames=args.max_frames, max_pages=args.max_pages)
-    if args.json:
-        print(json.dumps({"answer": result.text, "model": result.model, "route": result.route,
-                          "random_weights": vlm.is_random,
-                          "evidence": [e.__dict__ for e in result.evidence], "stats": result.stats}, indent=2))
-        return 0
-    note = " (random-weight test model: the answer is meaningless)" if vlm.is_random else ""
-    print(f"answer: {result.text!r}")
-    print(f"model: {result.model}{note}  route: {result.route}")
-    print(f"evidence: {result.citations()}")
-    for key, value in result.stats.items():
-        print(f"  {key:>22}: {value:.3f}" if isinstance(value, float) else f"  {key:>22}: {value}")
+                 sample_fps=args.fps, max_frames=args.max_frames, max_pages=args.max_pages,
+                 selector=selector, native_items=args.native_pages)
+    note = "  (random-weight test model: the answer is meaningless)" if vlm.is_random else ""
+    _print_answer(result, args, note, vlm.is_random)
     return 0
 
 
@@ -115,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--fps", type=float, default=1.0, help="video sampling rate before budgeting")
     ask.add_argument("--max-frames", type=int, default=None)
     ask.add_argument("--max-pages", type=int, default=None)
+    ask.add_argument("--route", choices=["auto", "text", "vlm"], default="auto",
+                     help="vlm: a vision-language model reads the pages/frames; text: retrieval over page text/OCR "
+                          "and a small pretrained LM (no VLM weights needed); auto (default): vlm when --model "
+                          "(or LONGVLM_MODEL) is given, else text")
+    ask.add_argument("--select", action="store_true",
+                     help="vlm route: rank pages/frames against the question (BM25 + MiniLM over text/OCR); the "
+                          "best get native resolution, the rest low resolution or none")
+    ask.add_argument("--native-pages", type=int, default=4, help="with --select: pages/frames at native resolution")
     ask.add_argument("--json", action="store_true", help="print a JSON record")
     ask.set_defaults(func=_ask)
     evaluate = sub.add_parser("eval", help="benchmarks: needle-in-a-haystack suites, MMLongBench-Doc")
@@ -154,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.model_given = getattr(args, "model", None) is not None or bool(os.environ.get("LONGVLM_MODEL"))
     if getattr(args, "model", "unset") is None:
         args.model = _default_model()
     try:

@@ -123,14 +123,15 @@ def test_cli(capsys, sixty_page_pdf, short_video, tmp_path):
     assert json.loads(capsys.readouterr().out)["pages"] == 60
     assert main(["info", short_video]) == 0
     assert json.loads(capsys.readouterr().out)["frames"] == 300
-    assert main(["ask", "--video", short_video, "-q", "what?", "--max-visual-tokens", "256",
+    assert main(["ask", "--route", "vlm", "--video", short_video, "-q", "what?", "--max-visual-tokens", "256",
                  "--max-new-tokens", "3", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["stats"]["visual_tokens"] <= 256 and record["random_weights"] is True
-    assert main(["ask", "--pdf", sixty_page_pdf, "-q", "code?", "--max-pages", "3", "--max-new-tokens", "2"]) == 0
+    assert main(["ask", "--route", "vlm", "--pdf", sixty_page_pdf, "-q", "code?", "--max-pages", "3",
+                 "--max-new-tokens", "2"]) == 0
     assert "evidence: p.1, p.2, p.3" in capsys.readouterr().out
     bad = tmp_path / "broken.pdf"
     bad.write_bytes(b"not a pdf at all")
-    assert main(["ask", "--pdf", str(bad), "-q", "x"]) == 2
+    assert main(["ask", "--route", "vlm", "--pdf", str(bad), "-q", "x"]) == 2
     err = capsys.readouterr().err
     assert "broken.pdf" in err and "corrupt" in err and "Traceback" not in err

@@ -28,8 +28,8 @@ ProgressFn = Callable[[str, int, int], None]
 class TextItem:
     """The text of one page or video frame, and where it came from."""
 
-    kind: str  # "page" | "frame"
-    index: int  # 0-based page index, or frame index in the video
+    kind: str  # "page" | "frame" | "image"
+    index: int  # 0-based page index, frame index in the video, or 0-based image index
     text: str
     source: str  # "layer" (PDF text layer), "ocr", "layer+ocr", or "none" (no text found)
     label: str = ""  # printed page label
@@ -41,8 +41,10 @@ class TextItem:
         return self.index + 1 if self.kind == "page" else self.index
 
     def cite(self) -> str:
-        """'p.3' for pages, '12.0s' for frames."""
-        return f"{self.timestamp:.1f}s" if self.kind == "frame" else f"p.{self.index + 1}"
+        """'p.3' for pages, '12.0s' for frames, 'image 0' for images."""
+        if self.kind == "frame":
+            return f"{self.timestamp:.1f}s"
+        return f"p.{self.index + 1}" if self.kind == "page" else f"image {self.index}"
 
 
 def needs_ocr(words: int, image_coverage: float, policy: str = "auto") -> bool:
@@ -56,7 +58,7 @@ def needs_ocr(words: int, image_coverage: float, policy: str = "auto") -> bool:
 
 
 def pdf_page_texts(path: str | os.PathLike, *, ocr: str = "auto", engine: OcrEngine | None = None,
-                   ocr_dpi: float = 144.0, ocr_max_pixels: int = 1_600_000, max_pages: int | None = None,
+                   ocr_dpi: float = 144.0, ocr_max_pixels: int = 1_000_000, max_pages: int | None = None,
                    progress: ProgressFn | None = None) -> list[TextItem]:
     """The text of every page (the first `max_pages` if given), OCR'ing pages per the `ocr` policy.
 

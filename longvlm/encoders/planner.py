@@ -43,6 +43,7 @@ class Plan:
     budget: int
     pixel_cap: int  # max_pixels given to smart_resize for every item (pass it to a processor to reproduce sizes)
     skipped: int = 0  # inputs (pages / frames) dropped to fit the budget
+    low_pixel_cap: int | None = None  # ranked plans: the cap of the low-resolution items (pixel_cap: native ones)
 
     @property
     def total_tokens(self) -> int:
@@ -107,12 +108,62 @@ def plan_images(sizes: Sequence[tuple[int, int]], budget: int, spec: VisionSpec,
     return Plan(items, budget, cap, skipped=len(sizes) - len(keep))
 
 
+def plan_ranked_images(sizes: Sequence[tuple[int, int]], budget: int, spec: VisionSpec, order: Sequence[int], *,
+                       native: int, low_max_pixels: int | None = None, min_tokens_per_image: int = 64,
+                       max_pixels: int | None = None) -> Plan:
+    """Plan by a ranking (`order`: indices, best first; unranked indices follow in document order): the first
+    `native` items at native resolution (capped by `max_pixels` or the spec's), then the others at low
+    resolution (a common cap of at most `low_max_pixels`, default 4x the minimum) in the budget left, dropping
+    the lowest-ranked when even the minimum does not fit. If not even one item fits at native resolution,
+    this is `plan_images` by the same order. Items stay in document order.
+    """
+    if budget <= 0:
+        raise BudgetError(f"visual token budget must be positive, got {budget}")
+    if not sizes:
+        raise BudgetError("nothing to plan: zero pages/images")
+    if native < 0:
+        raise BudgetError(f"native must be >= 0, got {native}")
+    ranked = list(dict.fromkeys(i for i in order if 0 <= i < len(sizes)))
+    ranked += [i for i in range(len(sizes)) if i not in set(ranked)]
+    factor_area = spec.factor ** 2
+    floor_cap = max(spec.min_pixels, min_tokens_per_image * factor_area)
+    top_cap = max(floor_cap, spec.max_pixels if max_pixels is None else max_pixels)
+    low_cap = min(top_cap, max(floor_cap, 4 * floor_cap if low_max_pixels is None else low_max_pixels))
+
+    def tokens(i: int, cap: int) -> int:
+        return spec.tokens(*spec.resized(*sizes[i], max_pixels=cap))
+
+    top = ranked[:native]
+    while top and sum(tokens(i, top_cap) for i in top) > budget:
+        top.pop()
+    if not top:
+        return plan_images(sizes, budget, spec, min_tokens_per_image=min_tokens_per_image, max_pixels=max_pixels,
+                           order=ranked)
+    items = [PlannedImage(i, *spec.resized(*sizes[i], max_pixels=top_cap), tokens(i, top_cap)) for i in top]
+    rest = ranked[len(top):]
+    left = budget - sum(item.tokens for item in items)
+    low_plan = None
+    if rest and left > 0:
+        try:
+            low_plan = plan_images([sizes[i] for i in rest], left, spec, min_tokens_per_image=min_tokens_per_image,
+                                   max_pixels=low_cap, order=range(len(rest)))
+        except BudgetError:  # not even one more item fits at the minimum resolution
+            low_plan = None
+    if low_plan is not None:
+        items += [PlannedImage(rest[item.source_index], item.height, item.width, item.tokens)
+                  for item in low_plan.items]
+    items.sort(key=lambda item: item.source_index)
+    return Plan(items, budget, top_cap, skipped=len(sizes) - len(items),
+                low_pixel_cap=low_plan.pixel_cap if low_plan is not None else None)
+
+
 def plan_video(num_frames: int, video_fps: float, height: int, width: int, budget: int, spec: VisionSpec, *,
                sample_fps: float = 1.0, max_frames: int | None = None, min_tokens_per_frame: int = 16,
-               max_pixels: int | None = None) -> Plan:
+               max_pixels: int | None = None, frame_order: Sequence[int] | None = None) -> Plan:
     """Plan one video into `budget` visual tokens: frames sampled at `sample_fps` (at most `max_frames`),
-    thinned evenly if even `min_tokens_per_frame` per temporal patch would not fit, at the largest common
-    resolution that fits. The frame count is a multiple of the temporal patch size (no padded frames)."""
+    thinned if even `min_tokens_per_frame` per temporal patch would not fit (evenly, or keeping the first
+    frames of `frame_order`, a ranking of frame indices, best first), at the largest common resolution that
+    fits. The frame count is a multiple of the temporal patch size (no padded frames)."""
     if budget <= 0:
         raise BudgetError(f"visual token budget must be positive, got {budget}")
     tp = spec.temporal_patch_size
@@ -128,7 +179,12 @@ def plan_video(num_frames: int, video_fps: float, height: int, width: int, budge
     wanted_pairs = max(1, len(indices) // tp)
     if wanted_pairs > max_pairs or len(indices) % tp:
         count = min(wanted_pairs, max_pairs) * tp
-        indices = sampling.indices_by_count(num_frames, count) if count <= num_frames else indices
+        if frame_order is not None and count <= num_frames:
+            ranked = list(dict.fromkeys(i for i in frame_order if 0 <= i < num_frames))
+            ranked += [i for i in sampling.indices_by_count(num_frames, count) if i not in set(ranked)]
+            indices = sorted(ranked[:count])
+        else:
+            indices = sampling.indices_by_count(num_frames, count) if count <= num_frames else indices
     if len(indices) % tp:  # very short video: fewer frames than one temporal patch -> repeat the last frame
         indices = indices + [indices[-1]] * (-len(indices) % tp)
     pairs = len(indices) // tp

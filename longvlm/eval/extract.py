@@ -58,3 +58,67 @@ def rule_based_extract(response: str, answer_format: str) -> str:
         return repr(items)
     first = re.split(r"(?<=[.!?])\s|\n", text)[0].strip()
     return first.rstrip(".")
+
+
+CONSTRAINED_LABEL = "extractor: SmolLM2-135M-Instruct (constrained)"
+_NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+_FORMAT_ASK = {
+    "Int": "What is the answer, as an integer?",
+    "Float": "What is the answer, as a number?",
+    "Str": "Copy the shortest phrase of the response that answers the question.",
+    "List": "Copy the part of the response that lists the answer items, separated by commas.",
+}
+
+
+def number_candidates(response: str, answer_format: str) -> list[str]:
+    """Distinct numbers in the response, in order: integers (and number words up to twenty) for Int,
+    decimals for Float ('1,234.5' -> '1234.5'; a trailing % is dropped)."""
+    found = []
+    for match in re.finditer(_NUMBER + r"|\b(" + "|".join(_NUMBER_WORDS) + r")\b", response, flags=re.I):
+        text = match.group(0)
+        if text.lower() in _NUMBER_WORDS:
+            value = str(_NUMBER_WORDS[text.lower()])
+        else:
+            value = text.replace(",", "").rstrip(".")
+            if answer_format == "Int":
+                try:
+                    value = str(int(float(value)))
+                except ValueError:
+                    continue
+        if value not in found:
+            found.append(value)
+    return found
+
+
+def constrained_extract(lm, question: str, response: str, answer_format: str) -> str:
+    """Short answer from a free response by a small LM whose output is restricted to the answer's shape.
+
+    - a response that declines (rule-based refusal phrases, or empty) gives 'Not answerable';
+    - Int / Float: the LM chooses, by likelihood, among the numbers that occur in the response
+      (none: 'Not answerable');
+    - Str / List: the LM copies a span of the response (decoding restricted to substrings of it); a List
+      span is split on commas, semicolons and 'and'.
+    The 'None' format (the ground truth of unanswerable questions) is handled as 'Str', so the format never
+    reveals that a question is unanswerable. `lm` is a `longvlm.vlm.small_lm.SmallLM`.
+    """
+    from longvlm.vlm.constrained import candidate_logprobs, generate_copy
+
+    if rule_based_extract(response, "Str") == NOT_ANSWERABLE:
+        return NOT_ANSWERABLE
+    fmt = answer_format if answer_format in _FORMAT_ASK else "Str"
+    messages = [{"role": "user", "content": f"Question: {question.strip()}\nResponse: {response.strip()}\n\n"
+                                            f"{_FORMAT_ASK[fmt]}"}]
+    if fmt in ("Int", "Float"):
+        candidates = number_candidates(response, fmt)
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else NOT_ANSWERABLE
+        scores = candidate_logprobs(lm, messages, candidates)
+        return candidates[max(range(len(candidates)), key=scores.__getitem__)]
+    span = generate_copy(lm, messages, response, max_new_tokens=32 if fmt == "List" else 16).strip(" .,;:'\"")
+    if not span:
+        return NOT_ANSWERABLE
+    if fmt == "List":
+        return repr([p.strip(" .'\"") for p in re.split(r",|;|\band\b|\n", span) if p.strip(" .'\"")])
+    return span

@@ -20,7 +20,7 @@ from longvlm.datasets.pdf import PdfDocument
 from longvlm.datasets.video import VideoReader
 from longvlm.encoders.patches import image_patches, video_patches
 from longvlm.datasets.examples import Example, ImageItem, VideoItem
-from longvlm.encoders.planner import Plan, PlannedImage, PlannedVideo, plan_images, plan_video
+from longvlm.encoders.planner import Plan, PlannedImage, PlannedVideo, plan_images, plan_ranked_images, plan_video
 from longvlm.errors import InputError, LongVLMError
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.prompt import VisualSlot
@@ -85,11 +85,13 @@ def _encode_images(vlm: VLM, images: list[Image.Image | np.ndarray], sizes: list
 def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float = 144.0,
                max_pages: int | None = None, page_order: Sequence[int] | None = None,
                min_tokens_per_page: int = 64, pages_per_chunk: int = 8, only_pages: Sequence[int] | None = None,
-               progress: ProgressFn | None = None) -> EncodedInput:
+               native_pages: int | None = None, progress: ProgressFn | None = None) -> EncodedInput:
     """Plan and encode the pages of a PDF (the first `max_pages` if given) into `max_visual_tokens`.
 
     `page_order` (0-based indices, best first) decides which pages are kept when not all fit;
-    `only_pages` (0-based) restricts the candidates (e.g. oracle evidence pages).
+    `only_pages` (0-based) restricts the candidates (e.g. oracle evidence pages). With `native_pages` (and a
+    `page_order`, e.g. from question-aware selection) the first `native_pages` of the order get native
+    resolution and the others low resolution or none (`plan_ranked_images`).
     """
     stats: dict = {}
     started = time.perf_counter()
@@ -103,8 +105,12 @@ def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float
         t_plan = time.perf_counter()
         position = {page: k for k, page in enumerate(candidates)}
         order = None if page_order is None else [position[p] for p in page_order if p in position]
-        planned = plan_images(sizes, max_visual_tokens, vlm.vision, min_tokens_per_image=min_tokens_per_page,
-                              order=order)
+        if native_pages is not None and order is not None:
+            planned = plan_ranked_images(sizes, max_visual_tokens, vlm.vision, order, native=native_pages,
+                                         min_tokens_per_image=min_tokens_per_page)
+        else:
+            planned = plan_images(sizes, max_visual_tokens, vlm.vision, min_tokens_per_image=min_tokens_per_page,
+                                  order=order)
         plan = dataclasses.replace(planned, items=[dataclasses.replace(item, source_index=candidates[item.source_index])
                                                    for item in planned.items])
         stats["time_plan_s"] = time.perf_counter() - t_plan
@@ -157,16 +163,19 @@ def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_t
 
 @torch.no_grad()
 def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_fps: float = 1.0,
-                 max_frames: int | None = None, frames_per_chunk: int = 16,
+                 max_frames: int | None = None, frames_per_chunk: int = 16, frame_order: Sequence[int] | None = None,
                  progress: ProgressFn | None = None) -> EncodedInput:
-    """Plan and encode a video into `max_visual_tokens`, decoding `frames_per_chunk` frames at a time."""
+    """Plan and encode a video into `max_visual_tokens`, decoding `frames_per_chunk` frames at a time.
+
+    `frame_order` (frame indices, best first, e.g. from question-aware selection) decides which frames are
+    kept when the budget forces thinning."""
     started = time.perf_counter()
     reader = VideoReader(path)
     meta = reader.metadata
     t_plan = time.perf_counter()
     spec = vlm.vision
     plan = plan_video(meta.num_frames, meta.fps, meta.height, meta.width, max_visual_tokens, spec,
-                      sample_fps=sample_fps, max_frames=max_frames)
+                      sample_fps=sample_fps, max_frames=max_frames, frame_order=frame_order)
     plan_s = time.perf_counter() - t_plan
     item = plan.items[0]
     _report(progress, "plan", item.num_frames, meta.num_frames)

@@ -22,15 +22,17 @@ class Answer:
 
     text: str
     model: str
-    route: str  # "vlm": the vision-language model read the frames/pages
+    route: str  # "vlm": the vision-language model read the frames/pages; "text": a small LM read retrieved text
     evidence: list[Evidence]
     stats: dict = field(default_factory=dict)
+    passages: list[dict] = field(default_factory=list)  # text route: the excerpts read (cite, score, text, source)
 
     def citations(self) -> str:
-        """Compact list of what was fed, e.g. 'p.1, p.4' or '0.0s .. 59.0s (60 frames)'."""
+        """Compact list of what was fed, e.g. 'p.1, p.4' or '0.0s .. 59.0s (60 frames)' (text route: each
+        retrieved page/frame, best first)."""
         if not self.evidence:
             return ""
-        if self.evidence[0].kind == "frame":
+        if self.evidence[0].kind == "frame" and self.route != "text":
             first, last = self.evidence[0], self.evidence[-1]
             return f"{first.cite()} .. {last.cite()} ({len(self.evidence)} frames)"
         return ", ".join(e.cite() for e in self.evidence)
@@ -81,18 +83,48 @@ def answer(vlm: VLM, encoded: EncodedInput, question: str, *, follow_ups: Sequen
 def ask(vlm: VLM, question: str, *, video: str | None = None, pdf: str | None = None,
         images: Sequence[str] | None = None, max_visual_tokens: int = 4096, max_new_tokens: int = 64,
         sample_fps: float = 1.0, max_frames: int | None = None, dpi: float = 144.0, max_pages: int | None = None,
-        progress: ProgressFn | None = None) -> Answer:
-    """Answer a question about exactly one of: a video, a PDF, or a list of images."""
+        selector=None, native_items: int = 4, progress: ProgressFn | None = None) -> Answer:
+    """Answer a question about exactly one of: a video, a PDF, or a list of images.
+
+    With a `selector` (`longvlm.encoders.selection.QuestionSelector`), pages are ranked against the question
+    and the best `native_items` get native resolution, the rest low resolution or none; video frames are
+    ranked by their on-screen text (OCR) and the timestamps the question names, and the best are kept when
+    the budget forces thinning.
+    """
     if sum(x is not None for x in (video, pdf, images)) != 1:
         raise LongVLMError("give exactly one of video=, pdf= or images=")
     if not question or not question.strip():
         raise LongVLMError("the question is empty")
+    selection: dict = {}
     if video is not None:
+        order = None
+        if selector is not None:
+            from longvlm.datasets.page_text import video_frame_texts
+
+            started = time.perf_counter()
+            frames = video_frame_texts(video, every_s=1.0 / sample_fps, max_frames=max_frames)
+            order = [frames[i].index for i in selector.rank(question, frames).order]
+            selection = {"selection_ranked": len(frames), "selection_top": [frames[i].cite() for i in
+                         [f for f in range(len(frames)) if frames[f].index in order[:native_items]]],
+                         "time_selection_s": time.perf_counter() - started}
         encoded = encode_video(vlm, video, max_visual_tokens=max_visual_tokens, sample_fps=sample_fps,
-                               max_frames=max_frames, progress=progress)
+                               max_frames=max_frames, frame_order=order, progress=progress)
     elif pdf is not None:
+        order = None
+        if selector is not None:
+            from longvlm.datasets.cache import file_sha256
+            from longvlm.datasets.page_text import pdf_page_texts
+
+            started = time.perf_counter()
+            pages = pdf_page_texts(pdf, max_pages=max_pages)
+            order = selector.rank(question, pages, key=file_sha256(pdf)).order
+            selection = {"selection_ranked": len(pages), "selection_top": [f"p.{i + 1}" for i in order[:native_items]],
+                         "time_selection_s": time.perf_counter() - started}
         encoded = encode_pdf(vlm, pdf, max_visual_tokens=max_visual_tokens, dpi=dpi, max_pages=max_pages,
+                             page_order=order, native_pages=native_items if order is not None else None,
                              progress=progress)
     else:
         encoded = encode_images(vlm, list(images), max_visual_tokens=max_visual_tokens, progress=progress)
-    return answer(vlm, encoded, question, max_new_tokens=max_new_tokens)
+    result = answer(vlm, encoded, question, max_new_tokens=max_new_tokens)
+    result.stats.update(selection)
+    return result
