@@ -62,6 +62,18 @@ def rankers():
     }
 
 
+def unreachable(samples: list[dict], documents: str) -> int:
+    """Questions whose evidence pages all lie beyond the PDF's last page (no ranker can find them)."""
+    from longvlm.datasets.pdf import PdfDocument
+
+    counts: dict[str, int] = {}
+    for s in samples:
+        if s["doc_id"] not in counts:
+            with PdfDocument(os.path.join(documents, s["doc_id"])) as doc:
+                counts[s["doc_id"]] = doc.page_count
+    return sum(1 for s in samples if all(p > counts[s["doc_id"]] for p in s["evidence_pages"]))
+
+
 def uniform_at(n: int, k: int) -> list[int]:
     from longvlm.datasets import sampling
 
@@ -94,14 +106,15 @@ def recall_table(data: str, ks: list[int]) -> dict:
         for s in questions:
             evidence = {p - 1 for p in s["evidence_pages"]}
             orders = {name: fn(s["question"], items, key) for name, fn in ranks.items()}
-            orders["hybrid, text layer only (no OCR)"] = ranks["hybrid (longvlm default)"](s["question"], layer_only,
-                                                                                          key + "-layer")
+            for name in ("BM25 alone", "MiniLM alone (all pages)", "hybrid (longvlm default)"):
+                orders[f"{name}, text layer only (no OCR)"] = ranks[name](s["question"], layer_only, key)
             for name, order in orders.items():
                 for k in ks:
                     top = uniform_at(len(items), k) if name == "uniform" else order[:k]
                     hits[name][k].append(len(evidence & set(top)) / len(evidence))
         print(f"{doc_id}: {len(questions)} questions, {len(items)} pages", file=sys.stderr, flush=True)
     return {"questions": len(with_evidence), "documents": len(by_doc), "pages": pages, "ocr_pages": ocr_pages,
+            "unreachable": unreachable(with_evidence, documents),
             "skipped_no_evidence": len(present) - len(with_evidence), "seconds": time.perf_counter() - started,
             "recall": {name: {k: sum(v) / len(v) for k, v in per_k.items()} for name, per_k in hits.items()}}
 

@@ -31,6 +31,11 @@ def test_references_in_questions():
     assert page_references("How many people are in Pages 30-35?") == {30, 31, 32, 33, 34, 35}
     assert page_references("the legend on slide 4 and page 9") == {4, 9}
     assert page_references("What is the revenue?") == set()
+    assert page_references("the words in the first rectangle on the top of the page two") == {2}
+    assert page_references("How many people are in the images on the cover?", 40) == {1}
+    assert page_references("In the figure at Page at the second last, how many people?", 40) == {39}
+    assert page_references("the last slide", 12) == {12} and page_references("the third page", 12) == {3}
+    assert page_references("What does the policy cover?", 40) == set()
     assert time_references("what happens at 1:02:03 and at 2:30?") == [3723, 150]
     assert time_references("after 90 seconds, then 3 minutes in") == [90.0, 180.0]
 

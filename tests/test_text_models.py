@@ -184,13 +184,13 @@ def test_selection_feeds_the_vlm_planner(embedder, zoo_pdf):
     assert result.route == "vlm" and result.stats["selection_top"][0] == "p.7"
     assert 7 in [e.index for e in result.evidence] and result.stats["visual_tokens"] <= 600
     order = QuestionSelector(embedder).rank(question, pdf_page_texts(zoo_pdf)).order
-    encoded = encode_pdf(vlm, zoo_pdf, max_visual_tokens=200, page_order=order, native_pages=2,
+    encoded = encode_pdf(vlm, zoo_pdf, max_visual_tokens=700, page_order=order, native_pages=2,
                          min_tokens_per_page=4)
     tokens = {item.source_index: item.tokens for item in encoded.plan.items}
     native = vlm.vision.tokens(*vlm.vision.resized(1684, 1190))
     assert tokens[6] == tokens[order[1]] == native
     assert all(t < native for i, t in tokens.items() if i not in order[:2])
-    assert encoded.visual_tokens == encoded.plan.total_tokens <= 200
+    assert encoded.visual_tokens == encoded.plan.total_tokens <= 700
 
 
 def test_video_frames_ranked_by_on_screen_text(ocr, embedder, tmp_path, monkeypatch):
@@ -212,6 +212,16 @@ def test_video_frames_ranked_by_on_screen_text(ocr, embedder, tmp_path, monkeypa
     assert len(merged) <= len(calls) and any("zebra" in m.text.lower() for m in merged)
     assert QuestionSelector(False).rank("what is shown at 0:25?", frames).order[0] in \
         [i for i, f in enumerate(frames) if abs(f.timestamp - 25) <= 1]
+    # the VLM route: the best frames come as native-resolution close-ups beside the video
+    from longvlm.vlm.loading import load_vlm
+    from longvlm.vlm.pipeline import ask
+
+    vlm = load_vlm("tiny")
+    result = ask(vlm, "How much is the zebra budget?", video=video, selector=QuestionSelector(embedder),
+                 native_items=2, max_visual_tokens=600, max_new_tokens=2)
+    closeups = [e for e in result.evidence if e.label == "native"]
+    assert result.stats["native_frames"] == len(closeups) == 2
+    assert all(10 <= e.timestamp < 20 for e in closeups) and result.stats["visual_tokens"] <= 600
 
 
 def write_caption_video(path, captions, seconds_each=10, fps=2, size=(320, 180)):

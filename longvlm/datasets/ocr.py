@@ -41,14 +41,15 @@ def reading_order(lines: list[OcrLine]) -> str:
 
 
 class OcrEngine:
-    """A RapidOCR instance, loaded on first use, running on `threads` CPU threads.
+    """A RapidOCR instance, loaded on first use, running on `threads` CPU threads (default: $OMP_NUM_THREADS,
+    else up to 2; on a CPU shared with other busy processes, 1 thread is much faster than 2).
 
     `min_score` drops lines recognised with lower confidence. The angle classifier is off: pages and frames
     are upright, and it costs time.
     """
 
     def __init__(self, threads: int | None = None, min_score: float = 0.5) -> None:
-        self.threads = threads or min(2, os.cpu_count() or 1)
+        self.threads = threads or int(os.environ.get("OMP_NUM_THREADS") or min(2, os.cpu_count() or 1))
         self.min_score = min_score
         self._engine = None
 

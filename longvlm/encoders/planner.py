@@ -157,6 +157,18 @@ def plan_ranked_images(sizes: Sequence[tuple[int, int]], budget: int, spec: Visi
                 low_pixel_cap=low_plan.pixel_cap if low_plan is not None else None)
 
 
+def plan_native_frames(ranked_frames: Sequence[int], height: int, width: int, budget: int, spec: VisionSpec, *,
+                       count: int, max_share: float = 0.5) -> list[PlannedImage]:
+    """Close-ups for a video: the first `count` of `ranked_frames` (frame indices, best first) as images at
+    native resolution (the frame size, capped by the spec's max pixels), using at most `max_share` of
+    `budget`; fewer when they do not fit. Returned in time order; `source_index` is the frame index."""
+    h, w = spec.resized(height, width)
+    tokens = spec.tokens(h, w)
+    fit = min(count, int(budget * max_share) // tokens)
+    chosen = list(dict.fromkeys(ranked_frames))[:max(0, fit)]
+    return [PlannedImage(i, h, w, tokens) for i in sorted(chosen)]
+
+
 def plan_video(num_frames: int, video_fps: float, height: int, width: int, budget: int, spec: VisionSpec, *,
                sample_fps: float = 1.0, max_frames: int | None = None, min_tokens_per_frame: int = 16,
                max_pixels: int | None = None, frame_order: Sequence[int] | None = None) -> Plan:

@@ -24,21 +24,47 @@ from longvlm.datasets.cache import text_sha256
 from longvlm.datasets.page_text import TextItem
 from longvlm.errors import ConfigError
 
-_PAGE_REF = re.compile(r"\b(?:pages?|slides?|p\.)\s*(\d{1,4})(?:\s*(?:-|–|to|and)\s*(\d{1,4}))?", re.I)
+_NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+_ORDINALS = {w: i + 1 for i, w in enumerate(
+    "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth".split())}
+_NUM = r"(\d{1,4}|" + "|".join(_NUMBER_WORDS) + ")"
+_PAGE_REF = re.compile(r"\b(?:pages?|slides?|p\.)\s*" + _NUM + r"(?:\s*(?:-|–|to|and)\s*" + _NUM + ")?", re.I)
+_ORDINAL_REF = re.compile(r"\b(?:the\s+)?(" + "|".join(_ORDINALS) + r"|last|second[\s-]+(?:to[\s-]+)?last)"
+                          r"\s+(?:page|slide)s?\b|\b(?:page|slide)\s+at\s+the\s+(second[\s-]+(?:to[\s-]+)?last|last)\b|"
+                          r"\b(?:the|(front|back))\s+cover\b(?!\s+(?:of|for)\b)|\bcover\s+page\b", re.I)
+
 _CLOCK_REF = re.compile(r"\b(?:(\d{1,2}):)?(\d{1,2}):(\d{2})\b")
 _UNIT_REF = re.compile(r"\b(\d+(?:\.\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|m)\b", re.I)
 
 
-def page_references(question: str) -> set[int]:
-    """Page or slide numbers named in a question: 'page 14' -> {14}, 'pages 30-35' -> {30..35}."""
+def _number(token: str) -> int:
+    return int(token) if token.isdigit() else _NUMBER_WORDS[token.lower()]
+
+
+def page_references(question: str, page_count: int | None = None) -> set[int]:
+    """1-based page or slide numbers named in a question: 'page 14' -> {14}, 'pages 30-35' -> {30..35},
+    'page two' -> {2}; with `page_count`, also 'the first/second/last/second last page' and 'cover'."""
     found: set[int] = set()
     for match in _PAGE_REF.finditer(question):
-        first = int(match.group(1))
-        last = int(match.group(2)) if match.group(2) else first
+        first = _number(match.group(1))
+        last = _number(match.group(2)) if match.group(2) else first
         if first <= last <= first + 50:
             found.update(range(first, last + 1))
         else:
             found.update({first, last})
+    if page_count:
+        for match in _ORDINAL_REF.finditer(question):
+            word = (match.group(1) or match.group(2) or "").lower()
+            if match.group(0).lower().strip().endswith("cover"):
+                found.add(page_count if (match.group(3) or "").lower() == "back" else 1)
+            elif word == "last":
+                found.add(page_count)
+            elif word.startswith("second") and word.endswith("last"):
+                found.add(max(1, page_count - 1))
+            elif word in _ORDINALS:
+                found.add(_ORDINALS[word])
     return found
 
 
@@ -191,7 +217,7 @@ class QuestionSelector:
     def reference_scores(self, question: str, items: Sequence[TextItem]) -> np.ndarray:
         """1 for pages the question names (by number or printed label); for frames, closeness to a named time."""
         scores = np.zeros(len(items))
-        pages = page_references(question)
+        pages = page_references(question, len(items) if items and items[0].kind == "page" else None)
         times = time_references(question) if any(it.kind == "frame" for it in items) else []
         for pos, item in enumerate(items):
             if item.kind == "page" and pages:

@@ -20,7 +20,8 @@ from longvlm.datasets.pdf import PdfDocument
 from longvlm.datasets.video import VideoReader
 from longvlm.encoders.patches import image_patches, video_patches
 from longvlm.datasets.examples import Example, ImageItem, VideoItem
-from longvlm.encoders.planner import Plan, PlannedImage, PlannedVideo, plan_images, plan_ranked_images, plan_video
+from longvlm.encoders.planner import (Plan, PlannedImage, PlannedVideo, plan_images, plan_native_frames,
+                                      plan_ranked_images, plan_video)
 from longvlm.errors import InputError, LongVLMError
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.prompt import VisualSlot
@@ -164,17 +165,23 @@ def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_t
 @torch.no_grad()
 def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_fps: float = 1.0,
                  max_frames: int | None = None, frames_per_chunk: int = 16, frame_order: Sequence[int] | None = None,
-                 progress: ProgressFn | None = None) -> EncodedInput:
+                 native_frames: int = 0, progress: ProgressFn | None = None) -> EncodedInput:
     """Plan and encode a video into `max_visual_tokens`, decoding `frames_per_chunk` frames at a time.
 
     `frame_order` (frame indices, best first, e.g. from question-aware selection) decides which frames are
-    kept when the budget forces thinning."""
+    kept when the budget forces thinning; with `native_frames`, its first frames are also given as close-up
+    images at native resolution (at most half the budget), after the video, labelled with their timestamps."""
     started = time.perf_counter()
     reader = VideoReader(path)
     meta = reader.metadata
     t_plan = time.perf_counter()
     spec = vlm.vision
-    plan = plan_video(meta.num_frames, meta.fps, meta.height, meta.width, max_visual_tokens, spec,
+    closeups = []
+    if frame_order is not None and native_frames > 0:
+        closeups = plan_native_frames(frame_order, meta.height, meta.width, max_visual_tokens, spec,
+                                      count=native_frames)
+    plan = plan_video(meta.num_frames, meta.fps, meta.height, meta.width,
+                      max_visual_tokens - sum(c.tokens for c in closeups), spec,
                       sample_fps=sample_fps, max_frames=max_frames, frame_order=frame_order)
     plan_s = time.perf_counter() - t_plan
     item = plan.items[0]
@@ -206,11 +213,26 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
         f"Video ({duration:.0f} s, {item.num_frames} frames from {timestamps[0]:.1f}s to {timestamps[-1]:.1f}s):",
         VisualSlot("video", item.tokens), "\n"]
     evidence = [Evidence("frame", i, timestamp=t) for i, t in zip(item.frame_indices, timestamps)]
+    image_embeds, image_grid = [], None
+    if closeups:
+        t0 = time.perf_counter()
+        shots = reader.read([c.source_index for c in closeups])
+        t1 = time.perf_counter()
+        image_embeds = _encode_images(vlm, list(shots.frames), [(c.height, c.width) for c in closeups])
+        decode_s += t1 - t0
+        encode_s += time.perf_counter() - t1
+        parts.append("Close-up frames:\n")
+        for c, t in zip(closeups, shots.timestamps):
+            parts += [f"Frame at {t:.1f}s:", VisualSlot("image", c.tokens), "\n"]
+        evidence = sorted(evidence + [Evidence("frame", c.source_index, "native", t)
+                                      for c, t in zip(closeups, shots.timestamps)], key=lambda e: e.timestamp)
+        image_grid = torch.tensor([spec.grid(c.height, c.width) for c in closeups], dtype=torch.long)
+        plan = dataclasses.replace(plan, items=[*plan.items, *closeups], budget=max_visual_tokens)
     stats = {"video_duration_s": duration, "video_fps": meta.fps, "frames_sampled": item.num_frames,
-             "time_plan_s": plan_s, "time_decode_s": decode_s, "time_encode_s": encode_s,
-             "time_ingest_total_s": time.perf_counter() - started}
+             "native_frames": len(closeups), "time_plan_s": plan_s, "time_decode_s": decode_s,
+             "time_encode_s": encode_s, "time_ingest_total_s": time.perf_counter() - started}
     return _finish(EncodedInput(path, "video", plan, parts, evidence, video_embeds=[embeds],
-                                video_grid_thw=grid_thw,
+                                video_grid_thw=grid_thw, image_embeds=image_embeds, image_grid_thw=image_grid,
                                 second_per_grid_ts=torch.tensor([spec.temporal_patch_size * step]),
                                 stats=stats))
 

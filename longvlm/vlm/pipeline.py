@@ -88,8 +88,8 @@ def ask(vlm: VLM, question: str, *, video: str | None = None, pdf: str | None = 
 
     With a `selector` (`longvlm.encoders.selection.QuestionSelector`), pages are ranked against the question
     and the best `native_items` get native resolution, the rest low resolution or none; video frames are
-    ranked by their on-screen text (OCR) and the timestamps the question names, and the best are kept when
-    the budget forces thinning.
+    ranked by their on-screen text (OCR) and the timestamps the question names: the best are kept when the
+    budget forces thinning, and the best `native_items` are added as native-resolution close-ups.
     """
     if sum(x is not None for x in (video, pdf, images)) != 1:
         raise LongVLMError("give exactly one of video=, pdf= or images=")
@@ -103,12 +103,13 @@ def ask(vlm: VLM, question: str, *, video: str | None = None, pdf: str | None = 
 
             started = time.perf_counter()
             frames = video_frame_texts(video, every_s=1.0 / sample_fps, max_frames=max_frames)
-            order = [frames[i].index for i in selector.rank(question, frames).order]
-            selection = {"selection_ranked": len(frames), "selection_top": [frames[i].cite() for i in
-                         [f for f in range(len(frames)) if frames[f].index in order[:native_items]]],
+            ranked = selector.rank(question, frames).order
+            order = [frames[i].index for i in ranked]
+            selection = {"selection_ranked": len(frames), "selection_top": [frames[i].cite() for i in ranked[:native_items]],
                          "time_selection_s": time.perf_counter() - started}
         encoded = encode_video(vlm, video, max_visual_tokens=max_visual_tokens, sample_fps=sample_fps,
-                               max_frames=max_frames, frame_order=order, progress=progress)
+                               max_frames=max_frames, frame_order=order,
+                               native_frames=native_items if order is not None else 0, progress=progress)
     elif pdf is not None:
         order = None
         if selector is not None:
