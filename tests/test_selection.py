@@ -181,3 +181,20 @@ def test_video_plan_keeps_ranked_frames_when_thinning():
     assert set(wanted) <= set(frames) and frames == sorted(frames) and len(frames) % 2 == 0
     even = plan_video(1000, 10.0, 224, 224, 16 * 6 // 2 * 4, spec, sample_fps=1.0, min_tokens_per_frame=16)
     assert len(even.items[0].frame_indices) == len(frames)
+
+
+def test_frame_change_detection_ignores_noise_not_captions():
+    from PIL import Image, ImageDraw, ImageFont
+
+    from longvlm.datasets.page_text import _thumbnail, frame_changed
+
+    font = ImageFont.load_default(size=20)  # a 20-pixel caption on a 640x360 frame
+    base = Image.new("RGB", (640, 360), "white")
+    ImageDraw.Draw(base).text((20, 170), "Chapter 2: zebra budget", fill="black", font=font)
+    other = Image.new("RGB", (640, 360), "white")
+    ImageDraw.Draw(other).text((20, 170), "Thank you for watching", fill="black", font=font)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(np.asarray(base, dtype=np.int16) + rng.integers(-12, 13, (360, 640, 3)), 0, 255).astype(np.uint8)
+    a = _thumbnail(np.asarray(base))
+    assert not frame_changed(a, _thumbnail(noisy))
+    assert frame_changed(a, _thumbnail(np.asarray(other)))

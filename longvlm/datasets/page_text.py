@@ -94,24 +94,33 @@ def pdf_page_texts(path: str | os.PathLike, *, ocr: str = "auto", engine: OcrEng
     return items
 
 
-def _thumbnail(frame: np.ndarray) -> np.ndarray:
-    return np.asarray(Image.fromarray(frame).convert("L").resize((32, 32), Image.BILINEAR), dtype=np.float32)
+def _thumbnail(frame: np.ndarray, width: int = 320) -> np.ndarray:
+    """Grey thumbnail `width` pixels wide (aspect kept), int16 for differencing."""
+    image = Image.fromarray(frame).convert("L")
+    height = max(1, round(image.height * width / image.width))
+    return np.asarray(image.resize((width, height), Image.BILINEAR), dtype=np.int16)
+
+
+def frame_changed(a: np.ndarray, b: np.ndarray, change_fraction: float = 0.002, level: int = 32) -> bool:
+    """Whether two thumbnails differ: more than `change_fraction` of pixels changed by more than `level`
+    grey levels (compression noise stays below it; a new caption or slide does not)."""
+    return float((np.abs(a - b) > level).mean()) > change_fraction
 
 
 def video_frame_texts(path: str | os.PathLike, *, every_s: float = 2.0, engine: OcrEngine | None = None,
-                      change_threshold: float = 2.0, max_frames: int | None = None,
+                      change_fraction: float = 0.002, max_frames: int | None = None,
                       progress: ProgressFn | None = None) -> list[TextItem]:
     """On-screen text of frames sampled every `every_s` seconds (at most `max_frames`, spread evenly).
 
-    A frame whose 32x32 grey thumbnail differs from the last OCR'd frame by less than `change_threshold`
-    (mean absolute difference, 0-255) reuses its text: static slides and captions are read once.
+    A frame that has not changed since the last OCR'd frame (`frame_changed` on 320-pixel-wide grey
+    thumbnails) reuses its text: static slides and captions are read once.
     """
     if every_s <= 0:
         raise ConfigError(f"every_s must be positive, got {every_s}")
     reader = VideoReader(path)
     indices = reader.indices(fps=1.0 / every_s, max_frames=max_frames)
     engine = engine or OcrEngine()
-    cache_file = cache_dir("ocr") / f"{file_sha256(path)}-video-{every_s:g}-{max_frames}-{change_threshold:g}-{engine.min_score:g}.json"
+    cache_file = cache_dir("ocr") / f"{file_sha256(path)}-video-{every_s:g}-{max_frames}-{change_fraction:g}-{engine.min_score:g}.json"
     cached = read_json(cache_file)
     if isinstance(cached, list) and len(cached) == len(indices):
         return [TextItem("frame", r["index"], r["text"], r["source"], timestamp=r["timestamp"]) for r in cached]
@@ -120,7 +129,7 @@ def video_frame_texts(path: str | os.PathLike, *, every_s: float = 2.0, engine: 
     for chunk in reader.iter_chunks(indices, 16):
         for frame, index, stamp in zip(chunk.frames, chunk.indices, chunk.timestamps):
             thumb = _thumbnail(frame)
-            if last_thumb is None or float(np.abs(thumb - last_thumb).mean()) >= change_threshold:
+            if last_thumb is None or frame_changed(thumb, last_thumb, change_fraction):
                 last_thumb, last_text = thumb, engine.text(frame)
             items.append(TextItem("frame", index, last_text, "ocr" if last_text else "none", timestamp=stamp))
             if progress is not None:
