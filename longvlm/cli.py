@@ -1,4 +1,4 @@
-"""Command line: `longvlm ask ...` and `longvlm info FILE`."""
+"""Command line: `longvlm ask ...`, `longvlm info FILE` and `longvlm demo` (the Gradio app)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,14 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from longvlm.demo.server import launch_demo
+
+    launch_demo(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+                media_dirs=args.media_dir or ())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="longvlm", description="Questions about hour-long videos and long PDFs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="metadata of a video or PDF")
     info.add_argument("file")
     info.set_defaults(func=_info)
+    demo = sub.add_parser("demo", help="start the Gradio app: chat about a long video or PDF in the browser")
+    demo.add_argument("--model", default=os.environ.get("LONGVLM_MODEL"),
+                      help="local Qwen2-VL/Qwen2.5-VL directory or a preset (default: the offline small model when "
+                           "this build ships it, else the random-weight tiny model)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    demo.add_argument("--port", type=int, default=7860)
+    demo.add_argument("--max-upload-mb", type=float, default=2048, help="largest accepted upload / local file")
+    demo.add_argument("--media-dir", action="append", metavar="DIR",
+                      help="folder whose files may be opened by local path (repeat for several; default: the "
+                           "current folder, and only when listening on localhost)")
+    demo.set_defaults(func=_demo)
     return parser
 
 
