@@ -79,7 +79,7 @@ class DemoConfig:
 # -- small renderers --------------------------------------------------------------------------------------
 def _notice(message: str, kind: str = "error") -> str:
     icon = "⚠️" if kind == "error" else "ℹ️"
-    return f'<div class="lv-notice-{kind}">{icon} {html.escape(message)}</div>'
+    return f'<div class="lv-notice-{kind}">{icon} {html.escape(message, quote=False)}</div>'
 
 
 def _chip(citation: Citation, from_answer: bool) -> str:
@@ -129,15 +129,16 @@ def chat_messages(session: DemoSession | None, pending: tuple[str, str] | None =
 
 def status_markdown(session: DemoSession | None) -> str:
     if session is None:
-        return "No input yet: upload a video or a PDF, or give a local path."
+        return ("<span class='lv-note'>No input yet: upload a video or a PDF, or give a local path. Loading shows "
+                "its stages here: decode, plan, encode, compress.</span>")
     stats = session.encoded.stats
     if session.kind == "pdf":
         what = f"PDF · {stats.get('pages_in_document', 0):,} pages"
     else:
         what = f"video · {format_time(stats.get('video_duration_s', 0))} · {stats.get('video_fps', 0):.3g} fps"
     stages = " · ".join(f"{stage} {'✓ ' if value not in ('off', '-') else ''}{value}" for stage, value in session.stages)
-    return (f"**{html.escape(session.name)}** ({what}) — ready, {session.encoded.visual_tokens:,} visual tokens.  \n"
-            f"<span class='lv-note'>{stages}</span>")
+    return (f"<b>{html.escape(session.name)}</b> ({what}) — ready, {session.encoded.visual_tokens:,} visual tokens."
+            f"<br><span class='lv-note'>{stages}</span>")
 
 
 def stats_markdown(session: DemoSession | None, holder: ModelHolder) -> str:
@@ -213,7 +214,8 @@ def build_demo(holder: ModelHolder, config: DemoConfig = DemoConfig()) -> gr.Blo
                                                 else "turned off on this server",
                                                 interactive=config.allow_local_paths)
                         load_btn = gr.Button("Load", elem_id="lv-load", size="md")
-                status = gr.Markdown(status_markdown(None), elem_id="lv-status")
+                status = gr.HTML(status_markdown(None), elem_id="lv-status", min_height=64, padding=True,
+                                 container=True)
                 with gr.Tabs() as tabs:
                     with gr.Tab("Viewer", id="viewer"):
                         viewer_hint = gr.Markdown("<span class='lv-note'>The video or the cited page shows here. "
@@ -233,9 +235,9 @@ def build_demo(holder: ModelHolder, config: DemoConfig = DemoConfig()) -> gr.Blo
                                                  "encoded input.")
                 with gr.Row(equal_height=True):
                     question = gr.Textbox(placeholder="Ask about the video or the PDF…", show_label=False,
-                                          scale=8, elem_id="lv-question", submit_btn=False, container=False)
-                    ask_btn = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="lv-ask")
-                    clear_btn = gr.Button("New chat", scale=1, min_width=100, elem_id="lv-new-chat")
+                                          scale=1, elem_id="lv-question", submit_btn=False, container=False)
+                    ask_btn = gr.Button("Ask", variant="primary", scale=0, min_width=80, elem_id="lv-ask")
+                    clear_btn = gr.Button("New chat", scale=0, min_width=110, elem_id="lv-new-chat")
                 notice = gr.HTML("", elem_id="lv-notice")
                 cites = gr.HTML("", elem_id="lv-cites", js_on_load=CITES_JS)
                 with gr.Accordion("Settings", open=False, elem_id="lv-settings"):
@@ -243,7 +245,7 @@ def build_demo(holder: ModelHolder, config: DemoConfig = DemoConfig()) -> gr.Blo
                         model_box = gr.Textbox(holder.vlm.name, label="Model: preset or local directory",
                                                scale=3, elem_id="lv-model-dir")
                         model_btn = gr.Button("Load model", scale=1, min_width=110)
-                    budget = gr.Slider(256, budget_maximum(holder), value=defaults.max_visual_tokens, step=256,
+                    budget = gr.Slider(64, budget_maximum(holder), value=defaults.max_visual_tokens, step=64,
                                        label="Visual-token budget (used when an input is loaded)")
                     with gr.Row():
                         fps = gr.Number(defaults.sample_fps, label="Video sampling (frames/s)", minimum=0.01)
@@ -289,23 +291,24 @@ def build_demo(holder: ModelHolder, config: DemoConfig = DemoConfig()) -> gr.Blo
 
         def load_input(upload_v, path_v, budget_v, fps_v, max_frames_v, max_new_v, comp_v, ratio_v, press_v, kv_v,
                        current, progress=gr.Progress()):
-            def report(stage, done, total, text):
-                progress((done, total) if done is not None and total else None, desc=text)
+            def report(stage, done, total, text, unit):
+                progress((done, total) if done is not None and total else 0.0, desc=text, unit=unit)
 
             try:
                 settings = settings_from(budget_v, fps_v, max_frames_v, max_new_v, comp_v, ratio_v, press_v, kv_v)
                 path = resolve_input(upload_v, path_v, config)
-                with holder.lock:
-                    session = ingest(holder.vlm, path, settings, model_version=holder.version,
-                                     max_upload_mb=config.max_upload_mb, max_thumbnails=config.max_thumbnails,
-                                     compression=settings.compression(compression), report=report)
+                session = ingest(holder.vlm, path, settings, model_version=holder.version,
+                                 max_upload_mb=config.max_upload_mb, max_thumbnails=config.max_thumbnails,
+                                 compression=settings.compression(compression), report=report)
             except LongVLMError as exc:
                 gr.Warning(short_reason(exc))
-                return (current, *[gr.skip()] * 8, _notice(f"Could not load the input: {exc}"))
+                return (current, status_markdown(current), *[gr.skip()] * 7,
+                        _notice(f"Could not load the input: {exc}"))
             except Exception as exc:  # a bug or a library failure: report it, keep serving
                 log.exception("loading %r failed", upload_v or path_v)
                 gr.Warning(short_reason(exc))
-                return (current, *[gr.skip()] * 8, _notice(f"Internal error while loading: {short_reason(exc)}"))
+                return (current, status_markdown(current), *[gr.skip()] * 7,
+                        _notice(f"Internal error while loading: {short_reason(exc)}"))
             is_video = session.kind == "video"
             gallery_items = [(t.image, t.caption) for t in session.thumbnails]
             return (session, status_markdown(session), gallery_items, gr.update(visible=False),
@@ -326,12 +329,12 @@ def build_demo(holder: ModelHolder, config: DemoConfig = DemoConfig()) -> gr.Blo
                                         kv_budget=float(kv_v)).validated()
                 kv = settings.compression(compression)
                 text_q = (question_v or "").strip()
-                with holder.lock:
-                    for text, result in stream_answer(holder.vlm, session, text_q,
-                                                      max_new_tokens=settings.max_new_tokens,
-                                                      kv_press=kv.kv_press if kv is not None else None):
-                        if result is None:
-                            yield gr.skip(), chat_messages(session, (text_q, text)), gr.skip(), gr.skip(), "", ""
+                # no lock held across yields (a generator may resume on another thread): the "model"
+                # concurrency group already runs loading, answering and model swaps one at a time
+                for text, result in stream_answer(holder.vlm, session, text_q, max_new_tokens=settings.max_new_tokens,
+                                                  kv_press=kv.kv_press if kv is not None else None):
+                    if result is None:
+                        yield gr.skip(), chat_messages(session, (text_q, text)), gr.skip(), gr.skip(), "", ""
             except Exception as exc:  # LongVLMError: the user's to fix; anything else: logged, app keeps serving
                 if not isinstance(exc, LongVLMError):
                     log.exception("answering failed")
@@ -388,9 +391,16 @@ def build_demo(holder: ModelHolder, config: DemoConfig = DemoConfig()) -> gr.Blo
         load_outputs = [session_state, status, gallery, viewer_hint, video, page, chatbot, cites, stats_md, notice]
         load_kwargs = dict(fn=load_input, inputs=[upload, local_path, *settings_inputs, session_state],
                            outputs=load_outputs, show_progress_on=[status], concurrency_id="model")
-        load_btn.click(**load_kwargs, api_name="load_input")  # registered first: it owns the API name
-        upload.upload(**load_kwargs, api_visibility="private")
-        local_path.submit(**load_kwargs, api_visibility="private")
+        def loading() -> str:
+            return "<span class='lv-note'>Loading…</span>"
+
+        # the status box is emptied first so that the progress bar drawn over it reads cleanly
+        load_btn.click(loading, None, status, queue=False, api_visibility="private").then(
+            **load_kwargs, api_name="load_input")  # registered first: it owns the API name
+        upload.upload(loading, None, status, queue=False, api_visibility="private").then(
+            **load_kwargs, api_visibility="private")
+        local_path.submit(loading, None, status, queue=False, api_visibility="private").then(
+            **load_kwargs, api_visibility="private")
 
         ask_kwargs = dict(fn=ask, inputs=[question, session_state, max_new, press, kv_budget],
                           outputs=[session_state, chatbot, cites, stats_md, notice, question],

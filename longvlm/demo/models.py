@@ -1,4 +1,8 @@
-"""The demo's one loaded model, swapped from the settings panel; every model use goes through its lock."""
+"""The demo's one loaded model, swapped from the settings panel.
+
+The app runs loading, answering and model swaps in one Gradio concurrency group of size 1, so they never
+overlap; the lock here only keeps two direct `load` calls from interleaving.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ class ModelHolder:
 
     def __init__(self, model: str | None = None, *, loader: Callable[[str], VLM] = load_vlm) -> None:
         self._loader = loader
-        self.lock = threading.RLock()
+        self.lock = threading.Lock()
         self.version = 0
         self.position_extension = "none"
         self.vlm = self._load(model or default_model_name())

@@ -23,7 +23,7 @@ from longvlm.vlm.loading import VLM
 from longvlm.vlm.pipeline import Answer, answer
 
 STAGES = ("decode", "plan", "encode", "compress")
-StageFn = Callable[[str, int | None, int | None, str], None]  # (stage, done, total, description)
+StageFn = Callable[[str, int | None, int | None, str, str], None]  # (stage, done, total, description, unit)
 
 
 class StageTracker:
@@ -45,7 +45,7 @@ class StageTracker:
         if done is not None and total is not None:
             self.counts[stage] = (done, total)
         if self.report is not None:
-            self.report(stage, done, total, text)
+            self.report(stage, done, total, text, self.unit)
 
     def start(self) -> None:
         what = "reading the video container" if self.kind == "video" else "opening the PDF"
@@ -131,7 +131,7 @@ def ingest(vlm: VLM, path: str, settings: DemoSettings, *, model_version: int = 
     started = time.perf_counter()
     chosen = spread(encoded.evidence, max_thumbnails)
     if report is not None:
-        report("preview", None, None, f"preview: {len(chosen)} thumbnails")
+        report("preview", 0, len(chosen), f"preview: {len(chosen)} thumbnails", "thumbnails")
     if kind == "video":
         thumbnails = frame_thumbnails(path, [e.index for e in chosen])
     else:
