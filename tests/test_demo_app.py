@@ -137,7 +137,7 @@ def test_bad_inputs_show_a_message_and_the_app_keeps_serving(server, pdf, tmp_pa
     oversize.write_bytes(b"%PDF-" + bytes(int(1.5 * 1024 * 1024)))
     assert "over this app's 1 MB limit" in load(c, path=str(oversize))["notice"]
     with pytest.raises(ValueError, match="exceeds the maximum file size of 1048576 bytes"):
-        load(c, handle_file(str(oversize)))  # the server refuses the upload itself (max_file_size)
+        load(c, handle_file(str(oversize)))  # Gradio refuses the upload (launch(max_file_size=...))
     assert "outside the folders" in load(c, path=pdf.replace("media/four.pdf", "four.pdf"))["notice"]
     assert "max frames must be at least 2" in load(c, handle_file(pdf), max_frames=1)["notice"]
 

@@ -51,8 +51,9 @@ CSS = """
 .lv-notice-info {border-left: 4px solid #2563eb; padding: 6px 10px; background: rgba(37, 99, 235, 0.06)}
 .lv-disabled-note {font-size: 0.8em; opacity: 0.75}
 .lv-unavailable {opacity: 0.55}
+#lv-ask, #lv-new-chat {white-space: nowrap}
 table.lv-stats {border: none !important; width: 100%; border-collapse: collapse; font-size: 0.88em}
-table.lv-stats th, table.lv-stats td {border: none; border-bottom: 1px solid var(--border-color-primary);
+table.lv-stats th, table.lv-stats td {border: none !important; border-bottom: 1px solid var(--border-color-primary) !important;
                                       padding: 4px 6px; text-align: left; vertical-align: top}
 table.lv-stats th {font-weight: 500; opacity: 0.8; width: 42%}
 """
@@ -234,8 +235,8 @@ def build_demo(holder: ModelHolder, config: DemoConfig = DemoConfig()) -> gr.Blo
                                      placeholder="Load an input, then ask. Follow-up questions reuse the "
                                                  "encoded input.")
                 with gr.Row(equal_height=True):
-                    question = gr.Textbox(placeholder="Ask about the video or the PDF…", show_label=False,
-                                          scale=1, elem_id="lv-question", submit_btn=False, container=False)
+                    question = gr.Textbox(placeholder="Ask about the video or the PDF…", show_label=False, lines=1,
+                                          max_lines=4, scale=1, elem_id="lv-question", container=False)
                     ask_btn = gr.Button("Ask", variant="primary", scale=0, min_width=80, elem_id="lv-ask")
                     clear_btn = gr.Button("New chat", scale=0, min_width=110, elem_id="lv-new-chat")
                 notice = gr.HTML("", elem_id="lv-notice")
