@@ -15,7 +15,8 @@ from longvlm.demo.citations import evidence_citations, parse_citations, parse_ta
 from longvlm.demo.media import format_time, frame_thumbnails, input_kind, page_thumbnails, spread
 from longvlm.demo.session import StageTracker, check_upload, ingest, stream_answer
 from longvlm.demo.settings import DemoSettings
-from longvlm.demo.stats import format_bytes, kv_cache_bytes
+from longvlm.demo.models import ModelHolder
+from longvlm.demo.stats import format_bytes, kv_cache_bytes, stats_rows
 from longvlm.errors import BudgetError, ConfigError, InputError, LongVLMError
 from longvlm.vlm.inputs import Evidence
 from longvlm.vlm.loading import load_vlm
@@ -240,3 +241,48 @@ def test_session_video_and_errors(vlm, short_video, tmp_path):
     broken.write_bytes(b"\x00" * 4096)
     with pytest.raises(InputError, match="broken.mp4"):
         ingest(vlm, str(broken), DemoSettings())
+
+
+# -- issue 3 / issue 4 features: active once those modules are merged -------------------------------------
+@pytest.mark.skipif(not features.compression_feature().available, reason="longvlm.compression not in this build")
+def test_compression_settings_reach_the_pipeline(vlm, small_pdf):
+    settings = DemoSettings(max_visual_tokens=256, compressor="avgpool", downsample="2", kv_press="snapkv",
+                            kv_budget=0.5)
+    compression = settings.compression()
+    stages = []
+    session = ingest(vlm, small_pdf, settings, compression=compression, report=lambda *a: stages.append(a[0]))
+    assert session.encoded.stats["visual_downsample"] == 2 and "compress" in stages
+    *_, (_, result) = stream_answer(vlm, session, "code?", max_new_tokens=4, kv_press=compression.kv_press)
+    assert result.stats["kv_tokens_kept"] < result.stats["kv_tokens_full"]
+    rows = dict(stats_rows(result.stats, max_context=vlm.max_context, text_config=vlm.config.text_config,
+                           dtype=torch.float32, compression_note=""))
+    tokens = session.encoded.visual_tokens
+    assert rows["visual tokens before compression"] == f"{4 * tokens:,}"
+    assert rows["visual tokens after compression"].startswith(f"{tokens:,} (avgpool, 2x2)")
+    assert "after pruning" in rows["KV cache"]
+
+
+def test_position_extension_from_the_settings():
+    holder = ModelHolder("tiny")
+    if not features.rope_feature().available:
+        with pytest.raises(ConfigError, match="not available in this build"):
+            holder.load("tiny", rope_method="yarn", rope_scale=2.0)
+        assert holder.version == 0 and holder.position_extension == "none"
+        return
+    before = holder.vlm.max_context
+    holder.load("tiny", rope_method="mrope++", rope_scale=2.0)
+    assert holder.vlm.max_context == 2 * before and holder.position_extension == "mrope++ x2"
+    assert holder.version == 1
+
+
+def test_cli_demo_arguments(capsys, tmp_path):
+    from longvlm.cli import build_parser, main
+
+    args = build_parser().parse_args(["demo"])
+    assert (args.host, args.port, args.max_upload_mb, args.media_dir) == ("127.0.0.1", 7860, 2048, None)
+    args = build_parser().parse_args(["demo", "--model", "/m", "--port", "0", "--media-dir", "a", "--media-dir", "b"])
+    assert args.model == "/m" and args.media_dir == ["a", "b"]
+    assert main(["demo", "--max-upload-mb", "0"]) == 2
+    assert "--max-upload-mb must be positive" in capsys.readouterr().err
+    assert main(["demo", "--media-dir", str(tmp_path / "nope")]) == 2
+    assert "not a folder" in capsys.readouterr().err

@@ -32,13 +32,17 @@ def stats_rows(stats: dict, *, max_context: int, text_config, dtype: torch.dtype
                compression_note: str) -> list[tuple[str, str]]:
     """(name, value) rows describing an encoded input and, once asked, the last answer."""
     rows: list[tuple[str, str]] = []
-    planned, encoded = stats.get("planned_visual_tokens"), stats.get("visual_tokens")
+    encoded = stats.get("visual_tokens")
     if encoded is not None:
+        # a k x k visual compressor (longvlm.compression) keeps 1/k^2 of each item's merged tokens, exactly;
+        # the budget then counts the compressed tokens
+        factor = int(stats.get("visual_downsample", 1))
         budget = stats.get("budget")
-        rows.append(("visual tokens before compression", f"{planned:,} (budget {budget:,})" if budget else f"{planned:,}"))
-        factor = stats.get("visual_downsample", 1)
-        after = f"{encoded:,}" + (f" ({stats.get('visual_compressor')}, {factor}x{factor})" if factor > 1
-                                  else f" ({compression_note})")
+        budget_note = f" (budget {budget:,})" if budget else ""
+        rows.append(("visual tokens before compression", f"{encoded * factor * factor:,}"
+                     + ("" if factor > 1 else budget_note)))
+        after = (f"{encoded:,} ({stats.get('visual_compressor')}, {factor}x{factor}){budget_note}" if factor > 1
+                 else f"{encoded:,} ({compression_note})")
         rows.append(("visual tokens after compression", after))
     if "frames_sampled" in stats:
         rows.append(("frames sampled", f"{stats['frames_sampled']:,} of {stats['video_duration_s']:.0f} s video"))
