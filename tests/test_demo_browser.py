@@ -7,6 +7,7 @@ Without chromium or playwright it skips, unless LONGVLM_REQUIRE_BROWSER=1 (CI) m
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -27,9 +28,7 @@ TIMEOUT_MS = 240_000  # loaded CI machines: ingest + 32 generated tokens on 2 sh
 
 def _require_browser():
     missing = []
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("playwright") is None:
         missing.append("the playwright package (pip install playwright)")
     if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
         missing.append(f"chromium at {CHROMIUM} (apt-get install chromium)")

@@ -26,7 +26,7 @@ from longvlm.demo.models import ModelHolder
 from longvlm.demo.session import DemoSession, ingest, stream_answer
 from longvlm.demo.settings import DOWNSAMPLE_CHOICES, DemoSettings
 from longvlm.demo.stats import stats_rows
-from longvlm.errors import ConfigError, InputError, LongVLMError, short_reason
+from longvlm.errors import BudgetError, ConfigError, InputError, LongVLMError, short_reason
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,9 @@ CSS = """
 .lv-disabled-note {font-size: 0.8em; opacity: 0.75}
 .lv-unavailable {opacity: 0.55}
 #lv-ask, #lv-new-chat {white-space: nowrap}
-table.lv-stats {border: none !important; width: 100%; border-collapse: collapse; font-size: 0.88em}
-table.lv-stats th, table.lv-stats td {border: none !important; border-bottom: 1px solid var(--border-color-primary) !important;
-                                      padding: 4px 6px; text-align: left; vertical-align: top}
-table.lv-stats th {font-weight: 500; opacity: 0.8; width: 42%}
+.lv-stats {display: grid; grid-template-columns: minmax(120px, 42%) 1fr; font-size: 0.88em}
+.lv-stats > div {padding: 4px 6px; border-bottom: 1px solid var(--border-color-primary)}
+.lv-stats > .lv-key {opacity: 0.8}
 """
 
 # Clicking a citation chip fires the HTML component's `click` event with the chip's jump target.
@@ -137,7 +136,8 @@ def status_markdown(session: DemoSession | None) -> str:
         what = f"PDF · {stats.get('pages_in_document', 0):,} pages"
     else:
         what = f"video · {format_time(stats.get('video_duration_s', 0))} · {stats.get('video_fps', 0):.3g} fps"
-    stages = " · ".join(f"{stage} {'✓ ' if value not in ('off', '-') else ''}{value}" for stage, value in session.stages)
+    stages = " · ".join(f"{stage} {'✓ ' if value not in ('off', '-') else ''}{value}"
+                        for stage, value in session.stages)
     return (f"<b>{html.escape(session.name)}</b> ({what}) — ready, {session.encoded.visual_tokens:,} visual tokens."
             f"<br><span class='lv-note'>{stages}</span>")
 
@@ -154,8 +154,9 @@ def stats_markdown(session: DemoSession | None, holder: ModelHolder) -> str:
     rows = stats_rows(stats, max_context=vlm.max_context, text_config=vlm.config.text_config, dtype=dtype,
                       compression_note=note)
     rows.append(("position extension", holder.position_extension))
-    body = "".join(f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>" for name, value in rows)
-    return f'<table class="lv-stats">{body}</table>'
+    body = "".join(f'<div class="lv-key">{html.escape(name)}</div><div>{html.escape(value)}</div>'
+                   for name, value in rows)
+    return f'<div class="lv-stats">{body}</div>'
 
 
 def model_markdown(holder: ModelHolder) -> str:
@@ -251,7 +252,7 @@ def build_demo(holder: ModelHolder, config: DemoConfig = DemoConfig()) -> gr.Blo
                     with gr.Row():
                         fps = gr.Number(defaults.sample_fps, label="Video sampling (frames/s)", minimum=0.01)
                         max_frames = gr.Number(0, label="Max frames (0: no cap)", precision=0, minimum=0)
-                        max_new = gr.Slider(8, 1024, value=defaults.max_new_tokens, step=8, label="Max new tokens")
+                    max_new = gr.Slider(8, 1024, value=defaults.max_new_tokens, step=8, label="Max new tokens")
                     off = [] if compression.available else ["lv-unavailable"]
                     suffix = "" if compression.available else f" ({NOT_AVAILABLE})"
                     with gr.Row():
@@ -339,9 +340,12 @@ def build_demo(holder: ModelHolder, config: DemoConfig = DemoConfig()) -> gr.Blo
             except Exception as exc:  # LongVLMError: the user's to fix; anything else: logged, app keeps serving
                 if not isinstance(exc, LongVLMError):
                     log.exception("answering failed")
+                message = str(exc)
+                if isinstance(exc, BudgetError) and session is not None and session.history:
+                    message += "; or start a new chat (earlier turns count too)"
                 gr.Warning(short_reason(exc))
                 chat = chat_messages(session) if session is not None else gr.skip()  # drop a half-streamed reply
-                yield gr.skip(), chat, gr.skip(), gr.skip(), _notice(str(exc)), gr.skip()
+                yield gr.skip(), chat, gr.skip(), gr.skip(), _notice(message), gr.skip()
                 return
             yield (session, chat_messages(session), citations_html(session), stats_markdown(session, holder), "", "")
 
@@ -416,6 +420,6 @@ def build_demo(holder: ModelHolder, config: DemoConfig = DemoConfig()) -> gr.Blo
             jump, [jump_box, session_state], jump_outputs, api_visibility="private")
         clear_btn.click(new_chat, [session_state], [session_state, chatbot, cites, stats_md, notice],
                         api_name="new_chat")
-        model_btn.click(load_model, [model_box, rope_method, rope_scale], [model_md, budget, notice], api_name="load_model",
-                        concurrency_id="model")
+        model_btn.click(load_model, [model_box, rope_method, rope_scale], [model_md, budget, notice],
+                        api_name="load_model", concurrency_id="model")
     return demo

@@ -77,7 +77,8 @@ def default_model_name() -> str:
 def model_label(vlm: loading.VLM) -> tuple[str, str]:
     """(short badge, explanation) describing the loaded model honestly for the UI."""
     params = sum(p.numel() for p in vlm.model.parameters())
-    size = f"{params / 1e9:.1f}B" if params >= 1e9 else f"{params / 1e6:.1f}M" if params >= 1e6 else f"{params / 1e3:.0f}K"
+    size = (f"{params / 1e9:.1f}B" if params >= 1e9 else f"{params / 1e6:.1f}M" if params >= 1e6
+            else f"{params / 1e3:.0f}K")
     family = {"qwen2_vl": "Qwen2-VL", "qwen2_5_vl": "Qwen2.5-VL"}.get(vlm.family, vlm.family)
     if vlm.is_random:
         return (f"{vlm.name} · {size} params · random weights",
