@@ -153,7 +153,8 @@ def test_resolve_input_keeps_to_allowed_folders(tmp_path, small_pdf):
     inside.write_bytes(open(small_pdf, "rb").read())
     config = DemoConfig(media_dirs=(str(tmp_path),))
     assert resolve_input(None, str(inside), config) == str(inside.resolve())
-    assert resolve_input("/uploads/x.pdf", "ignored", config) == "/uploads/x.pdf"
+    assert resolve_input("/uploads/x.pdf", " ", config) == "/uploads/x.pdf"
+    assert resolve_input("/uploads/x.pdf", str(inside), config) == str(inside.resolve())  # typed path wins
     with pytest.raises(InputError, match="outside the folders"):
         resolve_input(None, small_pdf, DemoConfig(media_dirs=(str(tmp_path / "sub"),)))
     with pytest.raises(InputError, match="outside the folders"):

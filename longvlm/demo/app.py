@@ -1,9 +1,9 @@
 """The Gradio app: load a long video or PDF once, then chat about it.
 
-Layout: the input (upload or local path) with a staged progress bar, settings and stats on the left; the
-chat with streamed answers and clickable citations, a viewer (video seek / page view) and a gallery of what
-the model saw on the right. Every handler turns `LongVLMError`s into a message in the UI (and a toast), so
-a bad file or an empty question never stops the server.
+Layout: on the left the input (upload or local path) with a staged progress bar, a viewer (video player /
+page view) and a gallery of what the model saw; on the right the chat with streamed answers, clickable
+citation chips, settings and stats. Every handler turns `LongVLMError`s into a message in the page (and a
+toast), so a bad file or an empty question never stops the server.
 
 API endpoints (for `gradio_client`): `/load_input`, `/ask`, `/jump`, `/new_chat`, `/load_model`.
 """
@@ -173,11 +173,12 @@ def budget_maximum(holder: ModelHolder) -> int:
 
 # -- input paths ------------------------------------------------------------------------------------------
 def resolve_input(upload: str | None, local_path: str | None, config: DemoConfig) -> str:
-    """The file to load: the upload if there is one, else a local path inside the allowed folders."""
-    if upload:
-        return str(upload)
+    """The file to load: the typed local path (inside the allowed folders) if there is one, else the upload.
+    (A new upload clears the path box first, so the latest choice wins in the UI.)"""
     text = (local_path or "").strip()
     if not text:
+        if upload:
+            return str(upload)
         raise InputError("input", "no file: upload a video or PDF, or type a local path")
     if not config.allow_local_paths:
         raise InputError(text, "local paths are turned off on this server (it listens beyond localhost); "
@@ -402,8 +403,8 @@ def build_demo(holder: ModelHolder, config: DemoConfig = DemoConfig()) -> gr.Blo
         # the status box is emptied first so that the progress bar drawn over it reads cleanly
         load_btn.click(loading, None, status, queue=False, api_visibility="private").then(
             **load_kwargs, api_name="load_input")  # registered first: it owns the API name
-        upload.upload(loading, None, status, queue=False, api_visibility="private").then(
-            **load_kwargs, api_visibility="private")
+        upload.upload(lambda: (loading(), ""), None, [status, local_path], queue=False,
+                      api_visibility="private").then(**load_kwargs, api_visibility="private")
         local_path.submit(loading, None, status, queue=False, api_visibility="private").then(
             **load_kwargs, api_visibility="private")
 
