@@ -12,7 +12,9 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from longvlm.errors import BudgetError, LongVLMError
 from longvlm.profiling import peak_rss_mb
 from longvlm.vlm.inputs import EncodedInput, Evidence, ProgressFn, encode_images, encode_pdf, encode_video
+from longvlm.encoders.hybrid import HybridConfig
 from longvlm.vlm.loading import VLM
+from longvlm.vlm.positions import generation_position_ids
 from longvlm.vlm.prompt import build_chat_inputs
 
 
@@ -66,6 +68,10 @@ def answer(vlm: VLM, encoded: EncodedInput, question: str, *, follow_ups: Sequen
         mm_outputs["video"] = BaseModelOutputWithPooling(pooler_output=[e.to(device) for e in encoded.video_embeds])
         if vlm.family == "qwen2_5_vl":
             kwargs["second_per_grid_ts"] = encoded.second_per_grid_ts.to(device)
+    if encoded.position_blocks is not None:  # e.g. a hybrid-resolution video: positions transformers cannot derive
+        kwargs["position_ids"] = generation_position_ids(
+            inputs["mm_token_type_ids"], encoded.position_blocks,
+            vlm.config.vision_config.spatial_merge_size).to(device)
     started = time.perf_counter()
     output = vlm.model.generate(**kwargs, mm_encoder_outputs=mm_outputs, max_new_tokens=max_new_tokens,
                                 do_sample=False, streamer=streamer, prefill_chunk_size=prefill_chunk_size)
@@ -81,15 +87,20 @@ def answer(vlm: VLM, encoded: EncodedInput, question: str, *, follow_ups: Sequen
 def ask(vlm: VLM, question: str, *, video: str | None = None, pdf: str | None = None,
         images: Sequence[str] | None = None, max_visual_tokens: int = 4096, max_new_tokens: int = 64,
         sample_fps: float = 1.0, max_frames: int | None = None, dpi: float = 144.0, max_pages: int | None = None,
+        video_resolution: str = "uniform", hybrid: HybridConfig | None = None,
         progress: ProgressFn | None = None) -> Answer:
-    """Answer a question about exactly one of: a video, a PDF, or a list of images."""
+    """Answer a question about exactly one of: a video, a PDF, or a list of images.
+
+    `video_resolution` ("uniform", "hybrid", "auto") and `hybrid` are passed to `encode_video`.
+    """
     if sum(x is not None for x in (video, pdf, images)) != 1:
         raise LongVLMError("give exactly one of video=, pdf= or images=")
     if not question or not question.strip():
         raise LongVLMError("the question is empty")
     if video is not None:
         encoded = encode_video(vlm, video, max_visual_tokens=max_visual_tokens, sample_fps=sample_fps,
-                               max_frames=max_frames, progress=progress)
+                               max_frames=max_frames, resolution=video_resolution, hybrid=hybrid,
+                               progress=progress)
     elif pdf is not None:
         encoded = encode_pdf(vlm, pdf, max_visual_tokens=max_visual_tokens, dpi=dpi, max_pages=max_pages,
                              progress=progress)
