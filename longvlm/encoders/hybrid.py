@@ -18,8 +18,8 @@ Mapping to Qwen2-VL / Qwen2.5-VL:
   height/width ids span its own grid. transformers' `get_rope_index` handles one grid per block only (and in
   5.x restarts each block's temporal ids at the running text position), so longvlm computes these ids
   itself (`longvlm.vlm.positions`) and passes them to `generate()`.
-- Low size = the high size's pixel cap divided by s, so a low step has about 1/s of the high step's tokens;
-  the exact counts come from the sizes (`smart_resize` rounds each side to 28 px).
+- Low size = the high size's pixels divided by s (as a `smart_resize` cap), so a low step has about 1/s of
+  the high step's tokens; the exact counts come from the sizes (`smart_resize` rounds each side to 28 px).
 
 `longvlm.encoders.planner.plan_video(..., resolution="hybrid" | "auto")` chooses the sizes for a budget.
 """
@@ -69,16 +69,17 @@ def hybrid_segments(num_steps: int, group: int) -> list[Segment]:
     return segments
 
 
-def low_pixel_cap(high_cap: int, ratio: float, floor_cap: int) -> int:
-    """Pixel cap of the low resolution: the high cap / s, not below `floor_cap`."""
-    return max(floor_cap, int(high_cap / ratio))
+def low_pixel_cap(high_size: tuple[int, int], ratio: float, floor_cap: int) -> int:
+    """Pixel cap of the low resolution: the high size's pixels / s, not below `floor_cap`."""
+    return max(floor_cap, int(high_size[0] * high_size[1] / ratio))
 
 
 def hybrid_sizes(height: int, width: int, spec: VisionSpec, high_cap: int, ratio: float,
                  floor_cap: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """((high h, high w), (low h, low w)) of a (height x width) video for a high pixel cap."""
+    """((high h, high w), (low h, low w)) of a (height x width) video for a high pixel cap. The low size is
+    derived from the high size actually reached (a small video may stay below the cap)."""
     high = spec.resized(height, width, max_pixels=high_cap)
-    low = spec.resized(height, width, max_pixels=low_pixel_cap(high_cap, ratio, floor_cap))
+    low = spec.resized(height, width, max_pixels=low_pixel_cap(high, ratio, floor_cap))
     return high, low
 
 

@@ -173,10 +173,11 @@ def _select_frames(num_frames: int, requested: list[int], max_steps: int, tp: in
 
 def _plan_hybrid(num_frames: int, requested: list[int], height: int, width: int, budget: int, spec: VisionSpec,
                  hybrid: HybridConfig, floor_cap: int, top_cap: int) -> Plan:
-    """Hybrid layout: keep as many requested steps as fit with the low size at the floor resolution, then
-    the largest high pixel cap (at most `hybrid.high_tokens` tokens' worth) that fits."""
+    """Hybrid layout: keep as many requested steps as uniform planning would (all at the floor resolution if
+    need be, so hybrid never keeps fewer frames), then the largest high pixel cap (at most
+    `hybrid.high_tokens` tokens' worth) that fits, the low size following it at 1/s."""
     tp = spec.temporal_patch_size
-    floor_high = min(top_cap, int(floor_cap * hybrid.ratio))
+    floor_high = floor_cap
     high_top = min(top_cap, max(floor_high, hybrid.high_tokens * spec.factor ** 2))
 
     def cost(steps: int, cap: int) -> int:
@@ -196,10 +197,12 @@ def _plan_hybrid(num_frames: int, requested: list[int], height: int, width: int,
     cap = _largest_fitting_cap(lambda c: cost(steps, c), budget, floor_high, high_top)
     assert cap is not None  # guaranteed by the step search
     (hh, hw), (lh, lw) = hybrid_sizes(height, width, spec, cap, hybrid.ratio, floor_cap)
-    items = []
+    items: list[PlannedVideo] = []
     for segment in hybrid_segments(steps, hybrid.group):
         frames = indices[segment.first_step * tp:(segment.first_step + segment.steps) * tp]
         h, w = (hh, hw) if segment.high else (lh, lw)
+        if items and (items[-1].height, items[-1].width) == (h, w):  # sizes coincide (small video / budget)
+            frames = items.pop().frame_indices + frames
         items.append(PlannedVideo(frames, h, w, spec.tokens(h, w, len(frames))))
     return Plan(items, budget, cap, skipped=max(0, len(requested) - len(set(indices))), resolution="hybrid",
-                low_pixel_cap=low_pixel_cap(cap, hybrid.ratio, floor_cap), hybrid=hybrid)
+                low_pixel_cap=low_pixel_cap((hh, hw), hybrid.ratio, floor_cap), hybrid=hybrid)

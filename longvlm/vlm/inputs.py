@@ -187,10 +187,9 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
              "time_encode_s": encode_s, "time_ingest_total_s": time.perf_counter() - started}
     blocks = None
     if plan.resolution == "hybrid":
-        high = items[0]  # every group starts with its high-resolution step
-        low = next((it for it in items if (it.height, it.width) != (high.height, high.width)), None)
+        high, low = items[0], items[min(1, len(items) - 1)]  # each group: a high step, then low steps
         stats.update(video_items=len(items), high_size=f"{high.width}x{high.height}",
-                     low_size=f"{low.width}x{low.height}" if low else None)
+                     low_size=f"{low.width}x{low.height}")
         interval = video_time_interval(vlm.config, second_per_grid_ts[0])
         blocks = [VisualBlock(tuple(tuple(g) for g in grid_thw.tolist()), interval)]
     return _finish(EncodedInput(path, "video", plan, parts, evidence, video_embeds=embeds,
