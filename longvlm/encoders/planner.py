@@ -140,8 +140,6 @@ def plan_video(num_frames: int, video_fps: float, height: int, width: int, budge
         target_cap = min(top_cap, max(floor_cap, hybrid.high_tokens * spec.factor ** 2))
         uniform_fits = steps * spec.tokens(*spec.resized(height, width, max_pixels=target_cap)) <= budget
         resolution = "uniform" if uniform_fits else "hybrid"
-    if resolution == "hybrid":
-        return _plan_hybrid(num_frames, requested, height, width, budget, spec, hybrid, floor_cap, top_cap)
     floor_tokens = spec.tokens(*spec.resized(height, width, max_pixels=floor_cap))
     max_pairs = budget // floor_tokens
     if max_pairs <= 0:
@@ -149,13 +147,15 @@ def plan_video(num_frames: int, video_fps: float, height: int, width: int, budge
             f"a budget of {budget} visual tokens cannot hold one {tp}-frame step of this video at the minimum "
             f"resolution ({floor_tokens} tokens); raise --max-visual-tokens")
     indices = _select_frames(num_frames, requested, max_pairs, tp)
+    skipped = max(0, len(requested) - len(set(indices)))
+    if resolution == "hybrid":  # same frames as uniform (at the floor both layouts cost the same)
+        return _plan_hybrid(indices, height, width, budget, spec, hybrid, floor_cap, top_cap, skipped)
     pairs = len(indices) // tp
     cap = _largest_fitting_cap(lambda c: pairs * spec.tokens(*spec.resized(height, width, max_pixels=c)),
                                budget, floor_cap, top_cap)
     assert cap is not None  # guaranteed by max_pairs
     h, w = spec.resized(height, width, max_pixels=cap)
-    return Plan([PlannedVideo(indices, h, w, spec.tokens(h, w, len(indices)))], budget, cap,
-                skipped=max(0, len(requested) - len(set(indices))))
+    return Plan([PlannedVideo(indices, h, w, spec.tokens(h, w, len(indices)))], budget, cap, skipped=skipped)
 
 
 def _select_frames(num_frames: int, requested: list[int], max_steps: int, tp: int) -> list[int]:
@@ -171,31 +171,16 @@ def _select_frames(num_frames: int, requested: list[int], max_steps: int, tp: in
     return indices
 
 
-def _plan_hybrid(num_frames: int, requested: list[int], height: int, width: int, budget: int, spec: VisionSpec,
-                 hybrid: HybridConfig, floor_cap: int, top_cap: int) -> Plan:
-    """Hybrid layout: keep as many requested steps as uniform planning would (all at the floor resolution if
-    need be, so hybrid never keeps fewer frames), then the largest high pixel cap (at most
-    `hybrid.high_tokens` tokens' worth) that fits, the low size following it at 1/s."""
+def _plan_hybrid(indices: list[int], height: int, width: int, budget: int, spec: VisionSpec, hybrid: HybridConfig,
+                 floor_cap: int, top_cap: int, skipped: int) -> Plan:
+    """Hybrid layout of the chosen frames: the largest high pixel cap (at most `hybrid.high_tokens` tokens'
+    worth) that fits, the low size following it at 1/s; consecutive items of equal size are merged."""
     tp = spec.temporal_patch_size
-    floor_high = floor_cap
-    high_top = min(top_cap, max(floor_high, hybrid.high_tokens * spec.factor ** 2))
-
-    def cost(steps: int, cap: int) -> int:
-        return hybrid_token_count(steps, height, width, spec, hybrid, cap, floor_cap)
-
-    if cost(1, floor_high) > budget:
-        raise BudgetError(
-            f"a budget of {budget} visual tokens cannot hold one {tp}-frame step of this video at the minimum "
-            f"high resolution ({cost(1, floor_high)} tokens); raise --max-visual-tokens")
-    wanted = max(1, len(requested) // tp)
-    low, high = 1, wanted  # most steps that fit at the floor resolution (cost grows with the step count)
-    while low < high:
-        mid = (low + high + 1) // 2
-        low, high = (mid, high) if cost(mid, floor_high) <= budget else (low, mid - 1)
-    indices = _select_frames(num_frames, requested, low, tp)
     steps = len(indices) // tp
-    cap = _largest_fitting_cap(lambda c: cost(steps, c), budget, floor_high, high_top)
-    assert cap is not None  # guaranteed by the step search
+    high_top = min(top_cap, max(floor_cap, hybrid.high_tokens * spec.factor ** 2))
+    cap = _largest_fitting_cap(lambda c: hybrid_token_count(steps, height, width, spec, hybrid, c, floor_cap),
+                               budget, floor_cap, high_top)
+    assert cap is not None  # at the floor cap high and low sizes coincide: the uniform floor cost, which fits
     (hh, hw), (lh, lw) = hybrid_sizes(height, width, spec, cap, hybrid.ratio, floor_cap)
     items: list[PlannedVideo] = []
     for segment in hybrid_segments(steps, hybrid.group):
@@ -204,5 +189,5 @@ def _plan_hybrid(num_frames: int, requested: list[int], height: int, width: int,
         if items and (items[-1].height, items[-1].width) == (h, w):  # sizes coincide (small video / budget)
             frames = items.pop().frame_indices + frames
         items.append(PlannedVideo(frames, h, w, spec.tokens(h, w, len(frames))))
-    return Plan(items, budget, cap, skipped=max(0, len(requested) - len(set(indices))), resolution="hybrid",
+    return Plan(items, budget, cap, skipped=skipped, resolution="hybrid",
                 low_pixel_cap=low_pixel_cap((hh, hw), hybrid.ratio, floor_cap), hybrid=hybrid)
