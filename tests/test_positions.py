@@ -142,3 +142,23 @@ def test_generate_with_explicit_positions_equals_builtin(models, family, short_v
     assert torch.equal(builtin.sequences, given.sequences)
     for a, b in zip(builtin.logits, given.logits, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
+def test_decode_positions_continue_from_last_prompt_position(models, short_video):
+    """transformers 5.23 generate(): new tokens get the last prompt position + 1 on every row, not
+    max(prompt ids) + 1 (the 4.x rope_deltas rule); pinned because a video's temporal ids can exceed it."""
+    vlm = models["qwen2_5_vl"]
+    encoded = encode_video(vlm, short_video, max_visual_tokens=300, sample_fps=1.0)
+    kwargs = model_inputs(vlm, encoded, "what happens?")
+    seen = []
+    hook = vlm.model.model.language_model.register_forward_pre_hook(
+        lambda module, args, kw: seen.append(kw["position_ids"].clone()), with_kwargs=True)
+    try:
+        vlm.model.generate(**kwargs, max_new_tokens=3, do_sample=False)
+    finally:
+        hook.remove()
+    prompt, first_new = seen[0], seen[1]
+    assert prompt.shape[-1] == kwargs["input_ids"].shape[1] and first_new.shape[-1] == 1
+    assert torch.equal(first_new[..., 0], prompt[..., -1] + 1)
+    assert int(prompt[1:].max()) + 1 > int(first_new[1:].max())  # the video reaches beyond the decode position

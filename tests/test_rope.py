@@ -126,6 +126,26 @@ def test_frequencies_follow_formulas(family, method, scale):
         assert rotary.attention_scaling == 1.0
 
 
+def test_random_configs_and_scales_match_reference():
+    """Random head sizes, section splits, thetas, fractional scales and training lengths."""
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        half = int(rng.integers(4, 65))
+        t = int(rng.integers(1, half - 1))
+        w = int(rng.integers(1, half - t + 1))
+        section = [t, half - t - w, w]
+        theta = float(10 ** rng.uniform(3, 7))
+        scale, length = float(rng.uniform(1, 32)), int(rng.integers(512, 65536))
+        text = Qwen2VLConfig(text_config=dict(hidden_size=4 * 2 * half, num_attention_heads=4,
+                                              rope_parameters={"rope_type": "default", "rope_theta": theta,
+                                                               "mrope_section": section})).text_config
+        for method in ("ntk", "mrope++"):
+            apply_position_extension(text, method, scale, train_length=length)
+            expected = reference_inv_freq(method, scale, theta, 2 * half, section, length)
+            np.testing.assert_allclose(Qwen2VLRotaryEmbedding(config=text).inv_freq.double().numpy(), expected,
+                                       rtol=5e-6, atol=0)
+
+
 def test_mrope_pp_sections_on_qwen2_vl_sizes():
     """Section by section on Qwen2-VL-7B: d < 16 unchanged, 16 <= d < 40 a ramp from 1 down towards 1/s,
     d >= 40 divided by s."""

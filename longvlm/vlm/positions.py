@@ -17,8 +17,13 @@ transformers 4.x (and the original Qwen2-VL code) continued text after a block a
 instead, so a video whose temporal extent exceeds its spatial one ends later there. In 5.x the text after a
 long video re-uses positions inside the video's temporal range, and a second video's temporal ids restart
 from the text position instead of following the first video's. `text_after_vision="after_max"` gives the 4.x
-rule. Decoding continues from the last prompt position + 1 in both (generate() extends each of the rows of
-the given `position_ids` by one per new token).
+rule.
+
+Decoding: in transformers 5.23 `generate()` always works from explicit `position_ids` (it builds them with
+`get_rope_index` when none are given) and extends every row by the last prompt position + 1 per new token;
+the `rope_deltas` rule of 4.x (continue after max(prompt ids) + 1) is not used. So passing longvlm's ids to
+`generate()` decodes exactly as transformers would with its own (tested), and new tokens may sit inside a
+long video's temporal range in both cases.
 """
 
 from __future__ import annotations
