@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from longvlm.encoders.planner import RESOLUTIONS
 from longvlm.errors import LongVLMError
 
 
@@ -20,11 +21,15 @@ def _default_model() -> str:
 def _ask(args: argparse.Namespace) -> int:
     from longvlm.vlm.loading import load_vlm
     from longvlm.vlm.pipeline import ask
+    from longvlm.vlm.rope import apply_position_extension
 
     vlm = load_vlm(args.model)
+    if args.rope_method is not None:
+        apply_position_extension(vlm, args.rope_method, args.rope_scale, train_length=args.rope_train_length)
     result = ask(vlm, args.question, video=args.video, pdf=args.pdf, images=args.image or None,
                  max_visual_tokens=args.max_visual_tokens, max_new_tokens=args.max_new_tokens,
-                 sample_fps=args.fps, max_frames=args.max_frames, max_pages=args.max_pages)
+                 sample_fps=args.fps, max_frames=args.max_frames, max_pages=args.max_pages,
+                 video_resolution=args.video_resolution)
     if args.json:
         print(json.dumps({"answer": result.text, "model": result.model, "route": result.route,
                           "random_weights": vlm.is_random,
@@ -115,6 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--fps", type=float, default=1.0, help="video sampling rate before budgeting")
     ask.add_argument("--max-frames", type=int, default=None)
     ask.add_argument("--max-pages", type=int, default=None)
+    ask.add_argument("--video-resolution", choices=RESOLUTIONS, default="uniform",
+                     help="hybrid: GIRAFFE hybrid-resolution frames (groups of 4 temporal patches, the first at "
+                          "high resolution, the rest at 1/3 of its tokens); auto: hybrid only when uniform "
+                          "frames at 240 tokens do not fit the budget")
+    ask.add_argument("--rope-method", default=None,
+                     help="extend the context: mrope++ (M-RoPE++), or a baseline: extrapolation, linear, ntk, yarn; "
+                          "with --rope-scale")
+    ask.add_argument("--rope-scale", type=float, default=1.0,
+                     help="extension factor s: the model then accepts s x its training length")
+    ask.add_argument("--rope-train-length", type=int, default=None,
+                     help="training length L the scale applies to (default: the model's max_position_embeddings)")
     ask.add_argument("--json", action="store_true", help="print a JSON record")
     ask.set_defaults(func=_ask)
     evaluate = sub.add_parser("eval", help="benchmarks: needle-in-a-haystack suites, MMLongBench-Doc")
