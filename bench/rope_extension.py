@@ -10,12 +10,14 @@ and length X = multiple * L, one prefill (forward pass that fills the KV cache) 
 sequence of X tokens -- a video block of random pre-encoded features (a quarter of the tokens, grid
 (T, 8, 8)) between text -- with the method applied at scale s = multiple (so L' = X). L defaults to the
 model's `max_position_embeddings` (8192 for the tiny presets). Each row runs in its own process; time is the
-prefill alone (the fastest of --repeats runs); memory is the peak RSS during it and its growth over the RSS before it on CPU (peak allocated
-CUDA memory on GPU). Ratios are against the unmodified model ("none") at the same length, measured in the same
-run. The methods only change the rotary frequencies (a [head_dim/2] vector computed once), so ratios near 1
-are expected; on a shared CPU single runs vary by 10-20 %. "max pos" is the largest
-M-RoPE position id of the sequence: in transformers 5.x a video block advances text positions by its spatial
-extent only, so it is below the token count.
+prefill alone: wall-clock seconds and the process CPU seconds (all threads; far less sensitive than wall time
+to other jobs on a shared machine, so the time ratio uses it), the fastest of --repeats runs. Memory is the
+peak RSS during the prefill and its growth over the RSS before it on CPU (peak allocated CUDA memory on GPU).
+Ratios are against the unmodified model ("none") at the same length, measured in the same run (on GPU the
+time ratio uses wall-clock seconds). The methods only change the rotary frequencies (a [head_dim/2] vector
+computed once), so ratios near 1 are expected. "max pos" is the largest M-RoPE position id of the sequence: in
+transformers 5.x a video block advances text positions by its spatial extent only, so it is below the token
+count.
 
 Needle accuracy: `needle_accuracy(vlm, samples, ...)` answers every sample once per method, with the method
 applied at a scale that fits the longest sample, and counts answers that contain the expected text. It only
@@ -90,7 +92,7 @@ def prefill_worker(model: str, method: str, multiple: float, train_length: int |
         apply_position_extension(vlm, method, float(multiple), train_length=length_l)
     length = int(round(multiple * length_l))
     cuda = vlm.model.device.type == "cuda"
-    times, peaks, growths = [], [], []
+    times, cpu_times, peaks, growths = [], [], [], []
     with torch.no_grad():
         vlm.model(**synthetic_inputs(vlm, 256, seed=1), logits_to_keep=1)  # warm-up
         kwargs = synthetic_inputs(vlm, length)
@@ -104,15 +106,17 @@ def prefill_worker(model: str, method: str, multiple: float, train_length: int |
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
             with RssSampler() as rss:
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 out = vlm.model(**kwargs, use_cache=True, logits_to_keep=1)
                 if cuda:
                     torch.cuda.synchronize()
                 times.append(time.perf_counter() - started)
+                cpu_times.append(time.process_time() - cpu_started)
             peaks.append(torch.cuda.max_memory_allocated() / 2**20 if cuda else rss.peak_mb)
             growths.append(peaks[-1] if cuda else rss.growth_mb)
     return {"method": method, "multiple": multiple, "tokens": int(kwargs["input_ids"].shape[1]),
-            "max_position": int(positions.max()), "seconds": min(times), "peak_mb": max(peaks),
+            "max_position": int(positions.max()), "seconds": min(times), "cpu_seconds": min(cpu_times),
+            "peak_mb": max(peaks),
             "prefill_mb": max(growths), "repeats": len(times),
             "memory": "CUDA peak allocated" if cuda else "peak RSS", "finite": bool(torch.isfinite(out.logits).all()),
             "train_length": length_l, "kv_cache_tokens": int(out.past_key_values.get_seq_length())}
@@ -134,15 +138,16 @@ def prefill_table(rows: list[dict]) -> str:
     base = {r["multiple"]: r for r in rows if r["method"] == BASELINE}
     memory = rows[0]["memory"] if rows else "peak RSS"
     growth = "peak allocated" if memory.startswith("CUDA") else "RSS growth"
-    lines = [f"| method | x train length | tokens | max pos | prefill s | x none | {memory} MiB | "
+    clock = "seconds" if memory.startswith("CUDA") else "cpu_seconds"
+    lines = [f"| method | x train length | tokens | max pos | prefill s | CPU s | x none ({clock}) | {memory} MiB | "
              f"prefill {growth} MiB | x none | finite |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in sorted(rows, key=lambda r: (r["multiple"], ALL_METHODS.index(r["method"]))):
         b = base.get(r["multiple"])
-        t_ratio = f"{r['seconds'] / b['seconds']:.2f}" if b else "n/a"
+        t_ratio = f"{r[clock] / b[clock]:.2f}" if b else "n/a"
         m_ratio = f"{r['prefill_mb'] / b['prefill_mb']:.2f}" if b and b["prefill_mb"] > 0 else "n/a"
         lines.append(f"| {r['method']} | {r['multiple']:g} | {r['tokens']} | {r['max_position']} | {r['seconds']:.2f} "
-                     f"| {t_ratio} | {r['peak_mb']:.0f} | {r['prefill_mb']:.0f} | {m_ratio} | "
+                     f"| {r['cpu_seconds']:.2f} | {t_ratio} | {r['peak_mb']:.0f} | {r['prefill_mb']:.0f} | {m_ratio} | "
                      f"{'yes' if r['finite'] else 'NO'} |")
     return "\n".join(lines)
 

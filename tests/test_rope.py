@@ -164,11 +164,13 @@ def test_yarn_baseline_is_transformers_yarn():
     text = qwen2_vl_7b_text_config()
     base = ROTARY["qwen2_vl"](config=text).inv_freq.clone()
     apply_position_extension(text, "yarn", 4.0)
-    assert text.rope_parameters["rope_type"] == "yarn" and text.rope_parameters["original_max_position_embeddings"] == 32768
+    params = text.rope_parameters
+    assert params["rope_type"] == "yarn" and params["original_max_position_embeddings"] == 32768
     rotary = ROTARY["qwen2_vl"](config=text)
     ratio = rotary.inv_freq / base
     rotations = 32768 * base / (2 * math.pi)  # r = L / lambda over the training length
-    assert torch.allclose(ratio[rotations > 32], torch.ones(1)) and torch.allclose(ratio[rotations < 1], torch.tensor(0.25))
+    assert torch.allclose(ratio[rotations > 32], torch.ones(1))
+    assert torch.allclose(ratio[rotations < 1], torch.tensor(0.25))
     assert torch.all((ratio >= 0.25 - 1e-6) & (ratio <= 1 + 1e-6))
     assert rotary.attention_scaling == pytest.approx(0.1 * math.log(4) + 1)
 
@@ -243,3 +245,12 @@ def test_cli_rope_options(capsys, short_video):
     assert json.loads(capsys.readouterr().out)["stats"]["position_extension"] == "mrope++ x4"
     assert main(["ask", "--video", short_video, "-q", "when?", "--rope-method", "bogus", "--rope-scale", "2"]) == 2
     assert "unknown position extension 'bogus'" in capsys.readouterr().err
+
+
+def test_rejected_extension_leaves_config_unchanged():
+    text = tiny_config("qwen2_vl").text_config
+    text.rope_parameters["mrope_section"] = [0, 4, 4]  # no temporal section: M-RoPE++ is undefined
+    before = dict(text.rope_parameters), text.max_position_embeddings
+    with pytest.raises(ConfigError, match="non-empty temporal and width"):
+        apply_position_extension(text, "mrope++", 4.0)
+    assert (text.rope_parameters, text.max_position_embeddings) == before

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from longvlm.encoders.hybrid import HybridConfig
 from longvlm.errors import BudgetError, LongVLMError
 from longvlm.profiling import peak_rss_mb
 from longvlm.vlm.inputs import EncodedInput, Evidence, ProgressFn, encode_images, encode_pdf, encode_video
-from longvlm.encoders.hybrid import HybridConfig
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.positions import generation_position_ids
 from longvlm.vlm.prompt import build_chat_inputs

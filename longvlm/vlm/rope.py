@@ -220,7 +220,8 @@ def apply_position_extension(target, method: str | None, scale: float = 1.0, *,
         raise ConfigError(f"training length must be positive, got {length}")
     if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 1:
         raise ConfigError(f"position extension scale must be a number >= 1, got {scale!r}")
-    keep = {k: v for k, v in text.rope_parameters.items() if k in ("rope_theta", "mrope_section", "partial_rotary_factor")}
+    kept_keys = ("rope_theta", "mrope_section", "partial_rotary_factor")
+    keep = {k: v for k, v in text.rope_parameters.items() if k in kept_keys}
     if name is None:
         params, max_length = {"rope_type": "default", **keep}, length
     else:
@@ -228,9 +229,13 @@ def apply_position_extension(target, method: str | None, scale: float = 1.0, *,
         if name != "linear":  # transformers' linear validator knows no training length (it is max_len / factor)
             params["original_max_position_embeddings"] = length
         max_length = int(round(length * scale))
-    text.rope_parameters = params
-    text.max_position_embeddings = max_length
-    text.validate_rope()
+    previous = text.rope_parameters, text.max_position_embeddings
+    text.rope_parameters, text.max_position_embeddings = params, max_length
+    try:
+        text.validate_rope()
+    except Exception:
+        text.rope_parameters, text.max_position_embeddings = previous  # leave the config as it was
+        raise
     if model is not None:
         _rebuild_rotary_embeddings(model, text)
     return position_extension(text)
