@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,7 @@ from longvlm.demo.settings import DemoSettings
 from longvlm.demo.models import ModelHolder
 from longvlm.demo.stats import format_bytes, kv_cache_bytes, stats_rows
 from longvlm.errors import BudgetError, ConfigError, InputError, LongVLMError
+from longvlm.vlm import loading
 from longvlm.vlm.inputs import Evidence
 from longvlm.vlm.loading import load_vlm
 from longvlm.vlm.pipeline import answer
@@ -139,12 +142,15 @@ def test_optional_features_are_honest():
             DemoSettings(kv_press="snapkv", kv_budget=0.5).compression()
 
 
-def test_default_model_and_labels(vlm, monkeypatch):
-    assert features.default_model_name() in ("small", "tiny")
-    monkeypatch.setattr(features.loading, "PRESETS", {"small": "somewhere"}, raising=False)
-    assert features.default_model_name() == "small"
+def test_default_model_and_labels(vlm):
+    assert features.default_model_name() == loading.default_model() in ("small", "tiny")
     badge, text = features.model_label(vlm)
     assert "random weights" in badge and "meaningless" in text
+    trained = dataclasses.replace(vlm, name="small", is_random=False)  # how the shipped model is labelled
+    badge, text = features.model_label(trained)
+    assert "small model" in badge and "far less accurate" in text
+    checkpoint = dataclasses.replace(vlm, name="/models/Qwen2-VL-7B-Instruct", is_random=False)
+    assert features.model_label(checkpoint)[0].startswith("Qwen2-VL")
 
 
 # -- local paths ------------------------------------------------------------------------------------------

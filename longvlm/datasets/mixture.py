@@ -27,6 +27,8 @@ GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Example], int]]
     "document_needle/page": (lambda rng, n: needles.document_needle(rng, n, question="page"), 1),
     "document_needle/color": (lambda rng, n: needles.document_needle(rng, n, question="color"), 1),
     "document_needle/code": (lambda rng, n: needles.document_needle(rng, n, question="code"), 1),
+    "document_needle/count": (lambda rng, n: needles.document_needle(rng, n, question="count"), 1),
+    "document_needle/order": (lambda rng, n: needles.document_needle(rng, n, question="order"), 2),
     "image_grid_needle": (lambda rng, n: needles.image_grid_needle(rng, n), 1),
     "text_passkey": (lambda rng, n: needles.text_passkey(rng, n), 1),
 }

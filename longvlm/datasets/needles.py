@@ -126,36 +126,54 @@ def document_page(rng: np.random.Generator, height: int, width: int) -> np.ndarr
 
 def document_needle(rng: np.random.Generator, num_pages: int, *, question: str = "page",
                     page_size: tuple[int, int] = (84, 56), depth: float | None = None) -> Example:
-    """A multi-page document (page images with 'Page n:' labels) with one planted fact.
+    """A multi-page document (page images with 'Page n:' labels) with planted facts.
 
     question: 'page' (on which page is the coloured shape), 'color' (colour of the shape in the document),
-    'code' (a code in one page's interleaved text: a text needle among images).
+    'code' (a code in one page's interleaved text: a text needle among images), and the MM-NIAH-style
+    'count' (how many pages show the shape, 1-4) and 'order' (which of two colours comes first).
     """
     height, width = page_size
     depth = float(rng.uniform()) if depth is None else depth
     target = int(round(depth * (num_pages - 1)))
     shape, color = _pick(rng, SHAPES), _pick(rng, list(COLORS))
     code = str(int(rng.integers(1000, 10000)))
+    marked: dict[int, str] = {}
+    if question in ("page", "color"):
+        marked[target] = color
+    elif question == "count":
+        for index in rng.choice(num_pages, size=min(num_pages, int(rng.integers(1, 5))), replace=False):
+            marked[int(index)] = color
+    elif question == "order":
+        first, second = _pick(rng, list(COLORS), 2)
+        a, b = sorted(int(i) for i in rng.choice(num_pages, size=2, replace=False)) if num_pages > 1 else (0, 0)
+        marked[a], marked[b] = first, second
     parts: list = []
     for index in range(num_pages):
         page = document_page(rng, height, width)
-        if index == target and question in ("page", "color"):
-            page = draw_shape(page, rng, shape, color, scale=0.28)
+        if index in marked:
+            page = draw_shape(page, rng, shape, marked[index], scale=0.28)
         parts += [f"Page {index + 1}:", ImageItem(page)]
         if question == "code":
             parts.append(f"The secret code is {code}.\n" if index == target else "Nothing to note here.\n")
         else:
             parts.append("\n")
+    meta = {"num_pages": num_pages, "depth": depth, "needle_page": target + 1}
     if question == "page":
         text, answer = f"On which page is the {color} {shape}?", str(target + 1)
     elif question == "color":
         text, answer = f"What color is the {shape} in the document?", color
     elif question == "code":
         text, answer = "What is the secret code?", code
+    elif question == "count":
+        text, answer = f"On how many pages is there a {color} {shape}?", str(len(marked))
+        meta["needle_pages"] = sorted(i + 1 for i in marked)
+    elif question == "order":
+        options = [first, second] if rng.uniform() < 0.5 else [second, first]
+        text, answer = f"Which color appears on an earlier page, {options[0]} or {options[1]}?", first
+        meta["needle_pages"] = sorted(i + 1 for i in marked)
     else:
         raise ValueError(f"unknown document question {question!r}")
-    return Example(parts + [text], answer, f"document_needle/{question}",
-                   {"num_pages": num_pages, "depth": depth, "needle_page": target + 1})
+    return Example(parts + [text], answer, f"document_needle/{question}", meta)
 
 
 def image_grid_needle(rng: np.random.Generator, num_images: int, *, grid: int = 2, cell: int = 56,

@@ -62,16 +62,9 @@ def rope_feature() -> Feature:
     return Feature("position extension", True, choices=("none", *module.METHODS))
 
 
-def preset_names() -> tuple[str, ...]:
-    """Model presets `load_vlm` knows (the tiny ones, plus 'small' once the trained model ships)."""
-    names = dict.fromkeys(getattr(loading, "PRESETS", {}))
-    names.update(dict.fromkeys(loading.TINY_PRESETS))
-    return tuple(names)
-
-
 def default_model_name() -> str:
-    """'small' (the project-trained model) when this build ships it, else the random-weight 'tiny'."""
-    return "small" if "small" in preset_names() else "tiny"
+    """The offline default of this build: the shipped trained 'small' model when installed, else 'tiny'."""
+    return loading.default_model()
 
 
 def model_label(vlm: loading.VLM) -> tuple[str, str]:
@@ -84,7 +77,7 @@ def model_label(vlm: loading.VLM) -> tuple[str, str]:
         return (f"{vlm.name} · {size} params · random weights",
                 f"Tiny {family} test model with random weights: it runs the whole pipeline, but its answers are "
                 f"meaningless. Start with `--model DIR` for a real checkpoint.")
-    if vlm.name in preset_names():
+    if vlm.name in loading.SHIPPED_MODELS:
         return (f"{vlm.name} · {size} params · small model",
                 f"Small {family} model trained by the project: it runs offline on a CPU, but it is a small "
                 f"model and far less accurate than a full Qwen2-VL checkpoint (`--model DIR`).")
