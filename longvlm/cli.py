@@ -1,4 +1,4 @@
-"""Command line: `longvlm ask ...` and `longvlm info FILE`."""
+"""Command line: `longvlm ask ...`, `longvlm info FILE`, `longvlm eval ...` and `longvlm demo` (the Gradio app)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,14 @@ def _info(args: argparse.Namespace) -> int:
         info = {"type": "video", "path": path, "fps": round(meta.fps, 3), "frames": meta.num_frames,
                 "duration_s": round(meta.duration, 3), "size": f"{meta.width}x{meta.height}"}
     print(json.dumps(info, indent=2))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from longvlm.demo.server import launch_demo
+
+    launch_demo(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+                media_dirs=args.media_dir or ())
     return 0
 
 
@@ -165,6 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="metadata of a video or PDF")
     info.add_argument("file")
     info.set_defaults(func=_info)
+    demo = sub.add_parser("demo", help="start the Gradio app: chat about a long video or PDF in the browser")
+    demo.add_argument("--model", default=None,
+                      help="local Qwen2-VL/Qwen2.5-VL directory or a preset (default: $LONGVLM_MODEL, else the "
+                           "shipped small model when installed, else the random-weight tiny model)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    demo.add_argument("--port", type=int, default=7860)
+    demo.add_argument("--max-upload-mb", type=float, default=2048, help="largest accepted upload / local file")
+    demo.add_argument("--media-dir", action="append", metavar="DIR",
+                      help="folder whose files may be opened by local path (repeat for several; default: the "
+                           "current folder, and only when listening on localhost)")
+    demo.set_defaults(func=_demo)
     return parser
 
 
