@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from longvlm.compression.base import Compression, VisualCompressor
+from longvlm.compression.visual import compress_item
 from longvlm.datasets.pdf import PdfDocument
 from longvlm.datasets.video import VideoReader
 from longvlm.encoders.patches import image_patches, video_patches
@@ -72,22 +74,62 @@ def _vision_dtype(vlm: VLM) -> tuple[torch.device, torch.dtype]:
     return param.device, param.dtype
 
 
+@dataclass
+class _Visual:
+    """The visual compression of one input: factor k and the compressor (None when k == 1)."""
+
+    factor: int = 1
+    compressor: VisualCompressor | None = None
+    seconds: float = 0.0
+
+    def apply(self, vlm: VLM, tokens: torch.Tensor, grid_thw: Sequence[int]) -> torch.Tensor:
+        if self.compressor is None:
+            return tokens
+        started = time.perf_counter()
+        out, _ = compress_item(tokens, grid_thw, self.compressor, self.factor, vlm.vision.merge_size)
+        self.seconds += time.perf_counter() - started
+        return out
+
+    def grid(self, vlm: VLM, height: int, width: int, num_frames: int = 1) -> list[int]:
+        """grid_thw reported to the LLM for an item resized to (height, width): see compression.visual."""
+        t, h, w = vlm.vision.grid(height, width, num_frames)
+        return [t, h // self.factor, w // self.factor]
+
+    def stats(self) -> dict:
+        name = self.compressor.name if self.compressor is not None else "none"
+        return {"visual_downsample": self.factor, "visual_compressor": name, "time_compress_s": self.seconds}
+
+
+def _visual_setup(vlm: VLM, compression: Compression | None, kind: str, duration_s: float | None = None) -> _Visual:
+    if compression is None:
+        return _Visual()
+    factor = compression.visual_factor(kind, duration_s)
+    if factor == 1:
+        return _Visual()
+    device, dtype = _vision_dtype(vlm)
+    return _Visual(factor, compression.visual_compressor().to(device=device, dtype=dtype).eval())
+
+
 @torch.no_grad()
-def _encode_images(vlm: VLM, images: list[Image.Image | np.ndarray], sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+def _encode_images(vlm: VLM, images: list[Image.Image | np.ndarray], sizes: list[tuple[int, int]],
+                   visual: _Visual | None = None) -> list[torch.Tensor]:
     device, dtype = _vision_dtype(vlm)
     pixels, grid = image_patches(images, sizes, vlm.vision)
     out = vlm.model.get_image_features(pixel_values=pixels.to(device, dtype), image_grid_thw=grid.to(device))
-    return list(out.pooler_output)
+    visual = visual or _Visual()
+    return [visual.apply(vlm, tokens, item_grid.tolist()) for tokens, item_grid in zip(out.pooler_output, grid)]
 
 
 def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float = 144.0,
                max_pages: int | None = None, page_order: Sequence[int] | None = None,
                min_tokens_per_page: int = 64, pages_per_chunk: int = 8,
-               progress: ProgressFn | None = None) -> EncodedInput:
+               progress: ProgressFn | None = None, compression: Compression | None = None) -> EncodedInput:
     """Plan and encode the pages of a PDF (the first `max_pages` if given) into `max_visual_tokens`.
 
-    `page_order` (0-based indices, best first) decides which pages are kept when not all fit.
+    `page_order` (0-based indices, best first) decides which pages are kept when not all fit. With
+    `compression`, its visual compressor shrinks each page k x k and the budget counts compressed tokens.
     """
+    visual = _visual_setup(vlm, compression, "pdf")
     stats: dict = {}
     started = time.perf_counter()
     with PdfDocument(path) as doc:
@@ -96,7 +138,7 @@ def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float
         stats["pages_in_document"] = doc.page_count
         t_plan = time.perf_counter()
         plan = plan_images(sizes, max_visual_tokens, vlm.vision, min_tokens_per_image=min_tokens_per_page,
-                           order=page_order)
+                           order=page_order, downsample=visual.factor)
         stats["time_plan_s"] = time.perf_counter() - t_plan
         _report(progress, "plan", len(plan.items), count)
         embeds, parts, evidence = [], [], []
@@ -107,7 +149,7 @@ def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float
             images = [doc.render(item.source_index, dpi=dpi, max_pixels=4 * item.height * item.width)
                       for item in chunk]
             t1 = time.perf_counter()
-            embeds.extend(_encode_images(vlm, images, [(item.height, item.width) for item in chunk]))
+            embeds.extend(_encode_images(vlm, images, [(item.height, item.width) for item in chunk], visual))
             decode_s += t1 - t0
             encode_s += time.perf_counter() - t1
             _report(progress, "encode", start + len(chunk), len(plan.items))
@@ -117,30 +159,32 @@ def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float
             parts += [f"Page {number}:", VisualSlot("image", item.tokens), "\n"]
             evidence.append(Evidence("page", number, label))
     stats.update(time_decode_s=decode_s, time_encode_s=encode_s, time_ingest_total_s=time.perf_counter() - started)
-    grid = torch.tensor([[1, it.height // vlm.vision.patch_size, it.width // vlm.vision.patch_size]
-                         for it in plan.items], dtype=torch.long)
+    stats.update(visual.stats())
+    grid = torch.tensor([visual.grid(vlm, it.height, it.width) for it in plan.items], dtype=torch.long)
     return _finish(EncodedInput(path, "pdf", plan, parts, evidence, image_embeds=embeds, image_grid_thw=grid,
                                 stats=stats))
 
 
 def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_tokens: int = 4096,
-                  progress: ProgressFn | None = None) -> EncodedInput:
-    """Plan and encode a list of images (paths or PIL images) into `max_visual_tokens`."""
+                  progress: ProgressFn | None = None, compression: Compression | None = None) -> EncodedInput:
+    """Plan and encode a list of images (paths or PIL images) into `max_visual_tokens` (see `encode_pdf` for
+    `compression`)."""
     started = time.perf_counter()
     loaded = [_open_image(im) for im in images]
     if not loaded:
         raise LongVLMError("no images given")
-    plan = plan_images([(im.height, im.width) for im in loaded], max_visual_tokens, vlm.vision)
+    visual = _visual_setup(vlm, compression, "images")
+    plan = plan_images([(im.height, im.width) for im in loaded], max_visual_tokens, vlm.vision,
+                       downsample=visual.factor)
     kept = [loaded[item.source_index] for item in plan.items]
-    embeds = _encode_images(vlm, kept, [(item.height, item.width) for item in plan.items])
+    embeds = _encode_images(vlm, kept, [(item.height, item.width) for item in plan.items], visual)
     _report(progress, "encode", len(plan.items), len(plan.items))
     parts: list[str | VisualSlot] = []
     for item in plan.items:
         parts += [f"Image {item.source_index}:", VisualSlot("image", item.tokens), "\n"]
-    grid = torch.tensor([[1, it.height // vlm.vision.patch_size, it.width // vlm.vision.patch_size]
-                         for it in plan.items], dtype=torch.long)
+    grid = torch.tensor([visual.grid(vlm, it.height, it.width) for it in plan.items], dtype=torch.long)
     evidence = [Evidence("image", item.source_index) for item in plan.items]
-    stats = {"time_encode_s": time.perf_counter() - started}
+    stats = {"time_encode_s": time.perf_counter() - started, **visual.stats()}
     return _finish(EncodedInput("images", "images", plan, parts, evidence, image_embeds=embeds,
                                 image_grid_thw=grid, stats=stats))
 
@@ -148,15 +192,19 @@ def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_t
 @torch.no_grad()
 def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_fps: float = 1.0,
                  max_frames: int | None = None, frames_per_chunk: int = 16,
-                 progress: ProgressFn | None = None) -> EncodedInput:
-    """Plan and encode a video into `max_visual_tokens`, decoding `frames_per_chunk` frames at a time."""
+                 progress: ProgressFn | None = None, compression: Compression | None = None) -> EncodedInput:
+    """Plan and encode a video into `max_visual_tokens`, decoding `frames_per_chunk` frames at a time.
+
+    With `compression`, each chunk's frames are compressed k x k right after the vision tower (k from the
+    video's duration when `downsample="auto"`) and the budget counts compressed tokens."""
     started = time.perf_counter()
     reader = VideoReader(path)
     meta = reader.metadata
     t_plan = time.perf_counter()
     spec = vlm.vision
+    visual = _visual_setup(vlm, compression, "video", meta.duration)
     plan = plan_video(meta.num_frames, meta.fps, meta.height, meta.width, max_visual_tokens, spec,
-                      sample_fps=sample_fps, max_frames=max_frames)
+                      sample_fps=sample_fps, max_frames=max_frames, downsample=visual.factor)
     plan_s = time.perf_counter() - t_plan
     item = plan.items[0]
     _report(progress, "plan", item.num_frames, meta.num_frames)
@@ -175,12 +223,12 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
         pixels, grid = video_patches(list(chunk.frames), (item.height, item.width), spec)
         out = vlm.model.get_video_features(pixel_values_videos=pixels.to(device, dtype),
                                            video_grid_thw=grid.to(device))
-        pieces.append(out.pooler_output[0])
+        pieces.append(visual.apply(vlm, out.pooler_output[0], grid[0].tolist()))
         encode_s += time.perf_counter() - t1
         timestamps.extend(chunk.timestamps)
         _report(progress, "decode+encode", len(timestamps), item.num_frames)
     embeds = torch.cat(pieces)
-    grid_thw = torch.tensor([spec.grid(item.height, item.width, item.num_frames)], dtype=torch.long)
+    grid_thw = torch.tensor([visual.grid(vlm, item.height, item.width, item.num_frames)], dtype=torch.long)
     step = (timestamps[-1] - timestamps[0]) / (len(timestamps) - 1) if len(timestamps) > 1 else 1.0 / meta.fps
     duration = meta.duration
     parts: list[str | VisualSlot] = [
@@ -189,7 +237,7 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
     evidence = [Evidence("frame", i, timestamp=t) for i, t in zip(item.frame_indices, timestamps)]
     stats = {"video_duration_s": duration, "video_fps": meta.fps, "frames_sampled": item.num_frames,
              "time_plan_s": plan_s, "time_decode_s": decode_s, "time_encode_s": encode_s,
-             "time_ingest_total_s": time.perf_counter() - started}
+             "time_ingest_total_s": time.perf_counter() - started, **visual.stats()}
     return _finish(EncodedInput(path, "video", plan, parts, evidence, video_embeds=[embeds],
                                 video_grid_thw=grid_thw,
                                 second_per_grid_ts=torch.tensor([spec.temporal_patch_size * step]),
