@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -91,11 +92,12 @@ def _eos_ids(model: nn.Module, eos_token_id) -> list[int]:
 @torch.no_grad()
 def generate_pruned(model: nn.Module, inputs: dict, press: KVPress | None = None, *, max_new_tokens: int = 64,
                     eos_token_id: int | list[int] | None = None, pad_token_id: int | None = None,
-                    streamer=None) -> PrunedGeneration:
+                    streamer=None, clock: Callable[[], float] = time.perf_counter) -> PrunedGeneration:
     """Greedy generation (plus the model's repetition penalty, if configured) with `press` pruning the KV
     cache at prefill. `inputs`: input_ids, attention_mask (left padding), mm_token_type_ids, grids,
     second_per_grid_ts and pre-encoded `mm_encoder_outputs`, as for `generate`. Without a press, or with a
-    budget of 100%, the tokens equal `model.generate(**inputs, do_sample=False)` (tested)."""
+    budget of 100%, the tokens equal `model.generate(**inputs, do_sample=False)` (tested). `eos_token_id=[]`
+    disables stopping; `clock` times prefill and decoding (wall clock by default)."""
     unknown = set(inputs) - set(PROMPT_KEYS)
     if unknown:
         raise ConfigError(f"generate_pruned: unsupported inputs {sorted(unknown)}")
@@ -128,13 +130,13 @@ def generate_pruned(model: nn.Module, inputs: dict, press: KVPress | None = None
     steps = 0
     with press(model) if press is not None else nullcontext(None) as state:
         _sync(device)
-        started = time.perf_counter()
+        started = clock()
         logits = model(**prefill).logits[:, -1]
         _sync(device)
-        prefill_s = time.perf_counter() - started
+        prefill_s = clock() - started
         cache_bytes = cache_nbytes(cache)
         cache_mask = state.slot_mask.to(mask.dtype) if state is not None and state.slot_mask is not None else mask
-        started = time.perf_counter()
+        started = clock()
         for step in range(max_new_tokens):
             token = processors(sequence, logits.float()).argmax(dim=-1)
             token = torch.where(finished, torch.full_like(token, pad), token)
@@ -152,7 +154,7 @@ def generate_pruned(model: nn.Module, inputs: dict, press: KVPress | None = None
                            use_cache=True).logits[:, -1]
             steps += 1
         _sync(device)
-        decode_s = time.perf_counter() - started
+        decode_s = clock() - started
     if streamer is not None:
         streamer.end()
     return PrunedGeneration(torch.stack(generated, dim=1), state, prefill_s, decode_s, cache_bytes, steps)
