@@ -167,3 +167,18 @@ def test_compressed_pdf_and_video_answer(vlm, sixty_page_pdf, short_video):
         assert stats["context_length"] == stats["visual_tokens"] + stats["text_tokens"]
         assert stats["kv_tokens_kept"] == math.floor(stats["context_length"] * 0.5 + 0.5)
         assert 0 < stats["new_tokens"] <= 3
+
+
+def test_cli_compression_flags(capsys, sixty_page_pdf):
+    import json
+
+    from longvlm.cli import main
+
+    assert main(["ask", "--pdf", sixty_page_pdf, "-q", "code?", "--max-pages", "4", "--max-new-tokens", "2",
+                 "--downsample", "2", "--kv-press", "lookm", "--kv-budget", "0.5", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)["stats"]
+    assert stats["visual_downsample"] == 2 and stats["visual_tokens"] == stats["planned_visual_tokens"]
+    assert stats["kv_tokens_kept"] == math.floor(stats["context_length"] * 0.5 + 0.5)
+    assert main(["ask", "--pdf", sixty_page_pdf, "-q", "code?", "--max-pages", "2", "--max-new-tokens", "2",
+                 "--kv-press", "streaming", "--kv-budget", "64", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stats"]["kv_tokens_kept"] == 64

@@ -42,7 +42,7 @@ class H2OPress(KVPress):
 
     name = "h2o"
 
-    def __init__(self, budget: KVBudget | float | int, *, window: int = 32, query_chunk: int = 512,
+    def __init__(self, budget: KVBudget | float | int, *, window: int = 32, query_chunk: int | None = None,
                  record_indices: bool = False) -> None:
         super().__init__(budget, record_indices=record_indices)
         self.window = window

@@ -64,9 +64,16 @@ def window_scores(view: LayerView, window: int) -> torch.Tensor:
     return attention_probs(view, start, length).sum(dim=3).mean(dim=2)
 
 
-def accumulated_scores(view: LayerView, chunk: int = 512) -> torch.Tensor:
-    """H2O's accumulated attention: what each key receives from every prompt query, [B, Hkv, L]."""
+# Query chunks of `accumulated_scores` hold at most this many attention weights ([B, H, chunk, L] float32).
+ACCUMULATE_CHUNK_ELEMENTS = 1 << 26
+
+
+def accumulated_scores(view: LayerView, chunk: int | None = None) -> torch.Tensor:
+    """H2O's accumulated attention: what each key receives from every prompt query, [B, Hkv, L]. O(L^2)
+    compute (impractical beyond ~32K tokens); memory bounded by `chunk` queries at a time (auto by default)."""
     batch, kv_heads, length, _ = view.keys.shape
+    heads = view.module.config.num_attention_heads
+    chunk = chunk or max(1, ACCUMULATE_CHUNK_ELEMENTS // (batch * heads * length))
     total = torch.zeros(batch, kv_heads, length, dtype=torch.float32, device=view.keys.device)
     for start in range(0, length, chunk):
         total += attention_probs(view, start, min(length, start + chunk)).sum(dim=3).mean(dim=2)
