@@ -45,7 +45,7 @@ def test_prompt_positions_match_transformers(vlm, batch):
     assert torch.equal(prompt_position_ids(vlm.model, batch), expected)
 
 
-@pytest.mark.parametrize("press_name", ["lookm", "snapkv", "streaming"])
+@pytest.mark.parametrize("press_name", ["lookm", "streaming"])
 def test_no_pruning_is_token_identical_to_generate(vlm, batch, press_name):
     """Budget 100%: the padded batch decodes exactly like plain generate (and so does no press)."""
     reference = plain_generate(vlm, batch)
@@ -66,7 +66,7 @@ def test_no_pruning_under_generate_is_identical(vlm):
     assert torch.equal(pressed, reference)
 
 
-@pytest.mark.parametrize("budget", [0.5, 0.2, 0.05, 40, 7])
+@pytest.mark.parametrize("budget", [0.5, 0.05, 7])
 def test_budgets_are_exact(vlm, batch, budget):
     lengths = batch["attention_mask"].sum(-1)
     if isinstance(budget, float):

@@ -88,6 +88,11 @@ class PressState:
     time_s: float = 0.0
     kept_indices: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [B, H, K], -1 unused slots
 
+    def reset(self, prompt_length: int, real_lengths: torch.Tensor, keep_counts: torch.Tensor) -> None:
+        """Start recording a new prefill."""
+        self.prompt_length, self.real_lengths, self.keep_counts = prompt_length, real_lengths, keep_counts
+        self.slot_mask, self.layers_pruned, self.time_s, self.kept_indices = None, 0, 0.0, {}
+
     @property
     def cache_length(self) -> int:
         """K: length of every pruned cache layer."""
@@ -173,8 +178,7 @@ class KVPress(ABC):
         self._types = torch.zeros_like(real, dtype=torch.long) if types is None else types.long().to(device)
         lengths = real.sum(-1)
         self._counts = self.budget.keep(lengths).to(device)
-        state = self.state  # the object the context manager yielded: reset it in place
-        state.__init__(self.name, prompt_length=length, real_lengths=lengths, keep_counts=self._counts)
+        self.state.reset(length, lengths, self._counts)  # the object the context manager yielded
         self._armed = length > 1 and bool((lengths > 0).all())
 
     def _check_decode_call(self, kwargs: dict, mask: torch.Tensor | None, past: int, length: int) -> None:
