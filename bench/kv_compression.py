@@ -239,8 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         rows += run(vlm, context, presses, tuple(args.budgets), args.new_tokens, args.repeats, args.window,
                     args.clock)
     if not vlm.is_random and args.needles > 0:
+        visual_budget = min(4096, vlm.max_context // 2)  # leave room for the text around the pages
         with tempfile.TemporaryDirectory() as tmp:
-            samples = pdf_needle_samples(vlm, tmp, count=args.needles)
+            samples = pdf_needle_samples(vlm, tmp, count=args.needles, pages=max(2, min(20, visual_budget // 64)),
+                                         max_visual_tokens=visual_budget)
             for row in rows:
                 press = None if row["press"] == "full cache" else build_press(
                     row["press"], row["budget"], **_options(row["press"], args.window))
