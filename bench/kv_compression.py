@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                 press = None if row["press"] == "full cache" else build_press(
                     row["press"], row["budget"], **_options(row["press"], args.window))
                 row["accuracy"] = needle_accuracy(vlm, samples, press)
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {threads} threads"
     print(f"model: {vlm.name} ({sum(p.numel() for p in vlm.model.parameters()) / 1e6:.0f}M params, "
           f"{'random' if vlm.is_random else 'trained'} weights), {device}, {args.new_tokens} new tokens, "
           f"median of {args.repeats}, {args.clock} clock")

@@ -29,7 +29,7 @@ from transformers.cache_utils import DynamicLayer
 
 from longvlm.compression.selection import KVBudget, Selection, gather_slots, select_tokens
 from longvlm.errors import ConfigError
-from longvlm.vlm.prompt import IMAGE, TEXT, VIDEO
+from longvlm.vlm.prompt import IMAGE, VIDEO
 
 
 @dataclass
@@ -236,4 +236,4 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
     return [layer.self_attn for layer in layers]
 
 
-__all__ = ["KVPress", "LayerView", "PressState", "attention_modules", "tiered", "TEXT", "IMAGE", "VIDEO"]
+__all__ = ["KVPress", "LayerView", "PressState", "attention_modules", "tiered"]
