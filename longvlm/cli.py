@@ -7,20 +7,29 @@ import json
 import os
 import sys
 
+from longvlm.encoders.planner import RESOLUTIONS
 from longvlm.errors import LongVLMError
 
-DEFAULT_MODEL = "tiny"
+
+def _default_model() -> str:
+    from longvlm.vlm.loading import default_model
+
+    return os.environ.get("LONGVLM_MODEL") or default_model()
+
 
 
 def _ask(args: argparse.Namespace) -> int:
     from longvlm.vlm.loading import load_vlm
     from longvlm.vlm.pipeline import ask
+    from longvlm.vlm.rope import apply_position_extension
 
     vlm = load_vlm(args.model)
+    if args.rope_method is not None:
+        apply_position_extension(vlm, args.rope_method, args.rope_scale, train_length=args.rope_train_length)
     result = ask(vlm, args.question, video=args.video, pdf=args.pdf, images=args.image or None,
                  max_visual_tokens=args.max_visual_tokens, max_new_tokens=args.max_new_tokens,
                  sample_fps=args.fps, max_frames=args.max_frames, max_pages=args.max_pages,
-                 compression=_compression(args))
+                 video_resolution=args.video_resolution, compression=_compression(args))
     if args.json:
         print(json.dumps({"answer": result.text, "model": result.model, "route": result.route,
                           "random_weights": vlm.is_random,
@@ -68,6 +77,44 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_niah(args: argparse.Namespace) -> int:
+    from longvlm.eval.niah import ClipHaystack, SuiteSpec, load_vniah_needles, run_suite
+    from longvlm.vlm.loading import load_vlm
+
+    vlm = load_vlm(args.model)
+    kwargs = {}
+    if args.haystack:
+        kwargs["haystack"] = ClipHaystack(args.haystack)
+    if args.needles:
+        kwargs["vniah_needles"] = load_vniah_needles(args.needles)
+    spec = SuiteSpec(args.suite, args.lengths, args.depths, args.samples, args.seed, args.question)
+    summary = run_suite(vlm, spec, args.out, scoring=args.scoring, **kwargs)
+    print(json.dumps({k: v for k, v in summary.items() if k != "cells"}, indent=2))
+    return 0
+
+
+def _eval_mmlongbench(args: argparse.Namespace) -> int:
+    from longvlm.eval.extract import RULE_BASED_LABEL
+    from longvlm.eval.mmlongbench_run import official_extractor, run_mmlongbench
+    from longvlm.vlm.loading import load_vlm
+
+    extractor, label = None, RULE_BASED_LABEL
+    if args.extractor_model:
+        from longvlm.eval.local_chat import load_chat_model
+
+        prompt = args.extractor_prompt or os.path.join(args.data, "..", "eval", "prompt_for_answer_extraction.md")
+        if not os.path.isfile(prompt):
+            raise LongVLMError(f"{prompt}: the benchmark's extraction prompt was not found; pass --extractor-prompt")
+        extractor = official_extractor(prompt, load_chat_model(args.extractor_model))
+        label = f"official two-step extraction with {args.extractor_model}"
+    vlm = load_vlm(args.model)
+    results = run_mmlongbench(vlm, args.data, args.out, max_pages=args.max_pages, dpi=args.dpi,
+                              max_visual_tokens=args.max_visual_tokens, min_tokens_per_page=args.min_tokens_per_page,
+                              extractor=extractor, extractor_label=label, oracle=args.oracle, limit=args.limit)
+    print(json.dumps({k: v for k, v in results.items() if k not in ("evidence_sources", "doc_types")}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="longvlm", description="Questions about hour-long videos and long PDFs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,13 +124,25 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--pdf", help="PDF file")
     source.add_argument("--image", action="append", help="image file (repeat for several)")
     ask.add_argument("--question", "-q", required=True)
-    ask.add_argument("--model", default=os.environ.get("LONGVLM_MODEL", DEFAULT_MODEL),
-                     help="local Qwen2-VL/Qwen2.5-VL directory, or a preset: tiny, tiny-qwen2-vl, tiny-qwen2.5-vl")
+    ask.add_argument("--model", default=None,
+                     help="local Qwen2-VL/Qwen2.5-VL directory, or a preset: small (default, shipped), tiny, "
+                          "tiny-qwen2-vl, tiny-qwen2.5-vl (random weights)")
     ask.add_argument("--max-visual-tokens", type=int, default=4096)
     ask.add_argument("--max-new-tokens", type=int, default=64)
     ask.add_argument("--fps", type=float, default=1.0, help="video sampling rate before budgeting")
     ask.add_argument("--max-frames", type=int, default=None)
     ask.add_argument("--max-pages", type=int, default=None)
+    ask.add_argument("--video-resolution", choices=RESOLUTIONS, default="uniform",
+                     help="hybrid: GIRAFFE hybrid-resolution frames (groups of 4 temporal patches, the first at "
+                          "high resolution, the rest at 1/3 of its tokens); auto: hybrid only when uniform "
+                          "frames at 240 tokens do not fit the budget")
+    ask.add_argument("--rope-method", default=None,
+                     help="extend the context: mrope++ (M-RoPE++), or a baseline: extrapolation, linear, ntk, yarn; "
+                          "with --rope-scale")
+    ask.add_argument("--rope-scale", type=float, default=1.0,
+                     help="extension factor s: the model then accepts s x its training length")
+    ask.add_argument("--rope-train-length", type=int, default=None,
+                     help="training length L the scale applies to (default: the model's max_position_embeddings)")
     ask.add_argument("--downsample", choices=["1", "2", "4", "auto"], default="1",
                      help="average-pool visual tokens k x k per frame/page (auto: PDFs 1, video 2, long video 4)")
     ask.add_argument("--kv-press", choices=["lookm", "snapkv", "streaming", "h2o", "random"], default=None,
@@ -91,6 +150,35 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--kv-budget", default="0.2", help="KV tokens kept: a ratio (0.2) or a count (2048)")
     ask.add_argument("--json", action="store_true", help="print a JSON record")
     ask.set_defaults(func=_ask)
+    evaluate = sub.add_parser("eval", help="benchmarks: needle-in-a-haystack suites, MMLongBench-Doc")
+    suites = evaluate.add_subparsers(dest="benchmark", required=True)
+    niah = suites.add_parser("niah", help="multimodal needle-in-a-haystack over a length x depth grid")
+    niah.add_argument("--suite", choices=["video", "image", "document"], required=True)
+    niah.add_argument("--model", default=None)
+    niah.add_argument("--lengths", type=int, nargs="+", default=[8, 16, 32],
+                      help="frames (video), images (image) or pages (document)")
+    niah.add_argument("--depths", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    niah.add_argument("--samples", type=int, default=5, help="samples per cell")
+    niah.add_argument("--seed", type=int, default=0)
+    niah.add_argument("--question", default="page", help="document suite: page, color, code, count or order")
+    niah.add_argument("--haystack", nargs="*", help="video clips to loop as the haystack (default: procedural)")
+    niah.add_argument("--needles", help="V-NIAH needle file (json with image paths, prompts, answers)")
+    niah.add_argument("--scoring", choices=["generate", "teacher", "both"], default="both")
+    niah.add_argument("--out", required=True)
+    niah.set_defaults(func=_eval_niah)
+    mmlb = suites.add_parser("mmlongbench", help="MMLongBench-Doc with the official scoring rules")
+    mmlb.add_argument("--data", required=True, help="folder with samples.json and documents/")
+    mmlb.add_argument("--model", default=None)
+    mmlb.add_argument("--out", required=True)
+    mmlb.add_argument("--max-pages", type=int, default=120)
+    mmlb.add_argument("--dpi", type=float, default=144.0)
+    mmlb.add_argument("--max-visual-tokens", type=int, default=16384)
+    mmlb.add_argument("--min-tokens-per-page", type=int, default=64)
+    mmlb.add_argument("--limit", type=int, default=None, help="first N questions only")
+    mmlb.add_argument("--oracle", action="store_true", help="feed only the evidence pages (NOT comparable)")
+    mmlb.add_argument("--extractor-model", help="local chat model for the official two-step answer extraction")
+    mmlb.add_argument("--extractor-prompt", help="the benchmark's eval/prompt_for_answer_extraction.md")
+    mmlb.set_defaults(func=_eval_mmlongbench)
     info = sub.add_parser("info", help="metadata of a video or PDF")
     info.add_argument("file")
     info.set_defaults(func=_info)
@@ -99,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "model", "unset") is None:
+        args.model = _default_model()
     try:
         return args.func(args)
     except LongVLMError as exc:

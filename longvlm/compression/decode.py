@@ -24,7 +24,7 @@ from longvlm.compression.press import KVPress, PressState
 from longvlm.errors import ConfigError
 
 PROMPT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw", "video_grid_thw",
-               "second_per_grid_ts", "mm_encoder_outputs")
+               "second_per_grid_ts", "mm_encoder_outputs", "position_ids")
 
 
 def prompt_position_ids(model: nn.Module, inputs: dict) -> torch.Tensor:
@@ -95,7 +95,8 @@ def generate_pruned(model: nn.Module, inputs: dict, press: KVPress | None = None
                     streamer=None, clock: Callable[[], float] = time.perf_counter) -> PrunedGeneration:
     """Greedy generation (plus the model's repetition penalty, if configured) with `press` pruning the KV
     cache at prefill. `inputs`: input_ids, attention_mask (left padding), mm_token_type_ids, grids,
-    second_per_grid_ts and pre-encoded `mm_encoder_outputs`, as for `generate`. Without a press, or with a
+    second_per_grid_ts, pre-encoded `mm_encoder_outputs` and optionally explicit `position_ids` ([3 or 4, B, L],
+    continued by +1 per token as `generate` does), as for `generate`. Without a press, or with a
     budget of 100%, the tokens equal `model.generate(**inputs, do_sample=False)` (tested). `eos_token_id=[]`
     disables stopping; `clock` times prefill and decoding (wall clock by default)."""
     unknown = set(inputs) - set(PROMPT_KEYS)
@@ -116,7 +117,9 @@ def generate_pruned(model: nn.Module, inputs: dict, press: KVPress | None = None
     penalty = model.generation_config.repetition_penalty
     processors = LogitsProcessorList(
         [RepetitionPenaltyLogitsProcessor(penalty)] if penalty not in (None, 1.0) else [])
-    positions = prompt_position_ids(model, {**inputs, "attention_mask": mask})
+    positions = inputs.get("position_ids")  # explicit layouts (e.g. hybrid-resolution video) are kept as given
+    if positions is None:
+        positions = prompt_position_ids(model, {**inputs, "attention_mask": mask})
     cache = DynamicCache(config=model.config)
     prefill = {k: v for k, v in inputs.items() if v is not None}
     prefill.update(attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,

@@ -1,5 +1,6 @@
-"""Token budget planner: choose per-page resolution, and for video the frame count and resolution,
-so that the visual tokens fed to the model fit a budget. Its counts are exact (what the model receives)."""
+"""Token budget planner: choose per-page resolution, and for video the frame count and resolution (uniform,
+or hybrid: see `longvlm.encoders.hybrid`), so that the visual tokens fed to the model fit a budget. Its counts
+are exact (what the model receives)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from longvlm.datasets import sampling
+from longvlm.encoders.hybrid import HybridConfig, hybrid_segments, hybrid_sizes, hybrid_token_count, low_pixel_cap
 from longvlm.encoders.spec import VisionSpec
 from longvlm.errors import BudgetError, ConfigError
+
+RESOLUTIONS = ("uniform", "hybrid", "auto")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,9 @@ class Plan:
     pixel_cap: int  # max_pixels given to smart_resize for every item (pass it to a processor to reproduce sizes)
     skipped: int = 0  # inputs (pages / frames) dropped to fit the budget
     downsample: int = 1  # k x k visual compression of the merged tokens; item tokens are counted after it
+    resolution: str = "uniform"  # "hybrid": video items alternate high (pixel_cap) and low (low_pixel_cap) sizes
+    low_pixel_cap: int | None = None
+    hybrid: HybridConfig | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -114,19 +121,39 @@ def plan_images(sizes: Sequence[tuple[int, int]], budget: int, spec: VisionSpec,
 
 def plan_video(num_frames: int, video_fps: float, height: int, width: int, budget: int, spec: VisionSpec, *,
                sample_fps: float = 1.0, max_frames: int | None = None, min_tokens_per_frame: int = 16,
-               max_pixels: int | None = None, downsample: int = 1) -> Plan:
+               max_pixels: int | None = None, resolution: str = "uniform",
+               hybrid: HybridConfig | None = None, downsample: int = 1) -> Plan:
     """Plan one video into `budget` visual tokens: frames sampled at `sample_fps` (at most `max_frames`),
     thinned evenly if even `min_tokens_per_frame` per temporal patch would not fit, at the largest common
     resolution that fits. The frame count is a multiple of the temporal patch size (no padded frames).
 
-    `downsample` k: tokens counted after a k x k visual compressor (see `plan_images`)."""
+    `resolution="hybrid"` plans the hybrid-resolution layout of `longvlm.encoders.hybrid` instead (one item
+    per run of same-size steps); `"auto"` plans uniform when every step can get `hybrid.high_tokens` tokens
+    (the pixel cap of that many tokens) within the budget, hybrid otherwise.
+
+    `downsample` k: tokens counted after a k x k visual compressor (see `plan_images`); uniform resolution
+    only ("auto" then means uniform: the compressor is what reduces the tokens).
+    """
     _check_downsample(downsample)
     if budget <= 0:
         raise BudgetError(f"visual token budget must be positive, got {budget}")
+    if resolution not in RESOLUTIONS:
+        raise BudgetError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
+    hybrid = hybrid or HybridConfig()
     tp = spec.temporal_patch_size
     requested = sampling.indices_by_fps(num_frames, video_fps, sample_fps, max_frames)
-    indices = requested
     floor_cap = max(spec.min_pixels, min_tokens_per_frame * spec.factor ** 2)
+    top_cap = max(floor_cap, spec.max_pixels if max_pixels is None else max_pixels)
+    if downsample > 1:
+        if resolution == "hybrid":
+            raise ConfigError("visual compression (downsample > 1) is not supported for hybrid-resolution "
+                              "video; use resolution='uniform' or 'auto'")
+        resolution = "uniform"
+    if resolution == "auto":
+        steps = max(1, len(requested) // tp)
+        target_cap = min(top_cap, max(floor_cap, hybrid.high_tokens * spec.factor ** 2))
+        uniform_fits = steps * spec.tokens(*spec.resized(height, width, max_pixels=target_cap)) <= budget
+        resolution = "uniform" if uniform_fits else "hybrid"
     floor_tokens = spec.tokens(*spec.resized(height, width, max_pixels=floor_cap, downsample=downsample),
                                downsample=downsample)
     max_pairs = budget // floor_tokens
@@ -134,21 +161,53 @@ def plan_video(num_frames: int, video_fps: float, height: int, width: int, budge
         raise BudgetError(
             f"a budget of {budget} visual tokens cannot hold one {tp}-frame step of this video at the minimum "
             f"resolution ({floor_tokens} tokens); raise --max-visual-tokens")
-    wanted_pairs = max(1, len(indices) // tp)
-    if wanted_pairs > max_pairs or len(indices) % tp:
-        count = min(wanted_pairs, max_pairs) * tp
-        indices = sampling.indices_by_count(num_frames, count) if count <= num_frames else indices
-    if len(indices) % tp:  # very short video: fewer frames than one temporal patch -> repeat the last frame
-        indices = indices + [indices[-1]] * (-len(indices) % tp)
+    indices = _select_frames(num_frames, requested, max_pairs, tp)
+    skipped = max(0, len(requested) - len(set(indices)))
+    if resolution == "hybrid":  # same frames as uniform (at the floor both layouts cost the same)
+        return _plan_hybrid(indices, height, width, budget, spec, hybrid, floor_cap, top_cap, skipped)
     pairs = len(indices) // tp
-    top_cap = max(floor_cap, spec.max_pixels if max_pixels is None else max_pixels)
     cap = _largest_fitting_cap(
         lambda c: pairs * spec.tokens(*spec.resized(height, width, max_pixels=c, downsample=downsample),
                                       downsample=downsample), budget, floor_cap, top_cap)
     assert cap is not None  # guaranteed by max_pairs
     h, w = spec.resized(height, width, max_pixels=cap, downsample=downsample)
     return Plan([PlannedVideo(indices, h, w, spec.tokens(h, w, len(indices), downsample=downsample))], budget, cap,
-                skipped=max(0, len(requested) - len(set(indices))), downsample=downsample)
+                skipped=skipped, downsample=downsample)
+
+
+def _select_frames(num_frames: int, requested: list[int], max_steps: int, tp: int) -> list[int]:
+    """The requested frames, evenly thinned to at most `max_steps` temporal patches, as a multiple of `tp`
+    frames (a video shorter than one temporal patch repeats its last frame)."""
+    indices = requested
+    wanted_steps = max(1, len(indices) // tp)
+    if wanted_steps > max_steps or len(indices) % tp:
+        count = min(wanted_steps, max_steps) * tp
+        indices = sampling.indices_by_count(num_frames, count) if count <= num_frames else indices
+    if len(indices) % tp:  # very short video: fewer frames than one temporal patch -> repeat the last frame
+        indices = indices + [indices[-1]] * (-len(indices) % tp)
+    return indices
+
+
+def _plan_hybrid(indices: list[int], height: int, width: int, budget: int, spec: VisionSpec, hybrid: HybridConfig,
+                 floor_cap: int, top_cap: int, skipped: int) -> Plan:
+    """Hybrid layout of the chosen frames: the largest high pixel cap (at most `hybrid.high_tokens` tokens'
+    worth) that fits, the low size following it at 1/s; consecutive items of equal size are merged."""
+    tp = spec.temporal_patch_size
+    steps = len(indices) // tp
+    high_top = min(top_cap, max(floor_cap, hybrid.high_tokens * spec.factor ** 2))
+    cap = _largest_fitting_cap(lambda c: hybrid_token_count(steps, height, width, spec, hybrid, c, floor_cap),
+                               budget, floor_cap, high_top)
+    assert cap is not None  # at the floor cap high and low sizes coincide: the uniform floor cost, which fits
+    (hh, hw), (lh, lw) = hybrid_sizes(height, width, spec, cap, hybrid.ratio, floor_cap)
+    items: list[PlannedVideo] = []
+    for segment in hybrid_segments(steps, hybrid.group):
+        frames = indices[segment.first_step * tp:(segment.first_step + segment.steps) * tp]
+        h, w = (hh, hw) if segment.high else (lh, lw)
+        if items and (items[-1].height, items[-1].width) == (h, w):  # sizes coincide (small video / budget)
+            frames = items.pop().frame_indices + frames
+        items.append(PlannedVideo(frames, h, w, spec.tokens(h, w, len(frames))))
+    return Plan(items, budget, cap, skipped=skipped, resolution="hybrid",
+                low_pixel_cap=low_pixel_cap((hh, hw), hybrid.ratio, floor_cap), hybrid=hybrid)
 
 
 # Video at least this long gets 16x visual compression (k=4) from `auto_downsample`, shorter video 4x (k=2).

@@ -7,6 +7,7 @@ reused across questions (follow-ups do not re-decode or re-encode).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,12 +18,15 @@ from PIL import Image
 
 from longvlm.compression.base import Compression, VisualCompressor
 from longvlm.compression.visual import compress_item
+from longvlm.datasets.examples import Example, ImageItem, VideoItem
 from longvlm.datasets.pdf import PdfDocument
 from longvlm.datasets.video import VideoReader
+from longvlm.encoders.hybrid import HybridConfig
 from longvlm.encoders.patches import image_patches, video_patches
-from longvlm.encoders.planner import Plan, plan_images, plan_video
+from longvlm.encoders.planner import Plan, PlannedImage, PlannedVideo, plan_images, plan_video
 from longvlm.errors import InputError, LongVLMError
 from longvlm.vlm.loading import VLM
+from longvlm.vlm.positions import VisualBlock, video_time_interval
 from longvlm.vlm.prompt import VisualSlot
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
@@ -57,6 +61,9 @@ class EncodedInput:
     video_embeds: list[torch.Tensor] = field(default_factory=list)
     video_grid_thw: torch.Tensor | None = None
     second_per_grid_ts: torch.Tensor | None = None
+    # Position layout when the model cannot derive it from the grids (a hybrid video: one block, several
+    # grids): one VisualBlock per visual slot of `user_parts`. None: transformers' get_rope_index is used.
+    position_blocks: list[VisualBlock] | None = None
     stats: dict = field(default_factory=dict)
 
     @property
@@ -122,23 +129,31 @@ def _encode_images(vlm: VLM, images: list[Image.Image | np.ndarray], sizes: list
 
 def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float = 144.0,
                max_pages: int | None = None, page_order: Sequence[int] | None = None,
-               min_tokens_per_page: int = 64, pages_per_chunk: int = 8,
+               min_tokens_per_page: int = 64, pages_per_chunk: int = 8, only_pages: Sequence[int] | None = None,
                progress: ProgressFn | None = None, compression: Compression | None = None) -> EncodedInput:
     """Plan and encode the pages of a PDF (the first `max_pages` if given) into `max_visual_tokens`.
 
-    `page_order` (0-based indices, best first) decides which pages are kept when not all fit. With
-    `compression`, its visual compressor shrinks each page k x k and the budget counts compressed tokens.
+    `page_order` (0-based indices, best first) decides which pages are kept when not all fit;
+    `only_pages` (0-based) restricts the candidates (e.g. oracle evidence pages). With `compression`, its
+    visual compressor shrinks each page k x k and the budget counts compressed tokens.
     """
     visual = _visual_setup(vlm, compression, "pdf")
     stats: dict = {}
     started = time.perf_counter()
     with PdfDocument(path) as doc:
         count = doc.page_count if max_pages is None else min(doc.page_count, max_pages)
-        sizes = [doc.page_size(i, dpi) for i in range(count)]
+        candidates = list(range(count)) if only_pages is None else sorted({p for p in only_pages if 0 <= p < count})
+        if not candidates:
+            raise LongVLMError(f"{path}: none of the requested pages exist (document has {count} pages)")
+        sizes = [doc.page_size(i, dpi) for i in candidates]
         stats["pages_in_document"] = doc.page_count
         t_plan = time.perf_counter()
-        plan = plan_images(sizes, max_visual_tokens, vlm.vision, min_tokens_per_image=min_tokens_per_page,
-                           order=page_order, downsample=visual.factor)
+        position = {page: k for k, page in enumerate(candidates)}
+        order = None if page_order is None else [position[p] for p in page_order if p in position]
+        planned = plan_images(sizes, max_visual_tokens, vlm.vision, min_tokens_per_image=min_tokens_per_page,
+                              order=order, downsample=visual.factor)
+        plan = dataclasses.replace(planned, items=[dataclasses.replace(item, source_index=candidates[item.source_index])
+                                                   for item in planned.items])
         stats["time_plan_s"] = time.perf_counter() - t_plan
         _report(progress, "plan", len(plan.items), count)
         embeds, parts, evidence = [], [], []
@@ -191,12 +206,20 @@ def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_t
 
 @torch.no_grad()
 def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_fps: float = 1.0,
-                 max_frames: int | None = None, frames_per_chunk: int = 16,
-                 progress: ProgressFn | None = None, compression: Compression | None = None) -> EncodedInput:
+                 max_frames: int | None = None, frames_per_chunk: int = 16, resolution: str = "uniform",
+                 hybrid: HybridConfig | None = None, progress: ProgressFn | None = None,
+                 compression: Compression | None = None) -> EncodedInput:
     """Plan and encode a video into `max_visual_tokens`, decoding `frames_per_chunk` frames at a time.
 
+    `resolution`: "uniform" (one size for all frames), "hybrid" (GIRAFFE's hybrid resolution, see
+    `longvlm.encoders.hybrid`; `hybrid` sets L, m and s) or "auto" (hybrid when uniform frames at
+    `hybrid.high_tokens` tokens do not fit the budget). A hybrid video is one visual block made of several
+    video items; the encoded input then carries the position layout `answer()` passes to the model.
+
     With `compression`, each chunk's frames are compressed k x k right after the vision tower (k from the
-    video's duration when `downsample="auto"`) and the budget counts compressed tokens."""
+    video's duration when `downsample="auto"`) and the budget counts compressed tokens; uniform resolution
+    only (the planner refuses hybrid with k > 1).
+    """
     started = time.perf_counter()
     reader = VideoReader(path)
     meta = reader.metadata
@@ -204,15 +227,54 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
     spec = vlm.vision
     visual = _visual_setup(vlm, compression, "video", meta.duration)
     plan = plan_video(meta.num_frames, meta.fps, meta.height, meta.width, max_visual_tokens, spec,
-                      sample_fps=sample_fps, max_frames=max_frames, downsample=visual.factor)
+                      sample_fps=sample_fps, max_frames=max_frames, resolution=resolution, hybrid=hybrid,
+                      downsample=visual.factor)
     plan_s = time.perf_counter() - t_plan
-    item = plan.items[0]
-    _report(progress, "plan", item.num_frames, meta.num_frames)
+    items = plan.items
+    frame_indices = [i for item in items for i in item.frame_indices]
+    _report(progress, "plan", len(frame_indices), meta.num_frames)
     chunk_frames = max(spec.temporal_patch_size, frames_per_chunk - frames_per_chunk % spec.temporal_patch_size)
+    embeds, timestamps, decode_s, encode_s = _encode_video_items(vlm, reader, items, chunk_frames, progress, visual)
+    grid_thw = torch.tensor([visual.grid(vlm, it.height, it.width, it.num_frames) for it in items], dtype=torch.long)
+    step = (timestamps[-1] - timestamps[0]) / (len(timestamps) - 1) if len(timestamps) > 1 else 1.0 / meta.fps
+    second_per_grid_ts = torch.tensor([spec.temporal_patch_size * step] * len(items))
+    duration = meta.duration
+    parts: list[str | VisualSlot] = [
+        f"Video ({duration:.0f} s, {len(frame_indices)} frames from {timestamps[0]:.1f}s to {timestamps[-1]:.1f}s):",
+        VisualSlot("video", plan.total_tokens), "\n"]
+    evidence = [Evidence("frame", i, timestamp=t) for i, t in zip(frame_indices, timestamps)]
+    stats = {"video_duration_s": duration, "video_fps": meta.fps, "frames_sampled": len(frame_indices),
+             "resolution": plan.resolution, "time_plan_s": plan_s, "time_decode_s": decode_s,
+             "time_encode_s": encode_s, "time_ingest_total_s": time.perf_counter() - started, **visual.stats()}
+    blocks = None
+    if plan.resolution == "hybrid":
+        high, low = items[0], items[min(1, len(items) - 1)]  # each group: a high step, then low steps
+        stats.update(video_items=len(items), high_size=f"{high.width}x{high.height}",
+                     low_size=f"{low.width}x{low.height}")
+        interval = video_time_interval(vlm.config, second_per_grid_ts[0])
+        blocks = [VisualBlock(tuple(tuple(g) for g in grid_thw.tolist()), interval)]
+    return _finish(EncodedInput(path, "video", plan, parts, evidence, video_embeds=embeds,
+                                video_grid_thw=grid_thw, second_per_grid_ts=second_per_grid_ts,
+                                position_blocks=blocks, stats=stats))
+
+
+def _encode_video_items(vlm: VLM, reader: VideoReader, items: list[PlannedVideo], chunk_frames: int,
+                        progress: ProgressFn | None, visual: _Visual | None = None,
+                        ) -> tuple[list[torch.Tensor], list[float], float, float]:
+    """Decode the items' frames `chunk_frames` at a time (in time order) and run each chunk through the
+    vision tower, every item's part of the chunk at its own size. Returns per-item embeddings, the frame
+    timestamps, and decode / encode seconds. Chunks end on temporal patch boundaries (items hold whole
+    temporal patches), so the result equals encoding each item in one pass. `visual` compresses each chunk's
+    features right away (per frame, so chunking does not change the result)."""
+    spec = vlm.vision
+    visual = visual or _Visual()
     device, dtype = _vision_dtype(vlm)
-    pieces, timestamps = [], []
+    owners = [k for k, item in enumerate(items) for _ in item.frame_indices]
+    indices = [i for item in items for i in item.frame_indices]
+    pieces: list[list[torch.Tensor]] = [[] for _ in items]
+    timestamps: list[float] = []
     decode_s = encode_s = 0.0
-    chunks = reader.iter_chunks(item.frame_indices, chunk_frames)
+    chunks = reader.iter_chunks(indices, chunk_frames)
     while True:
         t0 = time.perf_counter()
         chunk = next(chunks, None)
@@ -220,28 +282,65 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
         if chunk is None:
             break
         t1 = time.perf_counter()
-        pixels, grid = video_patches(list(chunk.frames), (item.height, item.width), spec)
-        out = vlm.model.get_video_features(pixel_values_videos=pixels.to(device, dtype),
-                                           video_grid_thw=grid.to(device))
-        pieces.append(visual.apply(vlm, out.pooler_output[0], grid[0].tolist()))
+        offset = len(timestamps)
+        chunk_owners = owners[offset:offset + len(chunk.indices)]
+        runs = [(k, start) for start, k in enumerate(chunk_owners) if start == 0 or chunk_owners[start - 1] != k]
+        pixel_parts, grid_parts = [], []
+        for n, (k, start) in enumerate(runs):
+            stop = runs[n + 1][1] if n + 1 < len(runs) else len(chunk_owners)
+            pixels, grid = video_patches(list(chunk.frames[start:stop]), (items[k].height, items[k].width), spec)
+            pixel_parts.append(pixels)
+            grid_parts.append(grid)
+        out = vlm.model.get_video_features(pixel_values_videos=torch.cat(pixel_parts).to(device, dtype),
+                                           video_grid_thw=torch.cat(grid_parts).to(device))
+        for (k, _), features, grid in zip(runs, out.pooler_output, grid_parts, strict=True):
+            pieces[k].append(visual.apply(vlm, features, grid[0].tolist()))
         encode_s += time.perf_counter() - t1
         timestamps.extend(chunk.timestamps)
-        _report(progress, "decode+encode", len(timestamps), item.num_frames)
-    embeds = torch.cat(pieces)
-    grid_thw = torch.tensor([visual.grid(vlm, item.height, item.width, item.num_frames)], dtype=torch.long)
-    step = (timestamps[-1] - timestamps[0]) / (len(timestamps) - 1) if len(timestamps) > 1 else 1.0 / meta.fps
-    duration = meta.duration
-    parts: list[str | VisualSlot] = [
-        f"Video ({duration:.0f} s, {item.num_frames} frames from {timestamps[0]:.1f}s to {timestamps[-1]:.1f}s):",
-        VisualSlot("video", item.tokens), "\n"]
-    evidence = [Evidence("frame", i, timestamp=t) for i, t in zip(item.frame_indices, timestamps)]
-    stats = {"video_duration_s": duration, "video_fps": meta.fps, "frames_sampled": item.num_frames,
-             "time_plan_s": plan_s, "time_decode_s": decode_s, "time_encode_s": encode_s,
-             "time_ingest_total_s": time.perf_counter() - started, **visual.stats()}
-    return _finish(EncodedInput(path, "video", plan, parts, evidence, video_embeds=[embeds],
-                                video_grid_thw=grid_thw,
-                                second_per_grid_ts=torch.tensor([spec.temporal_patch_size * step]),
-                                stats=stats))
+        _report(progress, "decode+encode", len(timestamps), len(indices))
+    return [torch.cat(p) for p in pieces], timestamps, decode_s, encode_s
+
+
+@torch.no_grad()
+def encode_example(vlm: VLM, example: Example) -> EncodedInput:
+    """Encode an in-memory `Example` (synthetic tasks, evaluation) as given: every visual item at its own
+    size (smart-resized to the model's bounds), no budgeting. The question is the example's last text part."""
+    spec = vlm.vision
+    device, dtype = _vision_dtype(vlm)
+    parts: list[str | VisualSlot] = []
+    items, evidence = [], []
+    image_embeds, image_grids, video_embeds, video_grids, seconds = [], [], [], [], []
+    for part in example.parts:
+        if isinstance(part, str):
+            parts.append(part)
+        elif isinstance(part, ImageItem):
+            h, w = spec.resized(*part.pixels.shape[:2])
+            image_embeds += _encode_images(vlm, [part.pixels], [(h, w)])
+            image_grids.append(spec.grid(h, w))
+            items.append(PlannedImage(len(image_grids) - 1, h, w, spec.tokens(h, w)))
+            evidence.append(Evidence("image", len(image_grids) - 1))
+            parts.append(VisualSlot("image", items[-1].tokens))
+        elif isinstance(part, VideoItem):
+            h, w = spec.resized(*part.frames.shape[1:3])
+            pixels, grid = video_patches(list(part.frames), (h, w), spec)
+            out = vlm.model.get_video_features(pixel_values_videos=pixels.to(device, dtype),
+                                               video_grid_thw=grid.to(device))
+            video_embeds.append(out.pooler_output[0])
+            video_grids.append(grid[0].tolist())
+            stamps = part.timestamps
+            step = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else 1.0
+            seconds.append(spec.temporal_patch_size * step)
+            items.append(PlannedVideo(list(range(len(part.frames))), h, w, spec.tokens(h, w, len(part.frames))))
+            evidence += [Evidence("frame", i, timestamp=t) for i, t in enumerate(stamps)]
+            parts.append(VisualSlot("video", items[-1].tokens))
+    plan = Plan(items, sum(item.tokens for item in items), spec.max_pixels)
+    encoded = EncodedInput(example.task or "example", "example", plan, parts[:-1], evidence,
+                           image_embeds=image_embeds, video_embeds=video_embeds,
+                           image_grid_thw=torch.tensor(image_grids, dtype=torch.long) if image_grids else None,
+                           video_grid_thw=torch.tensor(video_grids, dtype=torch.long) if video_grids else None,
+                           second_per_grid_ts=torch.tensor(seconds) if seconds else None)
+    encoded.stats["question"] = parts[-1] if parts and isinstance(parts[-1], str) else ""
+    return _finish(encoded)
 
 
 def _finish(encoded: EncodedInput) -> EncodedInput:

@@ -20,6 +20,9 @@ FAMILIES = {
     "qwen2_5_vl": (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration),
 }
 TINY_PRESETS = {"tiny": "qwen2_vl", "tiny-qwen2-vl": "qwen2_vl", "tiny-qwen2.5-vl": "qwen2_5_vl"}
+# Trained checkpoints shipped inside the package (saved with save_pretrained by scripts/train.py).
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SHIPPED_MODELS = {"small": ASSETS / "longvlm-small"}
 # Small pixel bounds keep the random tiny model fast on CPU; real models use their own preprocessor config.
 TINY_VISION_SPEC = VisionSpec(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 256)
 
@@ -104,6 +107,11 @@ def build_tiny(preset: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.f
     return VLM(model, tokenizer, TINY_VISION_SPEC, family, preset, is_random=True)
 
 
+def default_model() -> str:
+    """The offline default: the shipped trained small model when installed, else the random tiny preset."""
+    return "small" if (SHIPPED_MODELS["small"] / "config.json").is_file() else "tiny"
+
+
 def default_attn_implementation() -> str:
     """flash_attention_2 when flash-attn is installed and CUDA is available, else PyTorch SDPA."""
     if torch.cuda.is_available():
@@ -118,17 +126,26 @@ def default_attn_implementation() -> str:
 
 def load_vlm(model: str | os.PathLike = "tiny", *, dtype: torch.dtype | str | None = None,
              device: str | None = None, attn_implementation: str | None = None) -> VLM:
-    """Load `model`: a tiny preset name ('tiny', 'tiny-qwen2-vl', 'tiny-qwen2.5-vl') or a local directory
+    """Load `model`: 'small' (the project's trained model shipped in the package), a random tiny preset
+    ('tiny', 'tiny-qwen2-vl', 'tiny-qwen2.5-vl') or a local directory
     holding a Qwen2-VL / Qwen2.5-VL checkpoint (config.json, weights, tokenizer, preprocessor_config.json).
     Nothing is downloaded."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if str(model) in SHIPPED_MODELS:
+        path = SHIPPED_MODELS[str(model)]
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"the shipped model {model!r} is missing from this installation ({path})")
+        vlm = load_vlm(path, dtype=dtype, device=device, attn_implementation=attn_implementation)
+        vlm.name = str(model)
+        return vlm
     if str(model) in TINY_PRESETS:
         vlm = build_tiny(str(model))
         vlm.model.to(device)
         return vlm
     path = Path(model)
     if not path.is_dir():
-        raise ConfigError(f"{model}: not a model directory and not a preset ({', '.join(TINY_PRESETS)})")
+        raise ConfigError(f"{model}: not a model directory and not a preset "
+                          f"({', '.join([*SHIPPED_MODELS, *TINY_PRESETS])})")
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ConfigError(f"{model}: no config.json, not a Hugging Face model directory")

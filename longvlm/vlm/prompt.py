@@ -56,3 +56,20 @@ def build_chat_inputs(tokenizer, config, user_parts: Sequence[str | VisualSlot],
     input_ids = torch.tensor([ids], dtype=torch.long)
     return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
             "mm_token_type_ids": torch.tensor([types], dtype=torch.int32)}
+
+
+IGNORE_INDEX = -100
+
+
+def build_training_inputs(tokenizer, config, user_parts: Sequence[str | VisualSlot], answer: str,
+                          system: str = DEFAULT_SYSTEM) -> dict[str, torch.Tensor]:
+    """`build_chat_inputs` plus the assistant's answer and `<|im_end|>`, with `labels` on those tokens only."""
+    inputs = build_chat_inputs(tokenizer, config, user_parts, system=system)
+    answer_ids = tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
+    prompt_len = inputs["input_ids"].shape[1]
+    input_ids = torch.cat([inputs["input_ids"], torch.tensor([answer_ids])], dim=1)
+    labels = torch.full_like(input_ids, IGNORE_INDEX)
+    labels[0, prompt_len:] = input_ids[0, prompt_len:]
+    types = torch.cat([inputs["mm_token_type_ids"], torch.zeros((1, len(answer_ids)), dtype=torch.int32)], dim=1)
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels,
+            "mm_token_type_ids": types}

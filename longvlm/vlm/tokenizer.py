@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from transformers import PreTrainedTokenizerFast
 
 # Qwen2-VL's chat and vision special tokens (same strings as the real tokenizer).
@@ -20,6 +22,27 @@ def build_byte_tokenizer() -> PreTrainedTokenizerFast:
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
+    return _wrap(core)
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer (all 256 bytes kept, so any text encodes) with Qwen2-VL's special
+    tokens on `texts`. Deterministic for the same texts in the same order."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    core = Tokenizer(models.BPE())
+    # digits stay single tokens, so numbers (codes, page numbers, counts) are read and copied digit by digit
+    core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                  pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    core.train_from_iterator(texts, trainer=trainer)
+    return _wrap(core)
+
+
+def _wrap(core) -> PreTrainedTokenizerFast:
+    """A transformers tokenizer around a `tokenizers.Tokenizer`, with Qwen2-VL's eos/pad/special tokens."""
     others = [t for t in SPECIAL_TOKENS if t not in ("<|endoftext|>", "<|im_end|>")]
     return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    additional_special_tokens=others)

@@ -1,0 +1,156 @@
+"""Training configuration: dataclasses loaded from YAML, with clear errors for unknown or bad keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from longvlm.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """What to train. `source`: 'new' (build `architecture` from scratch with a tokenizer trained on the data),
+    a tiny preset name, or a local model directory."""
+
+    source: str = "new"
+    family: str = "qwen2_vl"
+    architecture: dict[str, Any] = field(default_factory=dict)  # kwargs of longvlm.vlm.loading.tiny_config
+    vision: dict[str, int] = field(default_factory=dict)  # VisionSpec overrides (min_pixels, max_pixels)
+    tokenizer_vocab_size: int = 512
+    tokenizer_corpus_samples: int = 2000
+    attn_implementation: str | None = None  # default: flash_attention_2 if installed on CUDA, else sdpa
+
+
+@dataclass
+class TrainableConfig:
+    """Which parameters train: `freeze` lists parts kept frozen ('vision', 'merger', 'llm', 'embeddings');
+    `lora` (peft LoraConfig kwargs, e.g. {r: 8, lora_alpha: 16, target_modules: [q_proj, v_proj]}) adds LoRA
+    adapters to the language model (GIRAFFE recipe: LoRA on the LLM, vision tower and merger frozen)."""
+
+    freeze: list[str] = field(default_factory=list)
+    lora: dict[str, Any] | None = None
+
+
+@dataclass
+class DataConfig:
+    """Mixture of synthetic sources (name -> weight) over length bins ({name, min_tokens, max_tokens})."""
+
+    sources: dict[str, float] = field(default_factory=dict)
+    bins: list[dict[str, Any]] = field(default_factory=list)
+    bin_weights: list[float] | None = None
+    long_share: float | None = None
+    long_threshold: int | None = None
+
+
+@dataclass
+class StageConfig:
+    """One stage of the context-length schedule: pack to `max_length` tokens for `steps` optimizer steps."""
+
+    name: str = "stage"
+    max_length: int = 1024
+    steps: int = 100
+    rows_per_step: int | None = None  # overrides optim.rows_per_step for this stage
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    rows_per_step: int = 4  # packed rows of `max_length` tokens per optimizer step (per process)
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/train"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainable: TrainableConfig = field(default_factory=TrainableConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    mixed_precision: str = "no"  # "no" | "bf16" | "fp16" (accelerate)
+    gradient_checkpointing: bool = False
+    log_every: int = 10
+    save_every: int = 0  # 0: only at the end
+    eval_samples: int = 0  # held-out samples scored (teacher-forced) at each save and at the end
+    torch_threads: int | None = None
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+    def stage_at(self, step: int) -> StageConfig:
+        """The stage that optimizer step `step` (0-based) belongs to."""
+        for stage in self.stages:
+            if step < stage.steps:
+                return stage
+            step -= stage.steps
+        return self.stages[-1]
+
+
+def _build(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    kwargs = {}
+    nested = {"model": ModelConfig, "trainable": TrainableConfig, "data": DataConfig, "optim": OptimConfig}
+    for key, value in data.items():
+        if cls is TrainConfig and key in nested:
+            kwargs[key] = _build(nested[key], value, f"{where}.{key}")
+        elif cls is TrainConfig and key == "stages":
+            if not isinstance(value, list) or not value:
+                raise ConfigError(f"{where}.stages: expected a non-empty list")
+            kwargs[key] = [_build(StageConfig, s, f"{where}.stages[{i}]") for i, s in enumerate(value)]
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    """Build and validate a TrainConfig from a plain dict (e.g. parsed YAML)."""
+    config = _build(TrainConfig, data, "config")
+    if config.mixed_precision not in ("no", "bf16", "fp16"):
+        raise ConfigError(f"config.mixed_precision must be no, bf16 or fp16, got {config.mixed_precision!r}")
+    for stage in config.stages:
+        if stage.steps <= 0 or stage.max_length <= 0:
+            raise ConfigError(f"stage {stage.name!r}: steps and max_length must be positive")
+    bad = sorted(set(config.trainable.freeze) - {"vision", "merger", "llm", "embeddings"})
+    if bad:
+        raise ConfigError(f"trainable.freeze: unknown part(s) {bad}; use vision, merger, llm, embeddings")
+    return config
+
+
+def load_config(path: str | os.PathLike, overrides: dict | None = None) -> TrainConfig:
+    """Read a YAML training config; `overrides` (nested dict) replaces values before validation."""
+    import yaml
+
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: training config not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+    return config_from_dict(_merge(data, overrides or {}))
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merge(out.get(key) or {}, value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,259 @@
+"""The training loop (Hugging Face accelerate): packed batches from a seeded mixture, progressive context
+stages, resumable checkpoints, JSONL metrics with a progress bar, and a loss-curve PNG at the end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+
+from longvlm.datasets.mixture import HELDOUT_STREAM, TRAIN_STREAM, LengthBin, Mixture
+from longvlm.errors import ConfigError
+from longvlm.training.collate import example_length, greedy_pack, pack_rows, tokenize_example
+from longvlm.training.config import StageConfig, TrainConfig, config_to_dict
+from longvlm.training.evaluate import teacher_forced_accuracy
+from longvlm.training.model_setup import apply_trainable, build_training_model, trainable_summary
+from longvlm.vlm.loading import VLM
+
+SAMPLES_PER_MICRO_STEP = 100_000  # index space reserved per micro step in the mixture stream
+
+
+@dataclass
+class TrainResult:
+    output_dir: str
+    steps: int
+    final_loss: float
+    eval: dict | None
+
+
+class BatchMaker:
+    """Deterministic packed batches: micro step k draws mixture examples k*SPACE, k*SPACE+1, ... and packs
+    them first-fit into `rows_per_step` rows of the stage's `max_length` until the next one does not fit."""
+
+    def __init__(self, vlm: VLM, config: TrainConfig, stream: int = TRAIN_STREAM) -> None:
+        self.vlm, self.config = vlm, config
+        self._mixtures: dict[int, Mixture] = {}
+        self.stream = stream
+
+    def mixture(self, max_length: int) -> Mixture:
+        """The configured mixture with bins clipped to `max_length`."""
+        if max_length not in self._mixtures:
+            data = self.config.data
+            bins, weights = [], []
+            raw_weights = data.bin_weights or [1.0] * len(data.bins)
+            for spec, w in zip(data.bins, raw_weights):
+                if spec["min_tokens"] <= max_length:
+                    bins.append(LengthBin(spec["name"], spec["min_tokens"], min(spec["max_tokens"], max_length)))
+                    weights.append(w)
+            if not bins:
+                raise ConfigError(f"no length bin fits a stage of max_length {max_length}")
+            long_share = data.long_share
+            threshold = data.long_threshold
+            if long_share is not None and (all(b.min_tokens >= (threshold or bins[-1].min_tokens) for b in bins)
+                                           or len(bins) == 1):
+                long_share = None  # a stage with only short (or only long) bins
+            vlm = self.vlm
+            self._mixtures[max_length] = Mixture(
+                data.sources, bins, lambda e: example_length(e, vlm.tokenizer, vlm.config, vlm.vision),
+                bin_weights=None if long_share is not None else weights, long_share=long_share,
+                long_threshold=threshold, seed=self.config.seed, stream=self.stream)
+        return self._mixtures[max_length]
+
+    def batch(self, micro_step: int, stage: StageConfig) -> tuple[dict[str, torch.Tensor], dict]:
+        mixture = self.mixture(stage.max_length)
+        rows = stage.rows_per_step or self.config.optim.rows_per_step
+        samples, free = [], [stage.max_length] * rows
+        base = micro_step * SAMPLES_PER_MICRO_STEP
+        for j in range(SAMPLES_PER_MICRO_STEP):
+            example = mixture.draw(base + j)
+            length = example.meta["length"]
+            slot = next((r for r in range(rows) if free[r] >= length), None)
+            if slot is None:
+                break
+            free[slot] -= length
+            samples.append(tokenize_example(example, self.vlm.tokenizer, self.vlm.model, self.vlm.vision))
+        packed = greedy_pack(samples, stage.max_length)
+        batch = pack_rows(packed, self.vlm.tokenizer.pad_token_id)
+        info = {"samples": len(samples), "tokens": int(sum(len(s) for s in samples)),
+                "answer_tokens": int((batch["labels"] != -100).sum())}
+        return batch, info
+
+
+def heldout_samples(vlm: VLM, config: TrainConfig, count: int, max_length: int | None = None):
+    """`count` tokenized held-out examples (separate stream, same mixture) at the last stage's length."""
+    maker = BatchMaker(vlm, config, stream=HELDOUT_STREAM)
+    mixture = maker.mixture(max_length or config.stages[-1].max_length)
+    return [tokenize_example(mixture.draw(i), vlm.tokenizer, vlm.model, vlm.vision) for i in range(count)]
+
+
+def _lr_lambda(config: TrainConfig):
+    warmup, total, floor = config.optim.warmup_steps, config.total_steps, config.optim.min_lr_ratio
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def latest_checkpoint(output_dir: str) -> str | None:
+    root = os.path.join(output_dir, "checkpoints")
+    if not os.path.isdir(root):
+        return None
+    steps = sorted(int(d.split("-")[1]) for d in os.listdir(root) if d.startswith("step-"))
+    return os.path.join(root, f"step-{steps[-1]}") if steps else None
+
+
+def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: int | None = None) -> TrainResult:
+    """Train per `config`. `resume=True` continues from the latest checkpoint in output_dir, or give a path.
+    `max_steps` stops early (the schedule still spans the configured total)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision,
+                              gradient_accumulation_steps=config.optim.grad_accum)
+    set_seed(config.seed)
+    os.makedirs(config.output_dir, exist_ok=True)
+    checkpoint = latest_checkpoint(config.output_dir) if resume is True else (resume or None)
+    tokenizer = None
+    if checkpoint and config.model.source == "new":
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(os.path.join(checkpoint, "tokenizer"))
+    vlm = build_training_model(config, tokenizer)
+    model = apply_trainable(vlm, config)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    start_step = 0
+    if checkpoint:
+        accelerator.load_state(checkpoint)
+        with open(os.path.join(checkpoint, "trainer_state.json")) as fh:
+            start_step = json.load(fh)["step"]
+    maker = BatchMaker(vlm, config)
+    summary = trainable_summary(model)
+    log_path = os.path.join(config.output_dir, "training_log.jsonl")
+    if accelerator.is_main_process:
+        with open(os.path.join(config.output_dir, "train_config.json"), "w") as fh:
+            json.dump(config_to_dict(config), fh, indent=2)
+        if start_step == 0 and os.path.exists(log_path):
+            os.remove(log_path)
+    end_step = config.total_steps if max_steps is None else min(config.total_steps, start_step + max_steps)
+    bar = tqdm(total=end_step, initial=start_step, disable=not accelerator.is_main_process, desc="train")
+    window: list[float] = []
+    counts = {"samples": 0, "tokens": 0, "answer_tokens": 0}
+    started = time.perf_counter()
+    last_loss = float("nan")
+    eval_result = None
+    for step in range(start_step, end_step):
+        stage = config.stage_at(step)
+        step_losses = []
+        for micro in range(config.optim.grad_accum):
+            micro_step = (step * config.optim.grad_accum + micro) * accelerator.num_processes \
+                + accelerator.process_index
+            batch, info = maker.batch(micro_step, stage)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            with accelerator.accumulate(model):
+                loss = model(**batch, use_cache=False).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.optim.max_grad_norm:
+                    accelerator.clip_grad_norm_(params, config.optim.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            step_losses.append(float(loss.detach()))
+            for key in counts:
+                counts[key] += info[key]
+        last_loss = sum(step_losses) / len(step_losses)
+        window.append(last_loss)
+        bar.update(1)
+        bar.set_postfix(loss=f"{last_loss:.3f}", stage=stage.name)
+        done = step + 1
+        if accelerator.is_main_process and (done % config.log_every == 0 or done == end_step):
+            elapsed = time.perf_counter() - started
+            record = {"step": done, "stage": stage.name, "max_length": stage.max_length,
+                      "loss": sum(window) / len(window), "lr": scheduler.get_last_lr()[0],
+                      "elapsed_s": round(elapsed, 2), **counts,
+                      "samples_per_s": round(counts["samples"] / max(elapsed, 1e-9), 2), **summary}
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            window = []
+        if (config.save_every and done % config.save_every == 0) or done == end_step:
+            _save_checkpoint(accelerator, vlm, config, done)
+            if config.eval_samples and accelerator.is_main_process:
+                eval_result = teacher_forced_accuracy(
+                    accelerator.unwrap_model(model), heldout_samples(vlm, config, config.eval_samples),
+                    vlm.tokenizer.pad_token_id)
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps({"step": done, "eval": eval_result}) + "\n")
+    bar.close()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and end_step == config.total_steps:
+        _save_final(accelerator.unwrap_model(model), vlm, config)
+    return TrainResult(config.output_dir, end_step, last_loss, eval_result)
+
+
+def _save_checkpoint(accelerator, vlm: VLM, config: TrainConfig, step: int) -> None:
+    path = os.path.join(config.output_dir, "checkpoints", f"step-{step}")
+    accelerator.save_state(path)
+    if accelerator.is_main_process:
+        vlm.tokenizer.save_pretrained(os.path.join(path, "tokenizer"))
+        with open(os.path.join(path, "trainer_state.json"), "w") as fh:
+            json.dump({"step": step}, fh)
+
+
+def _save_final(model, vlm: VLM, config: TrainConfig) -> None:
+    """Merge LoRA adapters if any, save model + tokenizer + preprocessor config, and the loss curve."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    vlm.model = model
+    vlm.save_pretrained(config.output_dir)
+    plot_loss_curve(os.path.join(config.output_dir, "training_log.jsonl"),
+                    os.path.join(config.output_dir, "loss_curve.png"))
+
+
+def plot_loss_curve(log_path: str, png_path: str) -> None:
+    """Loss per logged step (and held-out accuracy if logged) from a training_log.jsonl, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, losses, eval_steps, accs = [], [], [], []
+    with open(log_path) as fh:
+        for line in fh:
+            record = json.loads(line)
+            if "loss" in record:
+                steps.append(record["step"])
+                losses.append(record["loss"])
+            elif "eval" in record:
+                eval_steps.append(record["step"])
+                accs.append(record["eval"]["accuracy"])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, losses, label="train loss (answer tokens)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    if accs:
+        twin = ax.twinx()
+        twin.plot(eval_steps, accs, "o-", color="tab:green", label="held-out exact accuracy")
+        twin.set_ylabel("accuracy")
+        twin.set_ylim(0, 1)
+    ax.set_title("longvlm training")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,150 @@
+"""Trainer, packing, mixtures, LoRA/frozen parts, resume, and a short smoke run."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from longvlm.datasets import needles
+from longvlm.datasets.mixture import GENERATORS, LengthBin, Mixture
+from longvlm.errors import ConfigError
+from longvlm.training.collate import example_length, greedy_pack, pack_rows, tokenize_example
+from longvlm.training.config import config_from_dict, load_config
+from longvlm.training.model_setup import apply_trainable, build_training_model, part_parameters
+from longvlm.training.trainer import train
+from longvlm.vlm.loading import load_vlm
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "configs" / "smoke.yaml"
+
+
+def _examples(seed=0):
+    rng = np.random.default_rng(seed)
+    return [needles.video_needle(rng, 8, question="order"), needles.document_needle(rng, 3, question="code"),
+            needles.text_passkey(rng, 2), needles.image_grid_needle(rng, 2, negative=False),
+            needles.video_needle(rng, 6, question="count")]
+
+
+@pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+def test_packed_forward_equals_unpacked(preset):
+    vlm = load_vlm(preset)
+    samples = [tokenize_example(e, vlm.tokenizer, vlm.model, vlm.vision) for e in _examples()]
+    rows = [samples[:3], samples[3:]]  # two rows of different lengths: the shorter one is padded
+    batch = pack_rows(rows, vlm.tokenizer.pad_token_id)
+    batch.pop("labels")
+    with torch.no_grad():
+        packed = vlm.model(**batch, use_cache=False).logits
+        for r, row in enumerate(rows):
+            offset = 0
+            for sample in row:
+                single = pack_rows([[sample]], vlm.tokenizer.pad_token_id)
+                for key in ("labels", "position_ids"):  # the model computes its own positions here
+                    single.pop(key)
+                reference = vlm.model(**single).logits[0]
+                torch.testing.assert_close(packed[r, offset:offset + len(sample)], reference, atol=1e-5, rtol=1e-4)
+                offset += len(sample)
+
+
+def test_labels_cover_exactly_the_answer():
+    vlm = load_vlm("tiny")
+    example = _examples()[1]
+    sample = tokenize_example(example, vlm.tokenizer, vlm.model, vlm.vision)
+    answer_ids = sample.input_ids[sample.labels != -100]
+    assert vlm.tokenizer.decode(answer_ids) == example.answer + "<|im_end|>"
+    assert len(sample) == example_length(example, vlm.tokenizer, vlm.config, vlm.vision)
+
+
+def test_greedy_pack_respects_length():
+    vlm = load_vlm("tiny")
+    samples = [tokenize_example(e, vlm.tokenizer, vlm.model, vlm.vision) for e in _examples()]
+    rows = greedy_pack(samples, 700)
+    assert all(sum(len(s) for s in row) <= 700 for row in rows)
+    assert sorted(id(s) for row in rows for s in row) == sorted(id(s) for s in samples)
+
+
+def test_mixture_is_reproducible_and_matches_weights():
+    vlm = load_vlm("tiny")
+    mixture = Mixture({"video_needle/color": 3.0, "document_needle/page": 1.0},
+                      [LengthBin("short", 64, 200), LengthBin("long", 201, 600)],
+                      lambda e: example_length(e, vlm.tokenizer, vlm.config, vlm.vision), long_share=0.7, seed=3)
+    first, again = mixture.draw(17), mixture.draw(17)
+    assert first.answer == again.answer and first.meta == again.meta
+    report = mixture.realised(400)
+    assert abs(report["sources"]["video_needle/color"]["share"] - 0.75) < 0.07
+    assert abs(report["bins"]["long"]["share"] - 0.7) < 0.07
+    assert report["max_length"] <= 600
+    drawn = [mixture.draw(i) for i in range(60)]
+    assert all(e.meta["length"] <= 200 for e in drawn if e.meta["bin"] == "short")
+    assert all(e.meta["length"] == example_length(e, vlm.tokenizer, vlm.config, vlm.vision) for e in drawn[:10])
+
+
+def test_every_generator_fits_its_bins():
+    vlm = load_vlm("tiny")
+    mixture = Mixture({name: 1.0 for name in GENERATORS}, [LengthBin("a", 100, 400), LengthBin("b", 401, 1500)],
+                      lambda e: example_length(e, vlm.tokenizer, vlm.config, vlm.vision), seed=1)
+    for i in range(40):
+        example = mixture.draw(i)
+        bound = 400 if example.meta["bin"] == "a" else 1500
+        assert example.meta["length"] <= bound
+
+
+def test_frozen_parts_and_lora():
+    config = load_config(SMOKE, {"trainable": {"freeze": ["vision", "merger"],
+                                               "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}}})
+    vlm = build_training_model(config)
+    model = apply_trainable(vlm, config)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n and "language_model" in n for n in trainable)
+    assert all(".q_proj." in n or ".v_proj." in n for n in trainable)
+    layers = config.model.architecture["layers"]
+    assert len(trainable) == layers * 2 * 2  # (q, v) x (lora_A, lora_B) per layer
+    config = load_config(SMOKE, {"trainable": {"freeze": ["llm"]}})
+    vlm = build_training_model(config)
+    model = apply_trainable(vlm, config)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in part_parameters(model, "vision")} | {n for n, _ in part_parameters(model, "merger")}
+
+
+def test_bad_configs_are_clear():
+    with pytest.raises(ConfigError, match="unknown key"):
+        config_from_dict({"optim": {"learning_rate": 1}})
+    with pytest.raises(ConfigError, match="unknown part"):
+        config_from_dict({"trainable": {"freeze": ["eyes"]}})
+    with pytest.raises(ConfigError, match="unknown data sources"):
+        Mixture({"nope": 1.0}, [LengthBin("a", 1, 2)], len)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("/nonexistent.yaml")
+
+
+def _losses(output_dir):
+    with open(Path(output_dir) / "training_log.jsonl") as fh:
+        return {r["step"]: r["loss"] for r in map(json.loads, fh) if "loss" in r}
+
+
+def test_resume_gives_same_next_step_loss(tmp_path):
+    overrides = {"log_every": 1, "stages": [{"name": "s", "max_length": 256, "steps": 4}]}
+    straight = load_config(SMOKE, {**overrides, "output_dir": str(tmp_path / "straight")})
+    train(straight)
+    resumed = load_config(SMOKE, {**overrides, "output_dir": str(tmp_path / "resumed")})
+    train(resumed, max_steps=2)
+    assert (tmp_path / "resumed" / "checkpoints" / "step-2").is_dir()
+    train(resumed, resume=True)
+    a, b = _losses(tmp_path / "straight"), _losses(tmp_path / "resumed")
+    assert set(b) == {1, 2, 3, 4}
+    for step in (3, 4):
+        assert b[step] == pytest.approx(a[step], rel=1e-5), (step, a, b)
+
+
+def test_smoke_training_loss_decreases(tmp_path):
+    config = load_config(SMOKE, {"output_dir": str(tmp_path / "run"), "log_every": 1})
+    result = train(config)
+    losses = _losses(tmp_path / "run")
+    assert len(losses) == config.total_steps == 20
+    first, last = np.mean([losses[s] for s in range(1, 6)]), np.mean([losses[s] for s in range(16, 21)])
+    assert last < 0.8 * first, losses
+    out = tmp_path / "run"
+    assert (out / "loss_curve.png").stat().st_size > 1000 and (out / "model.safetensors").is_file()
+    reloaded = load_vlm(out)  # the saved model loads through the normal path
+    assert reloaded.vision.max_pixels == 12544 and result.steps == 20
