@@ -6,8 +6,8 @@ import torch
 from compression_helpers import MIXED_ROWS, batch_inputs, sharp_vlm
 from transformers import DynamicCache
 
-from longvlm.compression import (H2OPress, KVBudget, LookMPress, RandomPress, SnapKVPress, StreamingLLMPress,
-                                 build_press, generate_pruned)
+from longvlm.compression import (Compression, H2OPress, KVBudget, LookMPress, RandomPress, SnapKVPress,
+                                 StreamingLLMPress, build_press, generate_pruned)
 from longvlm.compression.decode import decode_position_ids, prompt_position_ids
 from longvlm.compression.press import KVPress, attention_modules
 from longvlm.compression.scoring import attention_probs
@@ -238,3 +238,23 @@ def test_press_guards(vlm, batch):
         KVBudget.parse(1.5)
     with pytest.raises(ConfigError):
         build_press("nope", 0.5)
+
+
+def test_explicit_positions_hybrid_video(vlm, short_video):
+    """Inputs with explicit position_ids (a hybrid-resolution video, positions computed by longvlm): the
+    press path keeps them and decodes like generate() at 100%."""
+    from longvlm.encoders.hybrid import HybridConfig
+    from longvlm.vlm.inputs import encode_video
+    from longvlm.vlm.pipeline import model_inputs
+
+    encoded = encode_video(vlm, short_video, max_visual_tokens=400, sample_fps=1.0, resolution="hybrid",
+                           hybrid=HybridConfig(group=4, high_tokens=64, ratio=4.0))
+    assert encoded.position_blocks is not None
+    kwargs = model_inputs(vlm, encoded, "When does the scene change?")
+    reference = vlm.model.generate(**kwargs, max_new_tokens=NEW_TOKENS, do_sample=False)
+    reference = reference[:, kwargs["input_ids"].shape[1]:]
+    ours = generate_pruned(vlm.model, kwargs, LookMPress(1.0), max_new_tokens=NEW_TOKENS).tokens
+    assert torch.equal(ours, reference)
+    with pytest.raises(ConfigError, match="hybrid"):
+        encode_video(vlm, short_video, max_visual_tokens=400, resolution="hybrid",
+                     compression=Compression(downsample=2))
