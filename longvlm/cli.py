@@ -29,7 +29,7 @@ def _ask(args: argparse.Namespace) -> int:
     result = ask(vlm, args.question, video=args.video, pdf=args.pdf, images=args.image or None,
                  max_visual_tokens=args.max_visual_tokens, max_new_tokens=args.max_new_tokens,
                  sample_fps=args.fps, max_frames=args.max_frames, max_pages=args.max_pages,
-                 video_resolution=args.video_resolution)
+                 video_resolution=args.video_resolution, compression=_compression(args))
     if args.json:
         print(json.dumps({"answer": result.text, "model": result.model, "route": result.route,
                           "random_weights": vlm.is_random,
@@ -42,6 +42,18 @@ def _ask(args: argparse.Namespace) -> int:
     for key, value in result.stats.items():
         print(f"  {key:>22}: {value:.3f}" if isinstance(value, float) else f"  {key:>22}: {value}")
     return 0
+
+
+def _compression(args: argparse.Namespace):
+    """--downsample / --kv-press / --kv-budget -> a `Compression`, or None when neither is asked for."""
+    if args.downsample == "1" and args.kv_press is None:
+        return None
+    from longvlm.compression import Compression, build_press
+
+    downsample = args.downsample if args.downsample == "auto" else int(args.downsample)
+    budget = float(args.kv_budget) if "." in args.kv_budget else int(args.kv_budget)
+    press = build_press(args.kv_press, budget) if args.kv_press else None
+    return Compression(downsample=downsample, kv_press=press)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -139,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="extension factor s: the model then accepts s x its training length")
     ask.add_argument("--rope-train-length", type=int, default=None,
                      help="training length L the scale applies to (default: the model's max_position_embeddings)")
+    ask.add_argument("--downsample", choices=["1", "2", "4", "auto"], default="1",
+                     help="average-pool visual tokens k x k per frame/page (auto: PDFs 1, video 2, long video 4)")
+    ask.add_argument("--kv-press", choices=["lookm", "snapkv", "streaming", "h2o", "random"], default=None,
+                     help="prune the KV cache at prefill with this method")
+    ask.add_argument("--kv-budget", default="0.2", help="KV tokens kept: a ratio (0.2) or a count (2048)")
     ask.add_argument("--json", action="store_true", help="print a JSON record")
     ask.set_defaults(func=_ask)
     evaluate = sub.add_parser("eval", help="benchmarks: needle-in-a-haystack suites, MMLongBench-Doc")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from longvlm.datasets import sampling
 from longvlm.encoders.hybrid import HybridConfig, hybrid_segments, hybrid_sizes, hybrid_token_count, low_pixel_cap
 from longvlm.encoders.spec import VisionSpec
-from longvlm.errors import BudgetError
+from longvlm.errors import BudgetError, ConfigError
 
 RESOLUTIONS = ("uniform", "hybrid", "auto")
 
@@ -47,6 +47,7 @@ class Plan:
     budget: int
     pixel_cap: int  # max_pixels given to smart_resize for every item (pass it to a processor to reproduce sizes)
     skipped: int = 0  # inputs (pages / frames) dropped to fit the budget
+    downsample: int = 1  # k x k visual compression of the merged tokens; item tokens are counted after it
     resolution: str = "uniform"  # "hybrid": video items alternate high (pixel_cap) and low (low_pixel_cap) sizes
     low_pixel_cap: int | None = None
     hybrid: HybridConfig | None = None
@@ -71,13 +72,17 @@ def _largest_fitting_cap(cost: Callable[[int], int], budget: int, low: int, high
 
 def plan_images(sizes: Sequence[tuple[int, int]], budget: int, spec: VisionSpec, *,
                 min_tokens_per_image: int = 64, max_pixels: int | None = None,
-                order: Sequence[int] | None = None) -> Plan:
+                order: Sequence[int] | None = None, downsample: int = 1) -> Plan:
     """Plan pages/images of the given (height, width) sizes into `budget` visual tokens.
 
     All kept items share one pixel cap, the largest that fits (capped by `max_pixels` or the spec's). If even
     `min_tokens_per_image` each would not fit, items are dropped: evenly spread ones are kept, or the first ones
     of `order` (a priority ranking of indices) when given. Items stay in document order.
+
+    With `downsample` k > 1 the tokens are counted after a k x k visual compressor (k^2 fewer) and sizes are
+    multiples of `spec.factor * k`; `min_tokens_per_image` stays a resolution floor counted before compression.
     """
+    _check_downsample(downsample)
     if budget <= 0:
         raise BudgetError(f"visual token budget must be positive, got {budget}")
     if not sizes:
@@ -87,8 +92,8 @@ def plan_images(sizes: Sequence[tuple[int, int]], budget: int, spec: VisionSpec,
     top_cap = max(floor_cap, spec.max_pixels if max_pixels is None else max_pixels)
 
     def tokens(i: int, cap: int) -> int:
-        h, w = spec.resized(*sizes[i], max_pixels=cap)
-        return spec.tokens(h, w)
+        h, w = spec.resized(*sizes[i], max_pixels=cap, downsample=downsample)
+        return spec.tokens(h, w, downsample=downsample)
 
     keep = list(range(len(sizes)))
     while True:
@@ -109,15 +114,15 @@ def plan_images(sizes: Sequence[tuple[int, int]], budget: int, spec: VisionSpec,
             keep = [keep[j] for j in sampling.indices_by_count(len(keep), target)]
     items = []
     for i in keep:
-        h, w = spec.resized(*sizes[i], max_pixels=cap)
-        items.append(PlannedImage(i, h, w, spec.tokens(h, w)))
-    return Plan(items, budget, cap, skipped=len(sizes) - len(keep))
+        h, w = spec.resized(*sizes[i], max_pixels=cap, downsample=downsample)
+        items.append(PlannedImage(i, h, w, spec.tokens(h, w, downsample=downsample)))
+    return Plan(items, budget, cap, skipped=len(sizes) - len(keep), downsample=downsample)
 
 
 def plan_video(num_frames: int, video_fps: float, height: int, width: int, budget: int, spec: VisionSpec, *,
                sample_fps: float = 1.0, max_frames: int | None = None, min_tokens_per_frame: int = 16,
                max_pixels: int | None = None, resolution: str = "uniform",
-               hybrid: HybridConfig | None = None) -> Plan:
+               hybrid: HybridConfig | None = None, downsample: int = 1) -> Plan:
     """Plan one video into `budget` visual tokens: frames sampled at `sample_fps` (at most `max_frames`),
     thinned evenly if even `min_tokens_per_frame` per temporal patch would not fit, at the largest common
     resolution that fits. The frame count is a multiple of the temporal patch size (no padded frames).
@@ -125,7 +130,11 @@ def plan_video(num_frames: int, video_fps: float, height: int, width: int, budge
     `resolution="hybrid"` plans the hybrid-resolution layout of `longvlm.encoders.hybrid` instead (one item
     per run of same-size steps); `"auto"` plans uniform when every step can get `hybrid.high_tokens` tokens
     (the pixel cap of that many tokens) within the budget, hybrid otherwise.
+
+    `downsample` k: tokens counted after a k x k visual compressor (see `plan_images`); uniform resolution
+    only ("auto" then means uniform: the compressor is what reduces the tokens).
     """
+    _check_downsample(downsample)
     if budget <= 0:
         raise BudgetError(f"visual token budget must be positive, got {budget}")
     if resolution not in RESOLUTIONS:
@@ -135,12 +144,18 @@ def plan_video(num_frames: int, video_fps: float, height: int, width: int, budge
     requested = sampling.indices_by_fps(num_frames, video_fps, sample_fps, max_frames)
     floor_cap = max(spec.min_pixels, min_tokens_per_frame * spec.factor ** 2)
     top_cap = max(floor_cap, spec.max_pixels if max_pixels is None else max_pixels)
+    if downsample > 1:
+        if resolution == "hybrid":
+            raise ConfigError("visual compression (downsample > 1) is not supported for hybrid-resolution "
+                              "video; use resolution='uniform' or 'auto'")
+        resolution = "uniform"
     if resolution == "auto":
         steps = max(1, len(requested) // tp)
         target_cap = min(top_cap, max(floor_cap, hybrid.high_tokens * spec.factor ** 2))
         uniform_fits = steps * spec.tokens(*spec.resized(height, width, max_pixels=target_cap)) <= budget
         resolution = "uniform" if uniform_fits else "hybrid"
-    floor_tokens = spec.tokens(*spec.resized(height, width, max_pixels=floor_cap))
+    floor_tokens = spec.tokens(*spec.resized(height, width, max_pixels=floor_cap, downsample=downsample),
+                               downsample=downsample)
     max_pairs = budget // floor_tokens
     if max_pairs <= 0:
         raise BudgetError(
@@ -151,11 +166,13 @@ def plan_video(num_frames: int, video_fps: float, height: int, width: int, budge
     if resolution == "hybrid":  # same frames as uniform (at the floor both layouts cost the same)
         return _plan_hybrid(indices, height, width, budget, spec, hybrid, floor_cap, top_cap, skipped)
     pairs = len(indices) // tp
-    cap = _largest_fitting_cap(lambda c: pairs * spec.tokens(*spec.resized(height, width, max_pixels=c)),
-                               budget, floor_cap, top_cap)
+    cap = _largest_fitting_cap(
+        lambda c: pairs * spec.tokens(*spec.resized(height, width, max_pixels=c, downsample=downsample),
+                                      downsample=downsample), budget, floor_cap, top_cap)
     assert cap is not None  # guaranteed by max_pairs
-    h, w = spec.resized(height, width, max_pixels=cap)
-    return Plan([PlannedVideo(indices, h, w, spec.tokens(h, w, len(indices)))], budget, cap, skipped=skipped)
+    h, w = spec.resized(height, width, max_pixels=cap, downsample=downsample)
+    return Plan([PlannedVideo(indices, h, w, spec.tokens(h, w, len(indices), downsample=downsample))], budget, cap,
+                skipped=skipped, downsample=downsample)
 
 
 def _select_frames(num_frames: int, requested: list[int], max_steps: int, tp: int) -> list[int]:
@@ -191,3 +208,22 @@ def _plan_hybrid(indices: list[int], height: int, width: int, budget: int, spec:
         items.append(PlannedVideo(frames, h, w, spec.tokens(h, w, len(frames))))
     return Plan(items, budget, cap, skipped=skipped, resolution="hybrid",
                 low_pixel_cap=low_pixel_cap((hh, hw), hybrid.ratio, floor_cap), hybrid=hybrid)
+
+
+# Video at least this long gets 16x visual compression (k=4) from `auto_downsample`, shorter video 4x (k=2).
+LONG_VIDEO_SECONDS = 1800.0
+
+
+def auto_downsample(kind: str, duration_s: float | None = None) -> int:
+    """Visual compression factor k (k^2 fewer tokens) chosen per input: documents and images 1 (native
+    resolution, small text must stay legible); video shorter than `LONG_VIDEO_SECONDS` 2 (4x); longer 4 (16x)."""
+    if kind in ("pdf", "images", "image"):
+        return 1
+    if kind != "video":
+        raise ConfigError(f"unknown input kind {kind!r}; expected 'pdf', 'images' or 'video'")
+    return 4 if duration_s is not None and duration_s >= LONG_VIDEO_SECONDS else 2
+
+
+def _check_downsample(downsample: int) -> None:
+    if not isinstance(downsample, int) or isinstance(downsample, bool) or downsample < 1:
+        raise ConfigError(f"downsample must be a positive integer (1, 2 or 4), got {downsample!r}")

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from longvlm.compression.base import Compression, VisualCompressor
+from longvlm.compression.visual import compress_item
 from longvlm.datasets.examples import Example, ImageItem, VideoItem
 from longvlm.datasets.pdf import PdfDocument
 from longvlm.datasets.video import VideoReader
@@ -79,23 +81,63 @@ def _vision_dtype(vlm: VLM) -> tuple[torch.device, torch.dtype]:
     return param.device, param.dtype
 
 
+@dataclass
+class _Visual:
+    """The visual compression of one input: factor k and the compressor (None when k == 1)."""
+
+    factor: int = 1
+    compressor: VisualCompressor | None = None
+    seconds: float = 0.0
+
+    def apply(self, vlm: VLM, tokens: torch.Tensor, grid_thw: Sequence[int]) -> torch.Tensor:
+        if self.compressor is None:
+            return tokens
+        started = time.perf_counter()
+        out, _ = compress_item(tokens, grid_thw, self.compressor, self.factor, vlm.vision.merge_size)
+        self.seconds += time.perf_counter() - started
+        return out
+
+    def grid(self, vlm: VLM, height: int, width: int, num_frames: int = 1) -> list[int]:
+        """grid_thw reported to the LLM for an item resized to (height, width): see compression.visual."""
+        t, h, w = vlm.vision.grid(height, width, num_frames)
+        return [t, h // self.factor, w // self.factor]
+
+    def stats(self) -> dict:
+        name = self.compressor.name if self.compressor is not None else "none"
+        return {"visual_downsample": self.factor, "visual_compressor": name, "time_compress_s": self.seconds}
+
+
+def _visual_setup(vlm: VLM, compression: Compression | None, kind: str, duration_s: float | None = None) -> _Visual:
+    if compression is None:
+        return _Visual()
+    factor = compression.visual_factor(kind, duration_s)
+    if factor == 1:
+        return _Visual()
+    device, dtype = _vision_dtype(vlm)
+    return _Visual(factor, compression.visual_compressor().to(device=device, dtype=dtype).eval())
+
+
 @torch.no_grad()
-def _encode_images(vlm: VLM, images: list[Image.Image | np.ndarray], sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+def _encode_images(vlm: VLM, images: list[Image.Image | np.ndarray], sizes: list[tuple[int, int]],
+                   visual: _Visual | None = None) -> list[torch.Tensor]:
     device, dtype = _vision_dtype(vlm)
     pixels, grid = image_patches(images, sizes, vlm.vision)
     out = vlm.model.get_image_features(pixel_values=pixels.to(device, dtype), image_grid_thw=grid.to(device))
-    return list(out.pooler_output)
+    visual = visual or _Visual()
+    return [visual.apply(vlm, tokens, item_grid.tolist()) for tokens, item_grid in zip(out.pooler_output, grid)]
 
 
 def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float = 144.0,
                max_pages: int | None = None, page_order: Sequence[int] | None = None,
                min_tokens_per_page: int = 64, pages_per_chunk: int = 8, only_pages: Sequence[int] | None = None,
-               progress: ProgressFn | None = None) -> EncodedInput:
+               progress: ProgressFn | None = None, compression: Compression | None = None) -> EncodedInput:
     """Plan and encode the pages of a PDF (the first `max_pages` if given) into `max_visual_tokens`.
 
     `page_order` (0-based indices, best first) decides which pages are kept when not all fit;
-    `only_pages` (0-based) restricts the candidates (e.g. oracle evidence pages).
+    `only_pages` (0-based) restricts the candidates (e.g. oracle evidence pages). With `compression`, its
+    visual compressor shrinks each page k x k and the budget counts compressed tokens.
     """
+    visual = _visual_setup(vlm, compression, "pdf")
     stats: dict = {}
     started = time.perf_counter()
     with PdfDocument(path) as doc:
@@ -109,7 +151,7 @@ def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float
         position = {page: k for k, page in enumerate(candidates)}
         order = None if page_order is None else [position[p] for p in page_order if p in position]
         planned = plan_images(sizes, max_visual_tokens, vlm.vision, min_tokens_per_image=min_tokens_per_page,
-                              order=order)
+                              order=order, downsample=visual.factor)
         plan = dataclasses.replace(planned, items=[dataclasses.replace(item, source_index=candidates[item.source_index])
                                                    for item in planned.items])
         stats["time_plan_s"] = time.perf_counter() - t_plan
@@ -122,7 +164,7 @@ def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float
             images = [doc.render(item.source_index, dpi=dpi, max_pixels=4 * item.height * item.width)
                       for item in chunk]
             t1 = time.perf_counter()
-            embeds.extend(_encode_images(vlm, images, [(item.height, item.width) for item in chunk]))
+            embeds.extend(_encode_images(vlm, images, [(item.height, item.width) for item in chunk], visual))
             decode_s += t1 - t0
             encode_s += time.perf_counter() - t1
             _report(progress, "encode", start + len(chunk), len(plan.items))
@@ -132,30 +174,32 @@ def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float
             parts += [f"Page {number}:", VisualSlot("image", item.tokens), "\n"]
             evidence.append(Evidence("page", number, label))
     stats.update(time_decode_s=decode_s, time_encode_s=encode_s, time_ingest_total_s=time.perf_counter() - started)
-    grid = torch.tensor([[1, it.height // vlm.vision.patch_size, it.width // vlm.vision.patch_size]
-                         for it in plan.items], dtype=torch.long)
+    stats.update(visual.stats())
+    grid = torch.tensor([visual.grid(vlm, it.height, it.width) for it in plan.items], dtype=torch.long)
     return _finish(EncodedInput(path, "pdf", plan, parts, evidence, image_embeds=embeds, image_grid_thw=grid,
                                 stats=stats))
 
 
 def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_tokens: int = 4096,
-                  progress: ProgressFn | None = None) -> EncodedInput:
-    """Plan and encode a list of images (paths or PIL images) into `max_visual_tokens`."""
+                  progress: ProgressFn | None = None, compression: Compression | None = None) -> EncodedInput:
+    """Plan and encode a list of images (paths or PIL images) into `max_visual_tokens` (see `encode_pdf` for
+    `compression`)."""
     started = time.perf_counter()
     loaded = [_open_image(im) for im in images]
     if not loaded:
         raise LongVLMError("no images given")
-    plan = plan_images([(im.height, im.width) for im in loaded], max_visual_tokens, vlm.vision)
+    visual = _visual_setup(vlm, compression, "images")
+    plan = plan_images([(im.height, im.width) for im in loaded], max_visual_tokens, vlm.vision,
+                       downsample=visual.factor)
     kept = [loaded[item.source_index] for item in plan.items]
-    embeds = _encode_images(vlm, kept, [(item.height, item.width) for item in plan.items])
+    embeds = _encode_images(vlm, kept, [(item.height, item.width) for item in plan.items], visual)
     _report(progress, "encode", len(plan.items), len(plan.items))
     parts: list[str | VisualSlot] = []
     for item in plan.items:
         parts += [f"Image {item.source_index}:", VisualSlot("image", item.tokens), "\n"]
-    grid = torch.tensor([[1, it.height // vlm.vision.patch_size, it.width // vlm.vision.patch_size]
-                         for it in plan.items], dtype=torch.long)
+    grid = torch.tensor([visual.grid(vlm, it.height, it.width) for it in plan.items], dtype=torch.long)
     evidence = [Evidence("image", item.source_index) for item in plan.items]
-    stats = {"time_encode_s": time.perf_counter() - started}
+    stats = {"time_encode_s": time.perf_counter() - started, **visual.stats()}
     return _finish(EncodedInput("images", "images", plan, parts, evidence, image_embeds=embeds,
                                 image_grid_thw=grid, stats=stats))
 
@@ -163,28 +207,35 @@ def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_t
 @torch.no_grad()
 def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_fps: float = 1.0,
                  max_frames: int | None = None, frames_per_chunk: int = 16, resolution: str = "uniform",
-                 hybrid: HybridConfig | None = None, progress: ProgressFn | None = None) -> EncodedInput:
+                 hybrid: HybridConfig | None = None, progress: ProgressFn | None = None,
+                 compression: Compression | None = None) -> EncodedInput:
     """Plan and encode a video into `max_visual_tokens`, decoding `frames_per_chunk` frames at a time.
 
     `resolution`: "uniform" (one size for all frames), "hybrid" (GIRAFFE's hybrid resolution, see
     `longvlm.encoders.hybrid`; `hybrid` sets L, m and s) or "auto" (hybrid when uniform frames at
     `hybrid.high_tokens` tokens do not fit the budget). A hybrid video is one visual block made of several
     video items; the encoded input then carries the position layout `answer()` passes to the model.
+
+    With `compression`, each chunk's frames are compressed k x k right after the vision tower (k from the
+    video's duration when `downsample="auto"`) and the budget counts compressed tokens; uniform resolution
+    only (the planner refuses hybrid with k > 1).
     """
     started = time.perf_counter()
     reader = VideoReader(path)
     meta = reader.metadata
     t_plan = time.perf_counter()
     spec = vlm.vision
+    visual = _visual_setup(vlm, compression, "video", meta.duration)
     plan = plan_video(meta.num_frames, meta.fps, meta.height, meta.width, max_visual_tokens, spec,
-                      sample_fps=sample_fps, max_frames=max_frames, resolution=resolution, hybrid=hybrid)
+                      sample_fps=sample_fps, max_frames=max_frames, resolution=resolution, hybrid=hybrid,
+                      downsample=visual.factor)
     plan_s = time.perf_counter() - t_plan
     items = plan.items
     frame_indices = [i for item in items for i in item.frame_indices]
     _report(progress, "plan", len(frame_indices), meta.num_frames)
     chunk_frames = max(spec.temporal_patch_size, frames_per_chunk - frames_per_chunk % spec.temporal_patch_size)
-    embeds, timestamps, decode_s, encode_s = _encode_video_items(vlm, reader, items, chunk_frames, progress)
-    grid_thw = torch.tensor([spec.grid(it.height, it.width, it.num_frames) for it in items], dtype=torch.long)
+    embeds, timestamps, decode_s, encode_s = _encode_video_items(vlm, reader, items, chunk_frames, progress, visual)
+    grid_thw = torch.tensor([visual.grid(vlm, it.height, it.width, it.num_frames) for it in items], dtype=torch.long)
     step = (timestamps[-1] - timestamps[0]) / (len(timestamps) - 1) if len(timestamps) > 1 else 1.0 / meta.fps
     second_per_grid_ts = torch.tensor([spec.temporal_patch_size * step] * len(items))
     duration = meta.duration
@@ -194,7 +245,7 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
     evidence = [Evidence("frame", i, timestamp=t) for i, t in zip(frame_indices, timestamps)]
     stats = {"video_duration_s": duration, "video_fps": meta.fps, "frames_sampled": len(frame_indices),
              "resolution": plan.resolution, "time_plan_s": plan_s, "time_decode_s": decode_s,
-             "time_encode_s": encode_s, "time_ingest_total_s": time.perf_counter() - started}
+             "time_encode_s": encode_s, "time_ingest_total_s": time.perf_counter() - started, **visual.stats()}
     blocks = None
     if plan.resolution == "hybrid":
         high, low = items[0], items[min(1, len(items) - 1)]  # each group: a high step, then low steps
@@ -208,12 +259,15 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
 
 
 def _encode_video_items(vlm: VLM, reader: VideoReader, items: list[PlannedVideo], chunk_frames: int,
-                        progress: ProgressFn | None) -> tuple[list[torch.Tensor], list[float], float, float]:
+                        progress: ProgressFn | None, visual: _Visual | None = None,
+                        ) -> tuple[list[torch.Tensor], list[float], float, float]:
     """Decode the items' frames `chunk_frames` at a time (in time order) and run each chunk through the
     vision tower, every item's part of the chunk at its own size. Returns per-item embeddings, the frame
     timestamps, and decode / encode seconds. Chunks end on temporal patch boundaries (items hold whole
-    temporal patches), so the result equals encoding each item in one pass."""
+    temporal patches), so the result equals encoding each item in one pass. `visual` compresses each chunk's
+    features right away (per frame, so chunking does not change the result)."""
     spec = vlm.vision
+    visual = visual or _Visual()
     device, dtype = _vision_dtype(vlm)
     owners = [k for k, item in enumerate(items) for _ in item.frame_indices]
     indices = [i for item in items for i in item.frame_indices]
@@ -239,8 +293,8 @@ def _encode_video_items(vlm: VLM, reader: VideoReader, items: list[PlannedVideo]
             grid_parts.append(grid)
         out = vlm.model.get_video_features(pixel_values_videos=torch.cat(pixel_parts).to(device, dtype),
                                            video_grid_thw=torch.cat(grid_parts).to(device))
-        for (k, _), features in zip(runs, out.pooler_output, strict=True):
-            pieces[k].append(features)
+        for (k, _), features, grid in zip(runs, out.pooler_output, grid_parts, strict=True):
+            pieces[k].append(visual.apply(vlm, features, grid[0].tolist()))
         encode_s += time.perf_counter() - t1
         timestamps.extend(chunk.timestamps)
         _report(progress, "decode+encode", len(timestamps), len(indices))

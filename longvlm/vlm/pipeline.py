@@ -9,8 +9,11 @@ from dataclasses import dataclass, field
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from longvlm.compression.base import Compression
+from longvlm.compression.decode import generate_pruned
+from longvlm.compression.press import KVPress
 from longvlm.encoders.hybrid import HybridConfig
-from longvlm.errors import BudgetError, LongVLMError
+from longvlm.errors import BudgetError, ConfigError, LongVLMError
 from longvlm.profiling import peak_rss_mb
 from longvlm.vlm.inputs import EncodedInput, Evidence, ProgressFn, encode_images, encode_pdf, encode_video
 from longvlm.vlm.loading import VLM
@@ -70,13 +73,17 @@ def model_inputs(vlm: VLM, encoded: EncodedInput, question: str, *,
 @torch.no_grad()
 def answer(vlm: VLM, encoded: EncodedInput, question: str, *, follow_ups: Sequence[tuple[str, str]] = (),
            max_new_tokens: int = 64, max_context: int | None = None, streamer=None,
-           prefill_chunk_size: int | None = None) -> Answer:
+           prefill_chunk_size: int | None = None, kv_press: KVPress | None = None) -> Answer:
     """Answer `question` about an already encoded input (no re-decoding, no re-encoding).
 
     `follow_ups` are earlier (answer, question) pairs after the first question, for multi-turn chat; then
     `question` is ignored in favour of the last follow-up. `max_context` defaults to the model's limit
     (`max_position_embeddings`, which `longvlm.vlm.rope.apply_position_extension` raises to L * scale).
+    `kv_press` prunes the KV cache at prefill (`longvlm.compression`); decoding then runs greedily on the
+    pruned cache with the original positions (`generate_pruned`); it cannot be combined with chunked prefill.
     """
+    if kv_press is not None and prefill_chunk_size is not None:
+        raise ConfigError("kv_press needs the whole prompt in one prefill pass; drop prefill_chunk_size")
     kwargs = model_inputs(vlm, encoded, question, follow_ups=follow_ups)
     context = int(kwargs["input_ids"].shape[1])
     limit = max_context or vlm.max_context
@@ -86,12 +93,21 @@ def answer(vlm: VLM, encoded: EncodedInput, question: str, *, follow_ups: Sequen
             f"the model's {limit}-token limit; lower the visual-token budget (--max-visual-tokens) or extend "
             f"the context (--rope-method/--rope-scale)")
     started = time.perf_counter()
-    output = vlm.model.generate(**kwargs, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer,
-                                prefill_chunk_size=prefill_chunk_size)
+    kv_stats = {}
+    if kv_press is None:
+        output = vlm.model.generate(**kwargs, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer,
+                                    prefill_chunk_size=prefill_chunk_size)
+        new_tokens = output[0, context:]
+    else:
+        pruned = generate_pruned(vlm.model, kwargs, kv_press, max_new_tokens=max_new_tokens, streamer=streamer)
+        new_tokens = pruned.tokens[0]  # one row: generation stops at its EOS, no padding
+        kv_stats = {"kv_press": repr(kv_press), "kv_tokens_full": context,
+                    "kv_tokens_kept": int(pruned.state.keep_counts[0]), "kv_cache_bytes": pruned.cache_bytes,
+                    "time_kv_press_s": pruned.state.time_s, "time_prefill_s": pruned.prefill_s}
     generate_s = time.perf_counter() - started
-    new_tokens = output[0, context:]
     text = vlm.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
     stats = dict(encoded.stats)
+    stats.update(kv_stats)
     extension = position_extension(vlm)
     stats.update(context_length=context, text_tokens=context - encoded.visual_tokens,
                  new_tokens=int(new_tokens.numel()), time_generate_s=generate_s, peak_rss_mb=peak_rss_mb(),
@@ -103,10 +119,11 @@ def ask(vlm: VLM, question: str, *, video: str | None = None, pdf: str | None = 
         images: Sequence[str] | None = None, max_visual_tokens: int = 4096, max_new_tokens: int = 64,
         sample_fps: float = 1.0, max_frames: int | None = None, dpi: float = 144.0, max_pages: int | None = None,
         video_resolution: str = "uniform", hybrid: HybridConfig | None = None,
-        progress: ProgressFn | None = None) -> Answer:
+        progress: ProgressFn | None = None, compression: Compression | None = None) -> Answer:
     """Answer a question about exactly one of: a video, a PDF, or a list of images.
 
     `video_resolution` ("uniform", "hybrid", "auto") and `hybrid` are passed to `encode_video`.
+    `compression` (optional) reduces the visual tokens before the LLM and/or prunes the KV cache at prefill.
     """
     if sum(x is not None for x in (video, pdf, images)) != 1:
         raise LongVLMError("give exactly one of video=, pdf= or images=")
@@ -115,10 +132,12 @@ def ask(vlm: VLM, question: str, *, video: str | None = None, pdf: str | None = 
     if video is not None:
         encoded = encode_video(vlm, video, max_visual_tokens=max_visual_tokens, sample_fps=sample_fps,
                                max_frames=max_frames, resolution=video_resolution, hybrid=hybrid,
-                               progress=progress)
+                               progress=progress, compression=compression)
     elif pdf is not None:
         encoded = encode_pdf(vlm, pdf, max_visual_tokens=max_visual_tokens, dpi=dpi, max_pages=max_pages,
-                             progress=progress)
+                             progress=progress, compression=compression)
     else:
-        encoded = encode_images(vlm, list(images), max_visual_tokens=max_visual_tokens, progress=progress)
-    return answer(vlm, encoded, question, max_new_tokens=max_new_tokens)
+        encoded = encode_images(vlm, list(images), max_visual_tokens=max_visual_tokens, progress=progress,
+                                compression=compression)
+    return answer(vlm, encoded, question, max_new_tokens=max_new_tokens,
+                  kv_press=compression.kv_press if compression is not None else None)
