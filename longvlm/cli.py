@@ -1,4 +1,4 @@
-"""Command line: `longvlm ask ...` and `longvlm info FILE`."""
+"""Command line: `longvlm ask ...`, `longvlm info FILE`, `longvlm eval ...` and `longvlm demo` (the Gradio app)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from longvlm.encoders.planner import RESOLUTIONS
 from longvlm.errors import LongVLMError
 
 
@@ -18,11 +19,15 @@ def _default_model() -> str:
 
 
 def _resolve_route(args: argparse.Namespace) -> str:
-    """'auto': the VLM route when a model was given (--model or LONGVLM_MODEL), else the text route when its
+    """'auto': the VLM route when a model was given (--model or LONGVLM_MODEL) or an option only the VLM route
+    has (--select, --downsample, --kv-press, --rope-method, --video-resolution), else the text route when its
     packages are installed, else the VLM route with the default model."""
+    vlm_options = _vlm_only_options(args)
+    if args.route == "text" and vlm_options:
+        raise LongVLMError(f"{', '.join(vlm_options)} only apply to the VLM route; drop them or use --route vlm")
     if args.route != "auto":
         return args.route
-    if args.model_given:
+    if args.model_given or vlm_options:
         return "vlm"
     from longvlm.vlm.text_route import text_route_missing
 
@@ -32,6 +37,13 @@ def _resolve_route(args: argparse.Namespace) -> str:
               "using the VLM route", file=sys.stderr)
         return "vlm"
     return "text"
+
+
+def _vlm_only_options(args: argparse.Namespace) -> list[str]:
+    """The VLM-route options set on the command line (away from their defaults)."""
+    given = {"--select": args.select, "--downsample": args.downsample != "1", "--kv-press": args.kv_press,
+             "--rope-method": args.rope_method, "--video-resolution": args.video_resolution != "uniform"}
+    return [name for name, value in given.items() if value]
 
 
 def _print_answer(result, args: argparse.Namespace, note: str = "", random_weights: bool = False) -> None:
@@ -68,20 +80,36 @@ def _ask(args: argparse.Namespace) -> int:
         return 0
     from longvlm.vlm.loading import load_vlm
     from longvlm.vlm.pipeline import ask
+    from longvlm.vlm.rope import apply_position_extension
 
     vlm = load_vlm(args.model)
+    if args.rope_method is not None:
+        apply_position_extension(vlm, args.rope_method, args.rope_scale, train_length=args.rope_train_length)
+    result = ask(vlm, args.question, video=args.video, pdf=args.pdf, images=args.image or None,
+                 max_visual_tokens=args.max_visual_tokens, max_new_tokens=args.max_new_tokens,
+                 sample_fps=args.fps, max_frames=args.max_frames, max_pages=args.max_pages,
+                 video_resolution=args.video_resolution, compression=_compression(args))
+    note = "  (random-weight test model: the answer is meaningless)" if vlm.is_random else ""
+    _print_answer(result, args, note, vlm.is_random)
+    return 0
+
+
+def _compression(args: argparse.Namespace):
+    """--select / --native-pages / --downsample / --kv-press / --kv-budget -> a `Compression`, or None when
+    none is asked for."""
+    if args.downsample == "1" and args.kv_press is None and not args.select:
+        return None
+    from longvlm.compression import Compression, build_press
+
+    downsample = args.downsample if args.downsample == "auto" else int(args.downsample)
+    budget = float(args.kv_budget) if "." in args.kv_budget else int(args.kv_budget)
+    press = build_press(args.kv_press, budget) if args.kv_press else None
     selector = None
     if args.select:
         from longvlm.encoders.selection import QuestionSelector
 
         selector = QuestionSelector()
-    result = ask(vlm, args.question, video=args.video, pdf=args.pdf, images=args.image or None,
-                 max_visual_tokens=args.max_visual_tokens, max_new_tokens=args.max_new_tokens,
-                 sample_fps=args.fps, max_frames=args.max_frames, max_pages=args.max_pages,
-                 selector=selector, native_items=args.native_pages)
-    note = "  (random-weight test model: the answer is meaningless)" if vlm.is_random else ""
-    _print_answer(result, args, note, vlm.is_random)
-    return 0
+    return Compression(downsample=downsample, kv_press=press, selector=selector, native_items=args.native_pages)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -102,6 +130,14 @@ def _info(args: argparse.Namespace) -> int:
         info = {"type": "video", "path": path, "fps": round(meta.fps, 3), "frames": meta.num_frames,
                 "duration_s": round(meta.duration, 3), "size": f"{meta.width}x{meta.height}"}
     print(json.dumps(info, indent=2))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from longvlm.demo.server import launch_demo
+
+    launch_demo(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+                media_dirs=args.media_dir or ())
     return 0
 
 
@@ -166,8 +202,25 @@ def build_parser() -> argparse.ArgumentParser:
                           "(or LONGVLM_MODEL) is given, else text")
     ask.add_argument("--select", action="store_true",
                      help="vlm route: rank pages/frames against the question (BM25 + MiniLM over text/OCR); the "
-                          "best get native resolution, the rest low resolution or none")
+                          "best get native resolution, the rest low resolution or none (composes with "
+                          "--downsample and --kv-press)")
     ask.add_argument("--native-pages", type=int, default=4, help="with --select: pages/frames at native resolution")
+    ask.add_argument("--video-resolution", choices=RESOLUTIONS, default="uniform",
+                     help="hybrid: GIRAFFE hybrid-resolution frames (groups of 4 temporal patches, the first at "
+                          "high resolution, the rest at 1/3 of its tokens); auto: hybrid only when uniform "
+                          "frames at 240 tokens do not fit the budget")
+    ask.add_argument("--rope-method", default=None,
+                     help="extend the context: mrope++ (M-RoPE++), or a baseline: extrapolation, linear, ntk, yarn; "
+                          "with --rope-scale")
+    ask.add_argument("--rope-scale", type=float, default=1.0,
+                     help="extension factor s: the model then accepts s x its training length")
+    ask.add_argument("--rope-train-length", type=int, default=None,
+                     help="training length L the scale applies to (default: the model's max_position_embeddings)")
+    ask.add_argument("--downsample", choices=["1", "2", "4", "auto"], default="1",
+                     help="average-pool visual tokens k x k per frame/page (auto: PDFs 1, video 2, long video 4)")
+    ask.add_argument("--kv-press", choices=["lookm", "snapkv", "streaming", "h2o", "random"], default=None,
+                     help="prune the KV cache at prefill with this method")
+    ask.add_argument("--kv-budget", default="0.2", help="KV tokens kept: a ratio (0.2) or a count (2048)")
     ask.add_argument("--json", action="store_true", help="print a JSON record")
     ask.set_defaults(func=_ask)
     evaluate = sub.add_parser("eval", help="benchmarks: needle-in-a-haystack suites, MMLongBench-Doc")
@@ -202,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="metadata of a video or PDF")
     info.add_argument("file")
     info.set_defaults(func=_info)
+    demo = sub.add_parser("demo", help="start the Gradio app: chat about a long video or PDF in the browser")
+    demo.add_argument("--model", default=None,
+                      help="local Qwen2-VL/Qwen2.5-VL directory or a preset (default: $LONGVLM_MODEL, else the "
+                           "shipped small model when installed, else the random-weight tiny model)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    demo.add_argument("--port", type=int, default=7860)
+    demo.add_argument("--max-upload-mb", type=float, default=2048, help="largest accepted upload / local file")
+    demo.add_argument("--media-dir", action="append", metavar="DIR",
+                      help="folder whose files may be opened by local path (repeat for several; default: the "
+                           "current folder, and only when listening on localhost)")
+    demo.set_defaults(func=_demo)
     return parser
 
 

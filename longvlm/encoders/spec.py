@@ -31,20 +31,25 @@ class VisionSpec:
         """Side length in pixels of the square that becomes one LLM token."""
         return self.patch_size * self.merge_size
 
-    def resized(self, height: int, width: int, max_pixels: int | None = None) -> tuple[int, int]:
-        """`smart_resize` with this spec's bounds (`max_pixels` overrides the upper bound)."""
+    def resized(self, height: int, width: int, max_pixels: int | None = None, downsample: int = 1) -> tuple[int, int]:
+        """`smart_resize` with this spec's bounds (`max_pixels` overrides the upper bound).
+
+        With `downsample` k > 1 both sides become multiples of `factor * k`, so that the merged token grid
+        divides into k x k regions for a visual compressor (`longvlm.compression`).
+        """
         upper = self.max_pixels if max_pixels is None else max_pixels
-        return smart_resize(height, width, self.factor, self.min_pixels, max(upper, self.min_pixels))
+        return smart_resize(height, width, self.factor * downsample, self.min_pixels, max(upper, self.min_pixels))
 
     def grid(self, height: int, width: int, num_frames: int = 1) -> tuple[int, int, int]:
         """(t, h, w) patch grid of an already resized image (num_frames=1) or video."""
         grid_t = -(-num_frames // self.temporal_patch_size) if num_frames > 1 else 1
         return grid_t, height // self.patch_size, width // self.patch_size
 
-    def tokens(self, height: int, width: int, num_frames: int = 1) -> int:
-        """LLM tokens for an already resized image or video of that size."""
+    def tokens(self, height: int, width: int, num_frames: int = 1, downsample: int = 1) -> int:
+        """LLM tokens for an already resized image or video of that size (after a k x k visual compressor
+        when `downsample` k > 1; the size must then be a multiple of `factor * k`)."""
         t, h, w = self.grid(height, width, num_frames)
-        return t * h * w // (self.merge_size ** 2)
+        return t * h * w // (self.merge_size ** 2 * downsample ** 2)
 
     @classmethod
     def from_preprocessor_config(cls, config: dict) -> VisionSpec:

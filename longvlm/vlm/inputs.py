@@ -16,14 +16,18 @@ import numpy as np
 import torch
 from PIL import Image
 
+from longvlm.compression.base import Compression, VisualCompressor
+from longvlm.compression.visual import compress_item
+from longvlm.datasets.examples import Example, ImageItem, VideoItem
 from longvlm.datasets.pdf import PdfDocument
 from longvlm.datasets.video import VideoReader
+from longvlm.encoders.hybrid import HybridConfig
 from longvlm.encoders.patches import image_patches, video_patches
-from longvlm.datasets.examples import Example, ImageItem, VideoItem
 from longvlm.encoders.planner import (Plan, PlannedImage, PlannedVideo, plan_images, plan_native_frames,
                                       plan_ranked_images, plan_video)
 from longvlm.errors import InputError, LongVLMError
 from longvlm.vlm.loading import VLM
+from longvlm.vlm.positions import VisualBlock, video_time_interval
 from longvlm.vlm.prompt import VisualSlot
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
@@ -58,6 +62,9 @@ class EncodedInput:
     video_embeds: list[torch.Tensor] = field(default_factory=list)
     video_grid_thw: torch.Tensor | None = None
     second_per_grid_ts: torch.Tensor | None = None
+    # Position layout when the model cannot derive it from the grids (a hybrid video: one block, several
+    # grids): one VisualBlock per visual slot of `user_parts`. None: transformers' get_rope_index is used.
+    position_blocks: list[VisualBlock] | None = None
     stats: dict = field(default_factory=dict)
 
     @property
@@ -75,25 +82,67 @@ def _vision_dtype(vlm: VLM) -> tuple[torch.device, torch.dtype]:
     return param.device, param.dtype
 
 
+@dataclass
+class _Visual:
+    """The visual compression of one input: factor k and the compressor (None when k == 1)."""
+
+    factor: int = 1
+    compressor: VisualCompressor | None = None
+    seconds: float = 0.0
+
+    def apply(self, vlm: VLM, tokens: torch.Tensor, grid_thw: Sequence[int]) -> torch.Tensor:
+        if self.compressor is None:
+            return tokens
+        started = time.perf_counter()
+        out, _ = compress_item(tokens, grid_thw, self.compressor, self.factor, vlm.vision.merge_size)
+        self.seconds += time.perf_counter() - started
+        return out
+
+    def grid(self, vlm: VLM, height: int, width: int, num_frames: int = 1) -> list[int]:
+        """grid_thw reported to the LLM for an item resized to (height, width): see compression.visual."""
+        t, h, w = vlm.vision.grid(height, width, num_frames)
+        return [t, h // self.factor, w // self.factor]
+
+    def stats(self) -> dict:
+        name = self.compressor.name if self.compressor is not None else "none"
+        return {"visual_downsample": self.factor, "visual_compressor": name, "time_compress_s": self.seconds}
+
+
+def _visual_setup(vlm: VLM, compression: Compression | None, kind: str, duration_s: float | None = None) -> _Visual:
+    if compression is None:
+        return _Visual()
+    factor = compression.visual_factor(kind, duration_s)
+    if factor == 1:
+        return _Visual()
+    device, dtype = _vision_dtype(vlm)
+    return _Visual(factor, compression.visual_compressor().to(device=device, dtype=dtype).eval())
+
+
 @torch.no_grad()
-def _encode_images(vlm: VLM, images: list[Image.Image | np.ndarray], sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+def _encode_images(vlm: VLM, images: list[Image.Image | np.ndarray], sizes: list[tuple[int, int]],
+                   visual: _Visual | None = None) -> list[torch.Tensor]:
     device, dtype = _vision_dtype(vlm)
     pixels, grid = image_patches(images, sizes, vlm.vision)
     out = vlm.model.get_image_features(pixel_values=pixels.to(device, dtype), image_grid_thw=grid.to(device))
-    return list(out.pooler_output)
+    visual = visual or _Visual()
+    return [visual.apply(vlm, tokens, item_grid.tolist()) for tokens, item_grid in zip(out.pooler_output, grid)]
 
 
 def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float = 144.0,
                max_pages: int | None = None, page_order: Sequence[int] | None = None,
                min_tokens_per_page: int = 64, pages_per_chunk: int = 8, only_pages: Sequence[int] | None = None,
-               native_pages: int | None = None, progress: ProgressFn | None = None) -> EncodedInput:
+               native_pages: int | None = None, progress: ProgressFn | None = None,
+               compression: Compression | None = None) -> EncodedInput:
     """Plan and encode the pages of a PDF (the first `max_pages` if given) into `max_visual_tokens`.
 
     `page_order` (0-based indices, best first) decides which pages are kept when not all fit;
     `only_pages` (0-based) restricts the candidates (e.g. oracle evidence pages). With `native_pages` (and a
     `page_order`, e.g. from question-aware selection) the first `native_pages` of the order get native
-    resolution and the others low resolution or none (`plan_ranked_images`).
+    resolution and the others low resolution or none (`plan_ranked_images`). With `compression`, its
+    visual compressor shrinks each page k x k and the budget counts compressed tokens (composes with
+    `native_pages`: the ranking picks the resolutions, the compressor shrinks every page).
     """
+    visual = _visual_setup(vlm, compression, "pdf")
     stats: dict = {}
     started = time.perf_counter()
     with PdfDocument(path) as doc:
@@ -108,10 +157,10 @@ def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float
         order = None if page_order is None else [position[p] for p in page_order if p in position]
         if native_pages is not None and order is not None:
             planned = plan_ranked_images(sizes, max_visual_tokens, vlm.vision, order, native=native_pages,
-                                         min_tokens_per_image=min_tokens_per_page)
+                                         min_tokens_per_image=min_tokens_per_page, downsample=visual.factor)
         else:
             planned = plan_images(sizes, max_visual_tokens, vlm.vision, min_tokens_per_image=min_tokens_per_page,
-                                  order=order)
+                                  order=order, downsample=visual.factor)
         plan = dataclasses.replace(planned, items=[dataclasses.replace(item, source_index=candidates[item.source_index])
                                                    for item in planned.items])
         stats["time_plan_s"] = time.perf_counter() - t_plan
@@ -124,7 +173,7 @@ def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float
             images = [doc.render(item.source_index, dpi=dpi, max_pixels=4 * item.height * item.width)
                       for item in chunk]
             t1 = time.perf_counter()
-            embeds.extend(_encode_images(vlm, images, [(item.height, item.width) for item in chunk]))
+            embeds.extend(_encode_images(vlm, images, [(item.height, item.width) for item in chunk], visual))
             decode_s += t1 - t0
             encode_s += time.perf_counter() - t1
             _report(progress, "encode", start + len(chunk), len(plan.items))
@@ -134,91 +183,92 @@ def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float
             parts += [f"Page {number}:", VisualSlot("image", item.tokens), "\n"]
             evidence.append(Evidence("page", number, label))
     stats.update(time_decode_s=decode_s, time_encode_s=encode_s, time_ingest_total_s=time.perf_counter() - started)
-    grid = torch.tensor([[1, it.height // vlm.vision.patch_size, it.width // vlm.vision.patch_size]
-                         for it in plan.items], dtype=torch.long)
+    stats.update(visual.stats())
+    grid = torch.tensor([visual.grid(vlm, it.height, it.width) for it in plan.items], dtype=torch.long)
     return _finish(EncodedInput(path, "pdf", plan, parts, evidence, image_embeds=embeds, image_grid_thw=grid,
                                 stats=stats))
 
 
 def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_tokens: int = 4096,
-                  progress: ProgressFn | None = None) -> EncodedInput:
-    """Plan and encode a list of images (paths or PIL images) into `max_visual_tokens`."""
+                  progress: ProgressFn | None = None, compression: Compression | None = None) -> EncodedInput:
+    """Plan and encode a list of images (paths or PIL images) into `max_visual_tokens` (see `encode_pdf` for
+    `compression`)."""
     started = time.perf_counter()
     loaded = [_open_image(im) for im in images]
     if not loaded:
         raise LongVLMError("no images given")
-    plan = plan_images([(im.height, im.width) for im in loaded], max_visual_tokens, vlm.vision)
+    visual = _visual_setup(vlm, compression, "images")
+    plan = plan_images([(im.height, im.width) for im in loaded], max_visual_tokens, vlm.vision,
+                       downsample=visual.factor)
     kept = [loaded[item.source_index] for item in plan.items]
-    embeds = _encode_images(vlm, kept, [(item.height, item.width) for item in plan.items])
+    embeds = _encode_images(vlm, kept, [(item.height, item.width) for item in plan.items], visual)
     _report(progress, "encode", len(plan.items), len(plan.items))
     parts: list[str | VisualSlot] = []
     for item in plan.items:
         parts += [f"Image {item.source_index}:", VisualSlot("image", item.tokens), "\n"]
-    grid = torch.tensor([[1, it.height // vlm.vision.patch_size, it.width // vlm.vision.patch_size]
-                         for it in plan.items], dtype=torch.long)
+    grid = torch.tensor([visual.grid(vlm, it.height, it.width) for it in plan.items], dtype=torch.long)
     evidence = [Evidence("image", item.source_index) for item in plan.items]
-    stats = {"time_encode_s": time.perf_counter() - started}
+    stats = {"time_encode_s": time.perf_counter() - started, **visual.stats()}
     return _finish(EncodedInput("images", "images", plan, parts, evidence, image_embeds=embeds,
                                 image_grid_thw=grid, stats=stats))
 
 
 @torch.no_grad()
 def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_fps: float = 1.0,
-                 max_frames: int | None = None, frames_per_chunk: int = 16, frame_order: Sequence[int] | None = None,
-                 native_frames: int = 0, progress: ProgressFn | None = None) -> EncodedInput:
+                 max_frames: int | None = None, frames_per_chunk: int = 16, resolution: str = "uniform",
+                 hybrid: HybridConfig | None = None, frame_order: Sequence[int] | None = None,
+                 native_frames: int = 0, progress: ProgressFn | None = None,
+                 compression: Compression | None = None) -> EncodedInput:
     """Plan and encode a video into `max_visual_tokens`, decoding `frames_per_chunk` frames at a time.
+
+    `resolution`: "uniform" (one size for all frames), "hybrid" (GIRAFFE's hybrid resolution, see
+    `longvlm.encoders.hybrid`; `hybrid` sets L, m and s) or "auto" (hybrid when uniform frames at
+    `hybrid.high_tokens` tokens do not fit the budget). A hybrid video is one visual block made of several
+    video items; the encoded input then carries the position layout `answer()` passes to the model.
 
     `frame_order` (frame indices, best first, e.g. from question-aware selection) decides which frames are
     kept when the budget forces thinning; with `native_frames`, its first frames are also given as close-up
-    images at native resolution (at most half the budget), after the video, labelled with their timestamps."""
+    images at native resolution (at most half the budget), after the video, labelled with their timestamps.
+
+    With `compression`, each chunk's frames (and the close-ups) are compressed k x k right after the vision
+    tower (k from the video's duration when `downsample="auto"`) and the budget counts compressed tokens;
+    uniform resolution only (the planner refuses hybrid with k > 1).
+    """
     started = time.perf_counter()
     reader = VideoReader(path)
     meta = reader.metadata
     t_plan = time.perf_counter()
     spec = vlm.vision
-    closeups = []
+    visual = _visual_setup(vlm, compression, "video", meta.duration)
+    closeups: list[PlannedImage] = []
     if frame_order is not None and native_frames > 0:
         closeups = plan_native_frames(frame_order, meta.height, meta.width, max_visual_tokens, spec,
-                                      count=native_frames)
+                                      count=native_frames, downsample=visual.factor)
     plan = plan_video(meta.num_frames, meta.fps, meta.height, meta.width,
                       max_visual_tokens - sum(c.tokens for c in closeups), spec,
-                      sample_fps=sample_fps, max_frames=max_frames, frame_order=frame_order)
+                      sample_fps=sample_fps, max_frames=max_frames, resolution=resolution, hybrid=hybrid,
+                      downsample=visual.factor, frame_order=frame_order)
     plan_s = time.perf_counter() - t_plan
-    item = plan.items[0]
-    _report(progress, "plan", item.num_frames, meta.num_frames)
+    items = plan.items
+    frame_indices = [i for item in items for i in item.frame_indices]
+    _report(progress, "plan", len(frame_indices), meta.num_frames)
     chunk_frames = max(spec.temporal_patch_size, frames_per_chunk - frames_per_chunk % spec.temporal_patch_size)
-    device, dtype = _vision_dtype(vlm)
-    pieces, timestamps = [], []
-    decode_s = encode_s = 0.0
-    chunks = reader.iter_chunks(item.frame_indices, chunk_frames)
-    while True:
-        t0 = time.perf_counter()
-        chunk = next(chunks, None)
-        decode_s += time.perf_counter() - t0
-        if chunk is None:
-            break
-        t1 = time.perf_counter()
-        pixels, grid = video_patches(list(chunk.frames), (item.height, item.width), spec)
-        out = vlm.model.get_video_features(pixel_values_videos=pixels.to(device, dtype),
-                                           video_grid_thw=grid.to(device))
-        pieces.append(out.pooler_output[0])
-        encode_s += time.perf_counter() - t1
-        timestamps.extend(chunk.timestamps)
-        _report(progress, "decode+encode", len(timestamps), item.num_frames)
-    embeds = torch.cat(pieces)
-    grid_thw = torch.tensor([spec.grid(item.height, item.width, item.num_frames)], dtype=torch.long)
+    embeds, timestamps, decode_s, encode_s = _encode_video_items(vlm, reader, items, chunk_frames, progress, visual)
+    grid_thw = torch.tensor([visual.grid(vlm, it.height, it.width, it.num_frames) for it in items], dtype=torch.long)
     step = (timestamps[-1] - timestamps[0]) / (len(timestamps) - 1) if len(timestamps) > 1 else 1.0 / meta.fps
+    second_per_grid_ts = torch.tensor([spec.temporal_patch_size * step] * len(items))
     duration = meta.duration
     parts: list[str | VisualSlot] = [
-        f"Video ({duration:.0f} s, {item.num_frames} frames from {timestamps[0]:.1f}s to {timestamps[-1]:.1f}s):",
-        VisualSlot("video", item.tokens), "\n"]
-    evidence = [Evidence("frame", i, timestamp=t) for i, t in zip(item.frame_indices, timestamps)]
-    image_embeds, image_grid = [], None
+        f"Video ({duration:.0f} s, {len(frame_indices)} frames from {timestamps[0]:.1f}s to {timestamps[-1]:.1f}s):",
+        VisualSlot("video", sum(it.tokens for it in items)), "\n"]
+    evidence = [Evidence("frame", i, timestamp=t) for i, t in zip(frame_indices, timestamps)]
+    image_embeds: list[torch.Tensor] = []
+    image_grid = None
     if closeups:
         t0 = time.perf_counter()
         shots = reader.read([c.source_index for c in closeups])
         t1 = time.perf_counter()
-        image_embeds = _encode_images(vlm, list(shots.frames), [(c.height, c.width) for c in closeups])
+        image_embeds = _encode_images(vlm, list(shots.frames), [(c.height, c.width) for c in closeups], visual)
         decode_s += t1 - t0
         encode_s += time.perf_counter() - t1
         parts.append("Close-up frames:\n")
@@ -226,15 +276,67 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
             parts += [f"Frame at {t:.1f}s:", VisualSlot("image", c.tokens), "\n"]
         evidence = sorted(evidence + [Evidence("frame", c.source_index, "native", t)
                                       for c, t in zip(closeups, shots.timestamps)], key=lambda e: e.timestamp)
-        image_grid = torch.tensor([spec.grid(c.height, c.width) for c in closeups], dtype=torch.long)
+        image_grid = torch.tensor([visual.grid(vlm, c.height, c.width) for c in closeups], dtype=torch.long)
         plan = dataclasses.replace(plan, items=[*plan.items, *closeups], budget=max_visual_tokens)
-    stats = {"video_duration_s": duration, "video_fps": meta.fps, "frames_sampled": item.num_frames,
-             "native_frames": len(closeups), "time_plan_s": plan_s, "time_decode_s": decode_s,
-             "time_encode_s": encode_s, "time_ingest_total_s": time.perf_counter() - started}
-    return _finish(EncodedInput(path, "video", plan, parts, evidence, video_embeds=[embeds],
+    stats = {"video_duration_s": duration, "video_fps": meta.fps, "frames_sampled": len(frame_indices),
+             "native_frames": len(closeups), "resolution": plan.resolution, "time_plan_s": plan_s,
+             "time_decode_s": decode_s, "time_encode_s": encode_s,
+             "time_ingest_total_s": time.perf_counter() - started, **visual.stats()}
+    blocks = None
+    if plan.resolution == "hybrid":
+        high, low = items[0], items[min(1, len(items) - 1)]  # each group: a high step, then low steps
+        stats.update(video_items=len(items), high_size=f"{high.width}x{high.height}",
+                     low_size=f"{low.width}x{low.height}")
+        interval = video_time_interval(vlm.config, second_per_grid_ts[0])
+        blocks = [VisualBlock(tuple(tuple(g) for g in grid_thw.tolist()), interval)]
+        if image_grid is not None:  # close-ups: one image block each, after the video
+            blocks += [VisualBlock((tuple(g),)) for g in image_grid.tolist()]
+    return _finish(EncodedInput(path, "video", plan, parts, evidence, video_embeds=embeds,
                                 video_grid_thw=grid_thw, image_embeds=image_embeds, image_grid_thw=image_grid,
-                                second_per_grid_ts=torch.tensor([spec.temporal_patch_size * step]),
-                                stats=stats))
+                                second_per_grid_ts=second_per_grid_ts, position_blocks=blocks, stats=stats))
+
+
+def _encode_video_items(vlm: VLM, reader: VideoReader, items: list[PlannedVideo], chunk_frames: int,
+                        progress: ProgressFn | None, visual: _Visual | None = None,
+                        ) -> tuple[list[torch.Tensor], list[float], float, float]:
+    """Decode the items' frames `chunk_frames` at a time (in time order) and run each chunk through the
+    vision tower, every item's part of the chunk at its own size. Returns per-item embeddings, the frame
+    timestamps, and decode / encode seconds. Chunks end on temporal patch boundaries (items hold whole
+    temporal patches), so the result equals encoding each item in one pass. `visual` compresses each chunk's
+    features right away (per frame, so chunking does not change the result)."""
+    spec = vlm.vision
+    visual = visual or _Visual()
+    device, dtype = _vision_dtype(vlm)
+    owners = [k for k, item in enumerate(items) for _ in item.frame_indices]
+    indices = [i for item in items for i in item.frame_indices]
+    pieces: list[list[torch.Tensor]] = [[] for _ in items]
+    timestamps: list[float] = []
+    decode_s = encode_s = 0.0
+    chunks = reader.iter_chunks(indices, chunk_frames)
+    while True:
+        t0 = time.perf_counter()
+        chunk = next(chunks, None)
+        decode_s += time.perf_counter() - t0
+        if chunk is None:
+            break
+        t1 = time.perf_counter()
+        offset = len(timestamps)
+        chunk_owners = owners[offset:offset + len(chunk.indices)]
+        runs = [(k, start) for start, k in enumerate(chunk_owners) if start == 0 or chunk_owners[start - 1] != k]
+        pixel_parts, grid_parts = [], []
+        for n, (k, start) in enumerate(runs):
+            stop = runs[n + 1][1] if n + 1 < len(runs) else len(chunk_owners)
+            pixels, grid = video_patches(list(chunk.frames[start:stop]), (items[k].height, items[k].width), spec)
+            pixel_parts.append(pixels)
+            grid_parts.append(grid)
+        out = vlm.model.get_video_features(pixel_values_videos=torch.cat(pixel_parts).to(device, dtype),
+                                           video_grid_thw=torch.cat(grid_parts).to(device))
+        for (k, _), features, grid in zip(runs, out.pooler_output, grid_parts, strict=True):
+            pieces[k].append(visual.apply(vlm, features, grid[0].tolist()))
+        encode_s += time.perf_counter() - t1
+        timestamps.extend(chunk.timestamps)
+        _report(progress, "decode+encode", len(timestamps), len(indices))
+    return [torch.cat(p) for p in pieces], timestamps, decode_s, encode_s
 
 
 @torch.no_grad()

@@ -1,0 +1,82 @@
+"""LOOK-M KV merging: each evicted KV pair is merged into the kept pair whose key is most similar (cosine,
+per head), so that pruned visual context is compensated rather than lost (arXiv 2406.18139, Sec. 3).
+
+For a kept pair (k_c, v_c) and the set E_c of evicted pairs assigned to it, every method is a normalised
+weighted mean with a weight w_c for the kept pair and w_e for each evicted pair:
+
+    k_c' = (w_c k_c + sum_e w_e k_e) / (w_c + sum_e w_e)         (and the same weights for the values)
+
+    average:  w_c = 1,      w_e = 1            plain mean of the group
+    pivotal:  w_c = |E_c|,  w_e = 1            k_c' = k_c / 2 + mean(k_e) / 2: the kept (pivotal) pair keeps
+                                               half the weight however many pairs merge into it
+    weighted: w_c = 1,      w_e = max(s_e, 0)  s_e = cosine similarity of k_e to k_c; weights are normalised
+                                               (the kept pair counts as similarity 1)
+
+A kept pair that receives nothing is unchanged. Written from the paper's definitions, not from its code.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from longvlm.errors import ConfigError
+
+MERGE_METHODS = ("average", "pivotal", "weighted")
+# Similarity is computed in chunks of evicted keys so that [heads, chunk, kept] stays under this many elements.
+SIMILARITY_CHUNK_ELEMENTS = 1 << 26
+
+
+def assign_to_kept(evicted_keys: torch.Tensor, kept_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For evicted keys [H, P, D] and kept keys [H, K, D]: index [H, P] of the most similar kept key per head
+    and that cosine similarity [H, P]. Memory is bounded by chunking over the evicted keys."""
+    heads, evicted, _ = evicted_keys.shape
+    kept = F.normalize(kept_keys.float(), dim=-1)
+    step = max(1, SIMILARITY_CHUNK_ELEMENTS // max(1, heads * kept_keys.shape[1]))
+    targets, sims = [], []
+    for start in range(0, evicted, step):
+        chunk = F.normalize(evicted_keys[:, start:start + step].float(), dim=-1)
+        best = torch.einsum("hpd,hkd->hpk", chunk, kept).max(dim=-1)
+        targets.append(best.indices)
+        sims.append(best.values)
+    if not targets:
+        empty = evicted_keys.new_zeros((heads, 0))
+        return empty.long(), empty.float()
+    return torch.cat(targets, dim=1), torch.cat(sims, dim=1)
+
+
+def merge_weights(method: str, similarity: torch.Tensor, targets: torch.Tensor,
+                  kept: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights (w_c [H, K], w_e [H, P]) of `method` for evicted pairs assigned to `targets` [H, P]."""
+    if method not in MERGE_METHODS:
+        raise ConfigError(f"unknown merge method {method!r}; known: {', '.join(MERGE_METHODS)}")
+    heads = targets.shape[0]
+    self_weight = torch.ones(heads, kept, dtype=torch.float32, device=targets.device)
+    evicted_weight = torch.ones_like(similarity, dtype=torch.float32)
+    if method == "pivotal":
+        received = torch.zeros_like(self_weight).scatter_add_(1, targets, evicted_weight)
+        self_weight = torch.where(received > 0, received, self_weight)
+    elif method == "weighted":
+        evicted_weight = similarity.float().clamp(min=0.0)
+    return self_weight, evicted_weight
+
+
+def merge_states(kept: torch.Tensor, evicted: torch.Tensor, targets: torch.Tensor, self_weight: torch.Tensor,
+                 evicted_weight: torch.Tensor) -> torch.Tensor:
+    """Weighted means (see the module docstring) of kept states [H, K, D] and evicted states [H, P, D]."""
+    index = targets[..., None].expand(-1, -1, kept.shape[-1])
+    numerator = kept.float() * self_weight[..., None]
+    numerator = numerator.scatter_add(1, index, evicted.float() * evicted_weight[..., None])
+    denominator = self_weight.scatter_add(1, targets, evicted_weight)
+    return (numerator / denominator[..., None]).to(kept.dtype)
+
+
+def merge_evicted(kept_keys: torch.Tensor, kept_values: torch.Tensor, evicted_keys: torch.Tensor,
+                  evicted_values: torch.Tensor, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Merge evicted KV pairs [H, P, D] into the kept ones [H, K, D] with `method`; returns new (keys, values)."""
+    if evicted_keys.shape[1] == 0:
+        return kept_keys, kept_values
+    targets, similarity = assign_to_kept(evicted_keys, kept_keys)
+    self_weight, evicted_weight = merge_weights(method, similarity, targets, kept_keys.shape[1])
+    return (merge_states(kept_keys, evicted_keys, targets, self_weight, evicted_weight),
+            merge_states(kept_values, evicted_values, targets, self_weight, evicted_weight))

@@ -1,0 +1,426 @@
+"""The Gradio app: load a long video or PDF once, then chat about it.
+
+Layout: on the left the input (upload or local path) with a staged progress bar, a viewer (video player /
+page view) and a gallery of what the model saw; on the right the chat with streamed answers, clickable
+citation chips, settings and stats. Every handler turns `LongVLMError`s into a message in the page (and a
+toast), so a bad file or an empty question never stops the server.
+
+API endpoints (for `gradio_client`): `/load_input`, `/ask`, `/jump`, `/new_chat`, `/load_model`.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from longvlm.demo.citations import Citation, parse_target
+from longvlm.demo.features import NOT_AVAILABLE, compression_feature, model_label, rope_feature
+from longvlm.demo.media import PDF_SUFFIXES, VIDEO_SUFFIXES, format_time, render_page
+from longvlm.demo.models import ModelHolder
+from longvlm.demo.session import DemoSession, ingest, stream_answer
+from longvlm.demo.settings import DOWNSAMPLE_CHOICES, DemoSettings
+from longvlm.demo.stats import stats_rows
+from longvlm.errors import BudgetError, ConfigError, InputError, LongVLMError, short_reason
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_UPLOAD_MB = 2048
+SESSION_TTL_S = 3 * 3600  # encoded inputs of idle browser sessions are dropped after this
+
+CSS = """
+.lv-header h1 {margin-bottom: 0}
+.lv-badge {display: inline-block; padding: 2px 10px; border-radius: 999px; font-size: 0.85em; font-weight: 600;
+           background: var(--color-accent-soft); color: var(--body-text-color); margin-right: 8px}
+.lv-badge.lv-random {background: #fde68a; color: #713f12}
+.lv-badge.lv-small {background: #dbeafe; color: #1e3a8a}
+.lv-note {font-size: 0.9em; opacity: 0.85}
+.lv-cites {display: flex; flex-wrap: wrap; gap: 6px; align-items: center; min-height: 28px}
+.lv-cites .lv-group {font-size: 0.85em; opacity: 0.75; margin: 0 2px 0 8px}
+.lv-cites .lv-group:first-child {margin-left: 0}
+.lv-cite {border: 1px solid var(--border-color-accent); border-radius: 6px; padding: 1px 8px; cursor: pointer;
+          background: var(--background-fill-secondary); font-size: 0.85em; color: var(--body-text-color)}
+.lv-cite:hover {background: var(--color-accent-soft)}
+.lv-cite.lv-from-answer {border-width: 2px; font-weight: 600}
+.lv-notice-error {border-left: 4px solid #dc2626; padding: 6px 10px; background: rgba(220, 38, 38, 0.08)}
+.lv-notice-info {border-left: 4px solid #2563eb; padding: 6px 10px; background: rgba(37, 99, 235, 0.06)}
+.lv-disabled-note {font-size: 0.8em; opacity: 0.75}
+.lv-unavailable {opacity: 0.55}
+#lv-ask, #lv-new-chat {white-space: nowrap}
+.lv-stats {display: grid; grid-template-columns: minmax(120px, 42%) 1fr; font-size: 0.88em}
+.lv-stats > div {padding: 4px 6px; border-bottom: 1px solid var(--border-color-primary)}
+.lv-stats > .lv-key {opacity: 0.8}
+"""
+
+# Clicking a citation chip fires the HTML component's `click` event with the chip's jump target.
+CITES_JS = """
+element.addEventListener('click', (event) => {
+  const chip = event.target.closest('[data-jump]');
+  if (chip) { trigger('click', {jump: chip.dataset.jump}); }
+});
+"""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Server-side limits of the app."""
+
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    media_dirs: tuple[str, ...] = ()  # local paths are accepted inside these folders only (default: cwd)
+    allow_local_paths: bool = True
+    max_thumbnails: int = 24
+
+
+# -- small renderers --------------------------------------------------------------------------------------
+def _notice(message: str, kind: str = "error") -> str:
+    icon = "⚠️" if kind == "error" else "ℹ️"
+    return f'<div class="lv-notice-{kind}">{icon} {html.escape(message, quote=False)}</div>'
+
+
+def _chip(citation: Citation, from_answer: bool) -> str:
+    cls = "lv-cite lv-from-answer" if from_answer else "lv-cite"
+    title = "show this page" if citation.kind == "page" else "play the video from here"
+    return (f'<button class="{cls}" data-jump="{citation.target}" title="{title}">'
+            f"{html.escape(citation.label)}</button>")
+
+
+def citations_html(session: DemoSession | None) -> str:
+    """Chips for the last answer's citations, then for what the model was given; empty before any input."""
+    if session is None:
+        return ""
+    parts = []
+    if session.history:
+        cited = session.citations(session.history[-1][1].text)
+        parts.append('<span class="lv-group">Cited in the answer:</span>')
+        parts += [_chip(c, True) for c in cited] or ['<span class="lv-group">none</span>']
+    seen = session.seen()
+    unit = "pages" if session.kind == "pdf" else "frames"
+    count = len(session.encoded.evidence)
+    shown = f" (showing {len(seen)})" if len(seen) < count else ""
+    parts.append(f'<span class="lv-group">The model read {count:,} {unit}{shown}:</span>')
+    parts += [_chip(c, False) for c in seen]
+    return '<div class="lv-cites">' + "".join(parts) + "</div>"
+
+
+def _answer_markdown(question_index: int, session: DemoSession) -> str:
+    _, result = session.history[question_index]
+    text = result.text if result.text.strip() else "*(the model generated no visible text)*"
+    cited = session.citations(result.text)
+    sources = ", ".join(c.label for c in cited) if cited else "none"
+    return (f"{text}\n\n<sub>route: {result.route} · model: {Path(result.model).name} · "
+            f"cited: {sources}</sub>")
+
+
+def chat_messages(session: DemoSession | None, pending: tuple[str, str] | None = None) -> list[dict]:
+    """The chat as Gradio messages; `pending` is a (question, partial answer) still being generated."""
+    messages: list[dict] = []
+    for i, (question, _) in enumerate(session.history if session else []):
+        messages += [{"role": "user", "content": question},
+                     {"role": "assistant", "content": _answer_markdown(i, session)}]
+    if pending is not None:
+        messages += [{"role": "user", "content": pending[0]}, {"role": "assistant", "content": pending[1] + " ▌"}]
+    return messages
+
+
+def status_markdown(session: DemoSession | None) -> str:
+    if session is None:
+        return ("<span class='lv-note'>No input yet: upload a video or a PDF, or give a local path. Loading shows "
+                "its stages here: decode, plan, encode, compress.</span>")
+    stats = session.encoded.stats
+    if session.kind == "pdf":
+        what = f"PDF · {stats.get('pages_in_document', 0):,} pages"
+    else:
+        what = f"video · {format_time(stats.get('video_duration_s', 0))} · {stats.get('video_fps', 0):.3g} fps"
+    stages = " · ".join(f"{stage} {'✓ ' if value not in ('off', '-') else ''}{value}"
+                        for stage, value in session.stages)
+    return (f"<b>{html.escape(session.name)}</b> ({what}) — ready, {session.encoded.visual_tokens:,} visual tokens."
+            f"<br><span class='lv-note'>{stages}</span>")
+
+
+def stats_markdown(session: DemoSession | None, holder: ModelHolder) -> str:
+    if session is None:
+        return "<i class='lv-note'>Load an input to see token counts, context length, KV memory and time per stage.</i>"
+    stats = dict(session.encoded.stats)
+    if session.history:
+        stats.update(session.history[-1][1].stats)
+    vlm = holder.vlm
+    dtype = next(vlm.model.parameters()).dtype
+    note = "compression off" if compression_feature().available else f"compression {NOT_AVAILABLE}"
+    rows = stats_rows(stats, max_context=vlm.max_context, text_config=vlm.config.text_config, dtype=dtype,
+                      compression_note=note)
+    rows.append(("position extension", holder.position_extension))
+    body = "".join(f'<div class="lv-key">{html.escape(name)}</div><div>{html.escape(value)}</div>'
+                   for name, value in rows)
+    return f'<div class="lv-stats">{body}</div>'
+
+
+def model_markdown(holder: ModelHolder) -> str:
+    badge, explanation = model_label(holder.vlm)
+    kind = "lv-random" if holder.vlm.is_random else "lv-small" if "small model" in badge else ""
+    explanation = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(explanation))
+    return f'<span class="lv-badge {kind}">{html.escape(badge)}</span><span class="lv-note">{explanation}</span>'
+
+
+def budget_maximum(holder: ModelHolder) -> int:
+    """Largest visual-token budget worth offering: the model's context limit (rounded down to 256)."""
+    return max(1024, holder.vlm.max_context // 256 * 256)
+
+
+# -- input paths ------------------------------------------------------------------------------------------
+def resolve_input(upload: str | None, local_path: str | None, config: DemoConfig) -> str:
+    """The file to load: the typed local path (inside the allowed folders) if there is one, else the upload.
+    (A new upload clears the path box first, so the latest choice wins in the UI.)"""
+    text = (local_path or "").strip()
+    if not text:
+        if upload:
+            return str(upload)
+        raise InputError("input", "no file: upload a video or PDF, or type a local path")
+    if not config.allow_local_paths:
+        raise InputError(text, "local paths are turned off on this server (it listens beyond localhost); "
+                               "upload the file, or start it with --media-dir DIR")
+    path = Path(text).expanduser().resolve()
+    roots = [Path(d).expanduser().resolve() for d in (config.media_dirs or (os.getcwd(),))]
+    if not any(path == root or root in path.parents for root in roots):
+        raise InputError(text, f"outside the folders this app may read ({', '.join(map(str, roots))}); "
+                               f"start the demo with --media-dir {path.parent}")
+    if not path.is_file():
+        raise InputError(text, "file not found")
+    return str(path)
+
+
+# -- the app ----------------------------------------------------------------------------------------------
+def build_demo(holder: ModelHolder, config: DemoConfig = DemoConfig()) -> gr.Blocks:
+    """The Gradio Blocks app around a loaded model."""
+    compression = compression_feature()
+    rope = rope_feature()
+    defaults = DemoSettings()
+
+    with gr.Blocks(title="longvlm demo", analytics_enabled=False) as demo:
+        session_state = gr.State(None, time_to_live=SESSION_TTL_S)
+        gr.Markdown("# longvlm · ask a long video or PDF", elem_classes="lv-header")
+        model_md = gr.HTML(model_markdown(holder), elem_id="lv-model")
+
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=6, min_width=380):
+                with gr.Row(equal_height=True):
+                    upload = gr.File(label="Upload a video (hour-long is fine) or a PDF", scale=3,
+                                     file_types=list(PDF_SUFFIXES + VIDEO_SUFFIXES), elem_id="lv-upload",
+                                     height=110)
+                    with gr.Column(scale=2, min_width=200):
+                        local_path = gr.Textbox(label="…or a local path", elem_id="lv-path",
+                                                placeholder="/path/to/talk.mp4" if config.allow_local_paths
+                                                else "turned off on this server",
+                                                interactive=config.allow_local_paths)
+                        load_btn = gr.Button("Load", elem_id="lv-load", size="md")
+                status = gr.HTML(status_markdown(None), elem_id="lv-status", min_height=64, padding=True,
+                                 container=True)
+                with gr.Tabs() as tabs:
+                    with gr.Tab("Viewer", id="viewer"):
+                        viewer_hint = gr.Markdown("<span class='lv-note'>The video or the cited page shows here. "
+                                                  "Click a citation or a thumbnail to jump.</span>")
+                        video = gr.Video(label="Video", visible=False, elem_id="lv-video", interactive=False,
+                                         height=420)
+                        page = gr.Image(label="Page", visible=False, elem_id="lv-page", type="pil",
+                                        interactive=False, height=560, format="jpeg")
+                    with gr.Tab("What the model saw", id="seen"):
+                        gallery = gr.Gallery(label="Sampled frames / pages (click to jump)", columns=5,
+                                             height=440, elem_id="lv-gallery", allow_preview=False,
+                                             object_fit="contain", format="jpeg")
+
+            with gr.Column(scale=5, min_width=360):
+                chatbot = gr.Chatbot(label="Chat", height=420, elem_id="lv-chat", buttons=["copy"],
+                                     placeholder="Load an input, then ask. Follow-up questions reuse the "
+                                                 "encoded input.")
+                with gr.Row(equal_height=True):
+                    question = gr.Textbox(placeholder="Ask about the video or the PDF…", show_label=False, lines=1,
+                                          max_lines=4, scale=1, elem_id="lv-question", container=False)
+                    ask_btn = gr.Button("Ask", variant="primary", scale=0, min_width=80, elem_id="lv-ask")
+                    clear_btn = gr.Button("New chat", scale=0, min_width=110, elem_id="lv-new-chat")
+                notice = gr.HTML("", elem_id="lv-notice")
+                cites = gr.HTML("", elem_id="lv-cites", js_on_load=CITES_JS)
+                with gr.Accordion("Settings", open=False, elem_id="lv-settings"):
+                    with gr.Row(equal_height=True):
+                        model_box = gr.Textbox(holder.vlm.name, label="Model: preset or local directory",
+                                               scale=3, elem_id="lv-model-dir")
+                        model_btn = gr.Button("Load model", scale=1, min_width=110)
+                    budget = gr.Slider(64, budget_maximum(holder), value=defaults.max_visual_tokens, step=64,
+                                       label="Visual-token budget (used when an input is loaded)")
+                    with gr.Row():
+                        fps = gr.Number(defaults.sample_fps, label="Video sampling (frames/s)", minimum=0.01)
+                        max_frames = gr.Number(0, label="Max frames (0: no cap)", precision=0, minimum=0)
+                    max_new = gr.Slider(8, 1024, value=defaults.max_new_tokens, step=8, label="Max new tokens")
+                    off = [] if compression.available else ["lv-unavailable"]
+                    suffix = "" if compression.available else f" ({NOT_AVAILABLE})"
+                    with gr.Row():
+                        compressor = gr.Dropdown(list(compression.choices or ("none",)), value="none",
+                                                 label="Visual compressor" + suffix, elem_classes=off,
+                                                 interactive=compression.available)
+                        ratio = gr.Dropdown(list(DOWNSAMPLE_CHOICES), value="1", label="Ratio (k×k)" + suffix,
+                                            interactive=compression.available, elem_classes=off)
+                    with gr.Row():
+                        press = gr.Dropdown(list(compression.extra.get("presses", ("none",))), value="none",
+                                            label="KV pruning" + suffix, interactive=compression.available,
+                                            elem_classes=off)
+                        kv_budget = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="KV budget (fraction kept)"
+                                              + suffix, interactive=compression.available, elem_classes=off)
+                    off = [] if rope.available else ["lv-unavailable"]
+                    suffix = "" if rope.available else f" ({NOT_AVAILABLE})"
+                    with gr.Row():
+                        rope_method = gr.Dropdown(list(rope.choices or ("none",)), value="none",
+                                                  label="Position extension" + suffix, elem_classes=off,
+                                                  interactive=rope.available)
+                        rope_scale = gr.Number(1.0, label="Extension scale" + suffix, minimum=1.0,
+                                               interactive=rope.available, elem_classes=off)
+                    notes = [f"Uploads up to {config.max_upload_mb:,.0f} MB.",
+                             "Position extension is applied with “Load model”."]
+                    notes += [f"{f.name.capitalize()}: {f.reason}." for f in (compression, rope) if not f.available]
+                    gr.Markdown("<span class='lv-disabled-note'>" + "<br>".join(map(html.escape, notes)) + "</span>")
+                with gr.Accordion("Stats", open=True):
+                    stats_md = gr.HTML(stats_markdown(None, holder), elem_id="lv-stats")
+        jump_box = gr.Textbox(visible=False, elem_id="lv-jump")
+
+        # -- handlers ------------------------------------------------------------------------------------
+        def settings_from(budget_v, fps_v, max_frames_v, max_new_v, comp_v, ratio_v, press_v, kv_v) -> DemoSettings:
+            return DemoSettings(max_visual_tokens=int(budget_v), sample_fps=float(fps_v or 0),
+                                max_frames=int(max_frames_v) if max_frames_v else None,
+                                max_new_tokens=int(max_new_v), compressor=comp_v or "none",
+                                downsample=str(ratio_v or "1"), kv_press=press_v or "none",
+                                kv_budget=float(kv_v)).validated()
+
+        def load_input(upload_v, path_v, budget_v, fps_v, max_frames_v, max_new_v, comp_v, ratio_v, press_v, kv_v,
+                       current, progress=gr.Progress()):
+            def report(stage, done, total, text, unit):
+                progress((done, total) if done is not None and total else 0.0, desc=text, unit=unit)
+
+            try:
+                settings = settings_from(budget_v, fps_v, max_frames_v, max_new_v, comp_v, ratio_v, press_v, kv_v)
+                path = resolve_input(upload_v, path_v, config)
+                session = ingest(holder.vlm, path, settings, model_version=holder.version,
+                                 max_upload_mb=config.max_upload_mb, max_thumbnails=config.max_thumbnails,
+                                 compression=settings.compression(compression), report=report)
+            except LongVLMError as exc:
+                gr.Warning(short_reason(exc))
+                return (current, status_markdown(current), *[gr.skip()] * 7,
+                        _notice(f"Could not load the input: {exc}"))
+            except Exception as exc:  # a bug or a library failure: report it, keep serving
+                log.exception("loading %r failed", upload_v or path_v)
+                gr.Warning(short_reason(exc))
+                return (current, status_markdown(current), *[gr.skip()] * 7,
+                        _notice(f"Internal error while loading: {short_reason(exc)}"))
+            is_video = session.kind == "video"
+            gallery_items = [(t.image, t.caption) for t in session.thumbnails]
+            return (session, status_markdown(session), gallery_items, gr.update(visible=False),
+                    gr.update(value=session.path if is_video else None, visible=is_video, playback_position=0),
+                    gr.update(value=render_page(session.path, session.encoded.evidence[0].index) if not is_video
+                              else None, visible=not is_video, label=None if is_video else
+                              f"Page {session.encoded.evidence[0].index}"),
+                    chat_messages(session), citations_html(session), stats_markdown(session, holder),
+                    _notice(f"Loaded {session.name}. Ask a question.", "info"))
+
+        def ask(question_v, session, max_new_v, press_v, kv_v):
+            try:
+                if session is None:
+                    raise InputError("input", "nothing loaded yet: upload a video or PDF (or give a path) first")
+                if session.model_version != holder.version:
+                    raise ConfigError("the model was changed since this input was loaded; load the input again")
+                settings = DemoSettings(max_new_tokens=int(max_new_v), kv_press=press_v or "none",
+                                        kv_budget=float(kv_v)).validated()
+                kv = settings.compression(compression)
+                text_q = (question_v or "").strip()
+                # no lock held across yields (a generator may resume on another thread): the "model"
+                # concurrency group already runs loading, answering and model swaps one at a time
+                for text, result in stream_answer(holder.vlm, session, text_q, max_new_tokens=settings.max_new_tokens,
+                                                  kv_press=kv.kv_press if kv is not None else None):
+                    if result is None:
+                        yield gr.skip(), chat_messages(session, (text_q, text)), gr.skip(), gr.skip(), "", ""
+            except Exception as exc:  # LongVLMError: the user's to fix; anything else: logged, app keeps serving
+                if not isinstance(exc, LongVLMError):
+                    log.exception("answering failed")
+                message = str(exc)
+                if isinstance(exc, BudgetError) and session is not None and session.history:
+                    message += "; or start a new chat (earlier turns count too)"
+                gr.Warning(short_reason(exc))
+                chat = chat_messages(session) if session is not None else gr.skip()  # drop a half-streamed reply
+                yield gr.skip(), chat, gr.skip(), gr.skip(), _notice(message), gr.skip()
+                return
+            yield (session, chat_messages(session), citations_html(session), stats_markdown(session, holder), "", "")
+
+        def jump(target, session):
+            try:
+                if session is None:
+                    raise InputError("input", "nothing loaded yet")
+                citation = parse_target(target)
+                if citation.kind == "page":
+                    if session.kind != "pdf":
+                        raise InputError(session.name, "a page citation only applies to a PDF")
+                    image = render_page(session.path, int(citation.value))
+                    return (gr.skip(), gr.update(value=image, visible=True, label=f"Page {int(citation.value)}"),
+                            gr.Tabs(selected="viewer"), "")
+                if session.kind != "video":
+                    raise InputError(session.name, "a time citation only applies to a video")
+                if session.duration_s is not None and citation.value > session.duration_s:
+                    raise InputError(session.name, f"{citation.label} is past the end of the video")
+                return (gr.update(playback_position=citation.value, visible=True, label=f"Video at {citation.label}"),
+                        gr.skip(), gr.Tabs(selected="viewer"), "")
+            except (LongVLMError, ValueError) as exc:
+                return gr.skip(), gr.skip(), gr.skip(), _notice(str(exc))
+
+        def cite_clicked(evt: gr.EventData) -> str:
+            return evt.jump
+
+        def gallery_selected(session, evt: gr.SelectData) -> str:
+            if session is None or evt.index is None or evt.index >= len(session.thumbnails):
+                return ""
+            return session.thumbnails[evt.index].target
+
+        def new_chat(session):
+            if session is not None:
+                session.history.clear()
+            return session, chat_messages(session), citations_html(session), stats_markdown(session, holder), ""
+
+        def load_model(name, method, scale):
+            try:
+                holder.load(name, rope_method=method or "none", rope_scale=float(scale or 1.0))
+            except (LongVLMError, OSError, ValueError) as exc:
+                gr.Warning(short_reason(exc))
+                return gr.skip(), gr.skip(), _notice(f"Could not load model {name!r}: {short_reason(exc)}")
+            return (model_markdown(holder), gr.update(maximum=budget_maximum(holder)),
+                    _notice(f"Loaded model {holder.vlm.name}. Load your input again.", "info"))
+
+        # -- wiring --------------------------------------------------------------------------------------
+        settings_inputs = [budget, fps, max_frames, max_new, compressor, ratio, press, kv_budget]
+        load_outputs = [session_state, status, gallery, viewer_hint, video, page, chatbot, cites, stats_md, notice]
+        load_kwargs = dict(fn=load_input, inputs=[upload, local_path, *settings_inputs, session_state],
+                           outputs=load_outputs, show_progress_on=[status], concurrency_id="model")
+        def loading() -> str:
+            return "<span class='lv-note'>Loading…</span>"
+
+        # the status box is emptied first so that the progress bar drawn over it reads cleanly
+        load_btn.click(loading, None, status, queue=False, api_visibility="private").then(
+            **load_kwargs, api_name="load_input")  # registered first: it owns the API name
+        upload.upload(lambda: (loading(), ""), None, [status, local_path], queue=False,
+                      api_visibility="private").then(**load_kwargs, api_visibility="private")
+        local_path.submit(loading, None, status, queue=False, api_visibility="private").then(
+            **load_kwargs, api_visibility="private")
+
+        ask_kwargs = dict(fn=ask, inputs=[question, session_state, max_new, press, kv_budget],
+                          outputs=[session_state, chatbot, cites, stats_md, notice, question],
+                          show_progress="minimal", show_progress_on=[chatbot], concurrency_id="model")
+        ask_btn.click(**ask_kwargs, api_name="ask")
+        question.submit(**ask_kwargs, api_visibility="private")
+
+        jump_outputs = [video, page, tabs, notice]
+        cites.click(cite_clicked, None, jump_box, api_visibility="private").then(
+            jump, [jump_box, session_state], jump_outputs, api_name="jump")
+        gallery.select(gallery_selected, [session_state], jump_box, api_visibility="private").then(
+            jump, [jump_box, session_state], jump_outputs, api_visibility="private")
+        clear_btn.click(new_chat, [session_state], [session_state, chatbot, cites, stats_md, notice],
+                        api_name="new_chat")
+        model_btn.click(load_model, [model_box, rope_method, rope_scale], [model_md, budget, notice],
+                        api_name="load_model", concurrency_id="model")
+    return demo

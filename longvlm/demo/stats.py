@@ -1,0 +1,67 @@
+"""Numbers for the stats panel: token counts before/after compression, context, KV memory, stage times."""
+
+from __future__ import annotations
+
+import torch
+
+STAGE_TIMES = (("plan", "time_plan_s"), ("decode", "time_decode_s"), ("encode", "time_encode_s"),
+               ("compress", "time_compress_s"), ("thumbnails", "time_thumbnails_s"),
+               ("generate", "time_generate_s"))
+
+
+def kv_cache_bytes(text_config, tokens: int, dtype: torch.dtype) -> int:
+    """Bytes of a full (unpruned) KV cache for `tokens` positions: keys and values of every layer,
+    2 * layers * kv_heads * head_dim * tokens * element size (sliding-window layers keep at most their window)."""
+    head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // text_config.num_attention_heads
+    layer_types = getattr(text_config, "layer_types", None) or ["full_attention"] * text_config.num_hidden_layers
+    window = getattr(text_config, "sliding_window", None)
+    kept = [min(tokens, window) if kind == "sliding_attention" and window else tokens for kind in layer_types]
+    element = torch.empty((), dtype=dtype).element_size()
+    return 2 * text_config.num_key_value_heads * head_dim * element * sum(kept)
+
+
+def format_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def stats_rows(stats: dict, *, max_context: int, text_config, dtype: torch.dtype,
+               compression_note: str) -> list[tuple[str, str]]:
+    """(name, value) rows describing an encoded input and, once asked, the last answer."""
+    rows: list[tuple[str, str]] = []
+    encoded = stats.get("visual_tokens")
+    if encoded is not None:
+        # a k x k visual compressor (longvlm.compression) keeps 1/k^2 of each item's merged tokens, exactly;
+        # the budget then counts the compressed tokens
+        factor = int(stats.get("visual_downsample", 1))
+        budget = stats.get("budget")
+        budget_note = f" (budget {budget:,})" if budget else ""
+        rows.append(("visual tokens before compression", f"{encoded * factor * factor:,}"
+                     + ("" if factor > 1 else budget_note)))
+        after = (f"{encoded:,} ({stats.get('visual_compressor')}, {factor}x{factor}){budget_note}" if factor > 1
+                 else f"{encoded:,} ({compression_note})")
+        rows.append(("visual tokens after compression", after))
+    if "frames_sampled" in stats:
+        rows.append(("frames sampled", f"{stats['frames_sampled']:,} of {stats['video_duration_s']:.0f} s video"))
+    elif "visual_items" in stats:
+        total = stats.get("pages_in_document", stats["visual_items"])
+        rows.append(("pages read", f"{stats['visual_items']:,} of {total:,}"))
+    if "context_length" in stats:
+        context = stats["context_length"]
+        rows.append(("context length", f"{context:,} tokens (model limit {max_context:,})"))
+        full = kv_cache_bytes(text_config, context, dtype)
+        if "kv_cache_bytes" in stats:  # a KV press pruned the cache (longvlm.compression)
+            rows.append(("KV cache", f"{format_bytes(stats['kv_cache_bytes'])} after pruning, "
+                                     f"{format_bytes(full)} unpruned"))
+        else:
+            rows.append(("KV cache", f"{format_bytes(full)} ({stats.get('kv_note', 'no KV pruning')})"))
+        rows.append(("new tokens", f"{stats.get('new_tokens', 0)}"))
+    times = [f"{name} {stats[key]:.2f}s" for name, key in STAGE_TIMES if key in stats]
+    if times:
+        rows.append(("time per stage", " · ".join(times)))
+    if "peak_rss_mb" in stats:
+        rows.append(("peak memory (RSS)", f"{stats['peak_rss_mb']:,.0f} MiB"))
+    return rows

@@ -1,0 +1,258 @@
+"""Context extension for the multimodal RoPE (M-RoPE) of Qwen2-VL / Qwen2.5-VL.
+
+Methods, selected by name and scale s = L'/L (L: the length the model was trained for, L' the extended one):
+
+| name            | frequencies theta'_d                                                | `rope_type`             |
+| --------------- | ------------------------------------------------------------------- | ----------------------- |
+| `extrapolation` | theta_d (the unmodified model run past L)                           | `longvlm_extrapolation` |
+| `linear`        | theta_d / s (position interpolation, PI)                            | `linear` (transformers) |
+| `ntk`           | base' = base * s^(D/(D-2)), D = head_dim (NTK-aware, static)        | `longvlm_ntk`           |
+| `yarn`          | transformers' YaRN: ramp by wavelength, attention temperature       | `yarn` (transformers)   |
+|                 | 0.1 ln s + 1                                                        |                         |
+| `mrope++`       | M-RoPE++ (GIRAFFE, arXiv 2412.12735 §3.2): temporal section         | `longvlm_mrope_pp`      |
+|                 | extrapolated, height section on a YaRN-style ramp, width section    |                         |
+|                 | interpolated; no attention temperature                              |                         |
+
+M-RoPE splits the head_dim/2 rotary frequencies into `mrope_section = [t, h, w]` (Qwen2-VL: [16, 24, 24]):
+d < t_end = t uses temporal positions (highest frequencies), t_end <= d < h_end = t + h height positions,
+d >= h_end width positions (lowest frequencies). With r_d = L' / lambda_d and lambda_d = 2 pi / theta_d,
+M-RoPE++ sets theta'_d = theta_d for d < t_end, theta'_d = theta_d / s for d >= h_end, and in between
+theta'_d = [1/s + (1 - 1/s) (r_d - r_{h_end}) / (r_{t_end} - r_{h_end})] theta_d.
+
+How it plugs in: the choice lives in the text config's `rope_parameters` (`rope_type`, `factor` = s,
+`original_max_position_embeddings` = L) and `max_position_embeddings` becomes L'. transformers'
+`Qwen2VLRotaryEmbedding` / `Qwen2_5_VLRotaryEmbedding` compute their frequencies with
+`ROPE_INIT_FUNCTIONS[rope_type]`, the library's documented extension point, so no forward code is patched:
+`register()` (run when `longvlm.vlm` is imported) adds the three `longvlm_*` types there and a matching
+`_validate_<rope_type>_rope_parameters` method to `RotaryEmbeddingConfigMixin` (the name transformers looks up
+when it validates a config). `save_pretrained` / `from_pretrained` round-trip the choice; loading a
+`longvlm_*` checkpoint needs `import longvlm.vlm` first, `linear` and `yarn` ones load in plain transformers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers import modeling_rope_utils as rope_utils
+
+from longvlm.errors import ConfigError
+
+METHODS: dict[str, str] = {
+    "extrapolation": "longvlm_extrapolation",
+    "linear": "linear",
+    "ntk": "longvlm_ntk",
+    "yarn": "yarn",
+    "mrope++": "longvlm_mrope_pp",
+}
+ALIASES = {"pi": "linear", "mrope_pp": "mrope++", "m-rope++": "mrope++", "ntk-aware": "ntk"}
+NO_EXTENSION = ("none", "default")
+ROTARY_CLASSES = ("Qwen2VLRotaryEmbedding", "Qwen2_5_VLRotaryEmbedding")
+QWEN2_VL_MROPE_SECTION = [16, 24, 24]  # what transformers' rotary class assumes when the config has none
+
+
+@dataclass(frozen=True)
+class PositionExtension:
+    """A context extension as stored in a text config: method name, scale s and training length L."""
+
+    method: str
+    scale: float
+    train_length: int
+
+    @property
+    def max_length(self) -> int:
+        """L' = s * L, the extended length."""
+        return int(round(self.scale * self.train_length))
+
+
+# -- frequencies -----------------------------------------------------------------------------------------
+def _head_dim(config) -> int:
+    return int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
+
+
+def default_inv_freq(config, device: torch.device | str | None = None) -> torch.Tensor:
+    """theta_d = base^(-2d/D), computed exactly as transformers' Qwen2-VL rotary class does."""
+    base = config.rope_parameters["rope_theta"]
+    dim = _head_dim(config)
+    return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float, device=device) / dim))
+
+
+def section_bounds(config) -> tuple[int, int]:
+    """(t_end, h_end) from the config's `mrope_section`: frequencies d < t_end are temporal, d >= h_end width."""
+    half = _head_dim(config) // 2
+    section = config.rope_parameters.get("mrope_section")
+    if section is None:
+        if half != sum(QWEN2_VL_MROPE_SECTION):
+            raise ConfigError(f"rope_parameters has no mrope_section and head_dim/2 = {half} != 64")
+        section = QWEN2_VL_MROPE_SECTION
+    if len(section) != 3 or sum(section) != half or min(section) < 0:
+        raise ConfigError(f"mrope_section {section} must be three sizes summing to head_dim/2 = {half}")
+    if section[0] == 0 or section[2] == 0:
+        raise ConfigError(f"M-RoPE++ needs non-empty temporal and width sections, got mrope_section {section}")
+    return int(section[0]), int(section[0] + section[1])
+
+
+def mrope_pp_factors(inv_freq: torch.Tensor, t_end: int, h_end: int, scale: float,
+                     train_length: int) -> torch.Tensor:
+    """Per-frequency multipliers theta'_d / theta_d of M-RoPE++ (see the module docstring)."""
+    extended = scale * train_length
+    rotations = extended * inv_freq.double() / (2 * math.pi)  # r_d = L' / lambda_d
+    factors = torch.full_like(rotations, 1.0 / scale)
+    factors[:t_end] = 1.0
+    ramp = (rotations[t_end:h_end] - rotations[h_end]) / (rotations[t_end] - rotations[h_end])
+    factors[t_end:h_end] = 1.0 / scale + (1.0 - 1.0 / scale) * ramp
+    return factors.to(inv_freq.dtype)
+
+
+def _scale_and_length(config) -> tuple[float, int]:
+    params = config.rope_parameters
+    scale = float(params["factor"])
+    length = params.get("original_max_position_embeddings") or round(config.max_position_embeddings / scale)
+    return scale, int(length)
+
+
+def _compute_extrapolation_parameters(config, device=None, seq_len=None, layer_type=None):
+    """Unchanged frequencies: the model is simply run past its training length."""
+    return default_inv_freq(config, device), 1.0
+
+
+def _compute_ntk_parameters(config, device=None, seq_len=None, layer_type=None):
+    """NTK-aware scaling: base' = base * s^(D / (D - 2)) for all frequencies."""
+    scale, _ = _scale_and_length(config)
+    dim = _head_dim(config)
+    base = config.rope_parameters["rope_theta"] * scale ** (dim / (dim - 2))
+    return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float, device=device) / dim)), 1.0
+
+
+def _compute_mrope_pp_parameters(config, device=None, seq_len=None, layer_type=None):
+    """M-RoPE++: extrapolate temporal, ramp height, interpolate width frequencies; attention scaling 1."""
+    scale, length = _scale_and_length(config)
+    inv_freq = default_inv_freq(config, device)
+    t_end, h_end = section_bounds(config)
+    return inv_freq * mrope_pp_factors(inv_freq, t_end, h_end, scale, length), 1.0
+
+
+INIT_FUNCTIONS = {
+    "longvlm_extrapolation": _compute_extrapolation_parameters,
+    "longvlm_ntk": _compute_ntk_parameters,
+    "longvlm_mrope_pp": _compute_mrope_pp_parameters,
+}
+
+
+def _make_validator(rope_type: str):
+    def validate(self, rope_parameters, ignore_keys=None) -> None:
+        self._check_received_keys(rope_type, set(rope_parameters), {"rope_type", "factor"},
+                                  {"rope_theta", "original_max_position_embeddings"}, ignore_keys=ignore_keys)
+        factor = rope_parameters["factor"]
+        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor < 1:
+            raise ConfigError(f"rope_parameters factor must be a number >= 1 for {rope_type}, got {factor!r}")
+        if rope_type == "longvlm_mrope_pp":
+            section_bounds(self)
+
+    validate.__name__ = f"_validate_{rope_type}_rope_parameters"
+    return validate
+
+
+def register() -> None:
+    """Add the longvlm rope types to transformers (init functions and config validators); idempotent."""
+    for rope_type, fn in INIT_FUNCTIONS.items():
+        rope_utils.ROPE_INIT_FUNCTIONS[rope_type] = fn
+        name = f"_validate_{rope_type}_rope_parameters"
+        if not hasattr(rope_utils.RotaryEmbeddingConfigMixin, name):
+            setattr(rope_utils.RotaryEmbeddingConfigMixin, name, _make_validator(rope_type))
+
+
+# -- selecting a method --------------------------------------------------------------------------------------
+def canonical_method(method: str | None) -> str | None:
+    """User-facing method name (aliases resolved); None for no extension. Raises ConfigError if unknown."""
+    if method is None or method.lower() in NO_EXTENSION:
+        return None
+    name = ALIASES.get(method.lower(), method.lower())
+    if name not in METHODS:
+        raise ConfigError(f"unknown position extension {method!r}; known: {', '.join(METHODS)} (or 'none')")
+    return name
+
+
+def _text_config(target) -> tuple[PreTrainedModel | None, PretrainedConfig]:
+    """(model or None, text config) of a VLM (anything with a `.model`), a model, or a config."""
+    if isinstance(target, PretrainedConfig):
+        model, config = None, target
+    elif isinstance(target, PreTrainedModel):
+        model, config = target, target.config
+    elif isinstance(getattr(target, "model", None), PreTrainedModel):
+        model, config = target.model, target.model.config
+    else:
+        raise ConfigError(f"expected a VLM, a model or a config, got {type(target).__name__}")
+    text = getattr(config, "text_config", None) or config
+    if not isinstance(getattr(text, "rope_parameters", None), dict):
+        raise ConfigError(f"{type(config).__name__} has no rope_parameters to extend")
+    return model, text
+
+
+def position_extension(target) -> PositionExtension | None:
+    """The extension stored in a VLM's / model's / config's text config, or None for the plain model."""
+    _, text = _text_config(target)
+    params = text.rope_parameters
+    by_type = {rope_type: name for name, rope_type in METHODS.items()}
+    if params.get("rope_type") not in by_type:
+        return None
+    scale, length = _scale_and_length(text)
+    return PositionExtension(by_type[params["rope_type"]], scale, length)
+
+
+def apply_position_extension(target, method: str | None, scale: float = 1.0, *,
+                             train_length: int | None = None) -> PositionExtension | None:
+    """Extend the context of a VLM, a Qwen2(.5)-VL model or its config by `scale` with `method`.
+
+    `train_length` (L) defaults to the length already recorded (a re-applied extension replaces the old one)
+    or else to `max_position_embeddings`. The config is rewritten (rope_parameters and
+    max_position_embeddings = L * scale); for a model the rotary embedding is rebuilt from it, exactly as
+    `from_pretrained` would. `method=None` / 'none' restores the plain model. Returns the stored extension.
+    """
+    register()
+    model, text = _text_config(target)
+    name = canonical_method(method)
+    current = position_extension(text)
+    length = int(train_length or (current.train_length if current else text.max_position_embeddings))
+    if length <= 0:
+        raise ConfigError(f"training length must be positive, got {length}")
+    if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 1:
+        raise ConfigError(f"position extension scale must be a number >= 1, got {scale!r}")
+    kept_keys = ("rope_theta", "mrope_section", "partial_rotary_factor")
+    keep = {k: v for k, v in text.rope_parameters.items() if k in kept_keys}
+    if name is None:
+        params, max_length = {"rope_type": "default", **keep}, length
+    else:
+        params = {"rope_type": METHODS[name], **keep, "factor": float(scale)}
+        if name != "linear":  # transformers' linear validator knows no training length (it is max_len / factor)
+            params["original_max_position_embeddings"] = length
+        max_length = int(round(length * scale))
+    previous = text.rope_parameters, text.max_position_embeddings
+    text.rope_parameters, text.max_position_embeddings = params, max_length
+    try:
+        text.validate_rope()
+    except Exception:
+        text.rope_parameters, text.max_position_embeddings = previous  # leave the config as it was
+        raise
+    if model is not None:
+        _rebuild_rotary_embeddings(model, text)
+    return position_extension(text)
+
+
+def _rebuild_rotary_embeddings(model: PreTrainedModel, text_config: PretrainedConfig) -> None:
+    """Replace the LLM's rotary embedding by a fresh one of the same class built from the updated config."""
+    replaced = 0
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if type(child).__name__ in ROTARY_CLASSES and child.config is text_config:
+                fresh = type(child)(config=text_config).to(device=child.inv_freq.device)
+                setattr(parent, child_name, fresh)
+                replaced += 1
+    if replaced == 0:
+        raise ConfigError(f"no {' / '.join(ROTARY_CLASSES)} found in {type(model).__name__}: this transformers "
+                          "version builds its rotary embedding differently; longvlm.vlm.rope needs updating")
+
+
+register()

@@ -1,0 +1,166 @@
+"""The Gradio app through `gradio_client`, against a server started here on 127.0.0.1 (random free port)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from gradio_client import Client, handle_file
+
+from longvlm.datasets.synthetic import write_encrypted_pdf, write_synthetic_pdf
+from longvlm.demo.models import ModelHolder
+from longvlm.demo.server import free_port, launch_demo
+from longvlm.vlm.loading import load_vlm
+
+MAX_UPLOAD_MB = 1
+# /load_input inputs after the file and the path: budget, fps, max frames, max new tokens, compressor, ratio,
+# KV press, KV budget
+SETTINGS = (256, 1.0, 0, 16, "none", "1", "none", 1.0)
+
+
+@pytest.fixture(scope="module")
+def server(fixture_dir):
+    media = fixture_dir / "media"
+    media.mkdir(exist_ok=True)
+    holder = ModelHolder("tiny")
+    vision_calls = []
+    holder.vlm.model.model.visual.register_forward_hook(lambda *args: vision_calls.append(1))
+    demo = launch_demo(host="127.0.0.1", port=free_port(), max_upload_mb=MAX_UPLOAD_MB, media_dirs=[str(media)],
+                       holder=holder, block=False, quiet=True)
+    try:
+        yield SimpleNamespace(url=demo.local_url, holder=holder, vision_calls=vision_calls, media=media)
+    finally:
+        demo.close()
+
+
+def client(server) -> Client:
+    """A new browser-like session (its own state)."""
+    return Client(server.url, verbose=False, download_files=False, analytics_enabled=False)
+
+
+def load(c: Client, upload=None, path: str = "", **settings) -> dict:
+    values = dict(zip(("budget", "fps", "max_frames", "max_new", "compressor", "ratio", "press", "kv_budget"),
+                      SETTINGS))
+    values.update(settings)
+    out = c.predict(upload, path, *values.values(), api_name="/load_input")
+    names = ("status", "gallery", "hint", "video", "page", "chat", "cites", "stats", "notice")
+    return dict(zip(names, out, strict=True))
+
+
+def ask(c: Client, question: str) -> tuple[list, dict]:
+    """All streamed updates of one question, and the last one by name."""
+    job = c.submit(question, 16, "none", 1.0, api_name="/ask")
+    job.result()
+    updates = job.outputs()
+    return updates, dict(zip(("chat", "cites", "stats", "notice", "question"), updates[-1], strict=True))
+
+
+def text_of(message: dict) -> str:
+    content = message["content"]
+    return content if isinstance(content, str) else " ".join(part.get("text", "") for part in content)
+
+
+@pytest.fixture(scope="module")
+def pdf(server):
+    return write_synthetic_pdf(server.media / "four.pdf", 4)
+
+
+def test_pdf_upload_chat_follow_up_and_page_jump(server, pdf):
+    c = client(server)
+    before = len(server.vision_calls)
+    loaded = load(c, handle_file(pdf))
+    assert "ready" in loaded["status"] and "PDF · 4 pages" in loaded["status"]
+    assert [item["caption"] for item in loaded["gallery"]] == ["p.1", "p.2", "p.3", "p.4"]
+    assert loaded["page"]["label"] == "Page 1" and loaded["page"]["visible"] is True
+    assert 'data-jump="p:1"' in loaded["cites"] and "The model read 4 pages" in loaded["cites"]
+    assert "visual tokens before compression" in loaded["stats"] and "Loaded four.pdf" in loaded["notice"]
+    assert len(server.vision_calls) - before == 1  # 4 pages: one chunk through the vision tower
+
+    updates, first = ask(c, "What is the secret code of page 2?")
+    chat = first["chat"]
+    assert [m["role"] for m in chat] == ["user", "assistant"]
+    assert "route: vlm" in text_of(chat[1]) and "model: tiny" in text_of(chat[1])
+    assert "Cited in the answer" in first["cites"] and 'data-jump="p:2"' in first["cites"]
+    assert "context length" in first["stats"] and first["notice"] == ""
+    streamed = [u[0] for u in updates[:-1] if isinstance(u[0], list)]
+    assert streamed, "the answer was not streamed"
+    assert all(text_of(u[-1]).endswith("▌") for u in streamed)  # partial answers carry the cursor
+
+    _, second = ask(c, "And page 3?")
+    assert [m["role"] for m in second["chat"]] == ["user", "assistant"] * 2
+    assert len(server.vision_calls) - before == 1  # the follow-up reused the encoded input
+
+    video_update, page_update, notice = c.predict("p:3", api_name="/jump")
+    assert page_update["label"] == "Page 3" and page_update["value"] and notice == ""
+    *_, notice = c.predict("t:3", api_name="/jump")
+    assert "only applies to a video" in notice
+    *_, notice = c.predict("p:99", api_name="/jump")
+    assert "page 99 does not exist" in notice
+    chat, *_ = c.predict(api_name="/new_chat")
+    assert chat == []
+
+
+def test_video_by_local_path_and_seek(server, short_video):
+    path = shutil.copy(short_video, server.media / "clip.mp4")
+    c = client(server)
+    loaded = load(c, path=str(path), budget=128, fps=0.5)
+    assert "ready" in loaded["status"] and "video · 0:30" in loaded["status"]
+    captions = [item["caption"] for item in loaded["gallery"]]
+    assert captions and all(":" in caption for caption in captions)
+    assert loaded["video"]["visible"] is True and loaded["video"]["value"] and loaded["page"]["visible"] is False
+    assert 'data-jump="t:' in loaded["cites"]
+    video_update, _, notice = c.predict("t:12.5", api_name="/jump")
+    assert video_update["playback_position"] == 12.5 and video_update["label"] == "Video at 0:12" and notice == ""
+    *_, notice = c.predict("t:45", api_name="/jump")
+    assert "past the end" in notice
+
+
+def test_bad_inputs_show_a_message_and_the_app_keeps_serving(server, pdf, tmp_path):
+    c = client(server)
+    *_, notice, _ = ask(c, "anything?")[1].values()
+    assert "nothing loaded yet" in notice
+
+    corrupt = tmp_path / "corrupt.pdf"
+    corrupt.write_bytes(b"%PDF-1.4 this is not really a pdf")
+    encrypted = Path(write_encrypted_pdf(tmp_path / "locked.pdf"))
+    unreadable = tmp_path / "noise.mp4"
+    unreadable.write_bytes(bytes(range(256)) * 64)
+    for bad, message in ((corrupt, "corrupt or not a PDF"), (encrypted, "encrypted"),
+                         (unreadable, "unreadable video")):
+        result = load(c, handle_file(str(bad)))
+        assert message in result["notice"] and bad.name in result["notice"], result["notice"]
+        assert "No input yet" in result["status"]  # nothing was replaced
+
+    oversize = server.media / "huge.pdf"
+    oversize.write_bytes(b"%PDF-" + bytes(int(1.5 * 1024 * 1024)))
+    assert "over this app's 1 MB limit" in load(c, path=str(oversize))["notice"]
+    with pytest.raises(ValueError, match="exceeds the maximum file size of 1048576 bytes"):
+        load(c, handle_file(str(oversize)))  # Gradio refuses the upload (launch(max_file_size=...))
+    assert "outside the folders" in load(c, path=pdf.replace("media/four.pdf", "four.pdf"))["notice"]
+    assert "max frames must be at least 2" in load(c, handle_file(pdf), max_frames=1)["notice"]
+
+    assert "ready" in load(c, handle_file(pdf))["status"]  # still serving, and this session works
+    _, empty = ask(c, "   ")
+    assert "question is empty" in empty["notice"]
+    _, good = ask(c, "Which page mentions 1111?")
+    assert [m["role"] for m in good["chat"]] == ["user", "assistant"]
+
+
+def test_switching_models(server, pdf, tmp_path):
+    c = client(server)
+    load(c, handle_file(pdf))
+    badge, _, notice = c.predict(str(tmp_path / "missing"), "none", 1.0, api_name="/load_model")
+    assert "Could not load model" in notice and "not a model directory" in notice
+    load_vlm("tiny-qwen2.5-vl").save_pretrained(tmp_path / "qwen25")
+    try:
+        badge, budget, notice = c.predict(str(tmp_path / "qwen25"), "none", 1.0, api_name="/load_model")
+        assert "Qwen2.5-VL" in badge and "random weights" not in badge and "Loaded model" in notice
+        _, stale = ask(c, "still there?")
+        assert "load the input again" in stale["notice"]
+        assert "ready" in load(c, handle_file(pdf))["status"]
+        _, fresh = ask(c, "and now?")
+        assert "model: qwen25" in text_of(fresh["chat"][1])
+    finally:
+        server.holder.load("tiny")
