@@ -134,11 +134,16 @@ def test_constrained_decoding(lm):
     messages = [{"role": "user", "content": f"Response: {response}\nWhich painters?"}]
     span = generate_copy(lm, messages, response, max_new_tokens=8)
     assert span and span.lower() in response.lower()
-    # batched candidate scores equal one forward pass per candidate
+    # scores with the shared prompt cache (one batch) equal a plain forward pass over prompt + candidate
     candidates = ["1998", "340", "Dutch masters"]
     batched = candidate_logprobs(lm, messages, candidates)
+    prompt = lm.chat_ids(messages)[0].tolist()
     for cand, score in zip(candidates, batched):
-        assert abs(candidate_logprobs(lm, messages, [cand])[0] - score) < 1e-3
+        reply = lm.tokenizer.encode(cand, add_special_tokens=False) + [lm.tokenizer.eos_token_id]
+        with torch.no_grad():
+            logits = lm.model(input_ids=torch.tensor([prompt + reply])).logits[0].float()
+        logp = torch.log_softmax(logits[len(prompt) - 1:-1], dim=-1)
+        assert abs(float(logp[torch.arange(len(reply)), torch.tensor(reply)].sum()) - score) < 1e-3
     assert constrained_extract(lm, "How many paintings?", response, "Int") in {"1998", "340"}
     assert constrained_extract(lm, "How many paintings?", "The text does not say.", "Int") == NOT_ANSWERABLE
     assert constrained_extract(lm, "How many?", "It is not answerable from the document.", "Str") == NOT_ANSWERABLE

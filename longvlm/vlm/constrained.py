@@ -98,19 +98,23 @@ def generate_copy(lm: SmallLM, messages: Sequence[dict], source: str, *, max_new
 
 @torch.no_grad()
 def candidate_logprobs(lm: SmallLM, messages: Sequence[dict], candidates: Sequence[str]) -> list[float]:
-    """Log-probability of each candidate as the whole assistant reply (its tokens then the end token)."""
-    prompt = lm.chat_ids(messages)[0].tolist()
+    """Log-probability of each candidate as the whole assistant reply (its tokens then the end token).
+    The prompt is run once; its KV cache is shared by the candidates, which are scored in one batch."""
+    if not candidates:
+        return []
+    prompt = lm.chat_ids(messages).to(lm.model.device)
     end = lm.tokenizer.eos_token_id
-    rows = [prompt + lm.tokenizer.encode(c, add_special_tokens=False) + [end] for c in candidates]
+    rows = [lm.tokenizer.encode(c, add_special_tokens=False) + [end] for c in candidates]
     width = max(len(r) for r in rows)
     pad = end if end is not None else 0
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-    logits = lm.model(input_ids=ids.to(lm.model.device), attention_mask=mask.to(lm.model.device)).logits.float()
-    logp = torch.log_softmax(logits[:, :-1], dim=-1).cpu()
-    scores = []
-    for k, row in enumerate(rows):
-        targets = torch.tensor(row[len(prompt):])
-        positions = torch.arange(len(prompt) - 1, len(row) - 1)
-        scores.append(float(logp[k, positions, targets].sum()))
-    return scores
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=prompt.device)
+    mask = torch.tensor([[1] * prompt.shape[1] + [1] * len(r) + [0] * (width - len(r)) for r in rows],
+                        device=prompt.device)
+    head = lm.model(input_ids=prompt, use_cache=True)
+    cache = head.past_key_values
+    cache.batch_repeat_interleave(len(rows))
+    tail = lm.model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True).logits.float()
+    # the first candidate token is predicted by the prompt's last position, the others by the candidate's own
+    logits = torch.cat([head.logits[:, -1:].float().expand(len(rows), 1, -1), tail[:, :-1]], dim=1)
+    logp = torch.log_softmax(logits, dim=-1).cpu()
+    return [float(logp[k, torch.arange(len(r)), torch.tensor(r)].sum()) for k, r in enumerate(rows)]
