@@ -172,6 +172,21 @@ def test_ranked_plan_drops_lowest_ranked_and_falls_back():
         plan_ranked_images(sizes, 10, SPEC, order, native=1)
 
 
+def test_ranked_plan_composes_with_visual_compression():
+    sizes = [A4_144DPI] * 60
+    order = [41, 7, 23] + [i for i in range(60) if i not in (41, 7, 23)]
+    plan = plan_ranked_images(sizes, 2048, SPEC, order, native=3, downsample=2)
+    h, w = SPEC.resized(*A4_144DPI, downsample=2)
+    native_tokens = SPEC.tokens(h, w, downsample=2)
+    assert native_tokens * 4 == SPEC.tokens(h, w)  # 2 x 2 pooling: 4x fewer tokens per native page
+    by_index = {it.source_index: it for it in plan.items}
+    assert all(by_index[p].tokens == native_tokens for p in (41, 7, 23))
+    assert all(it.tokens < native_tokens for it in plan.items if it.source_index not in (41, 7, 23))
+    assert plan.downsample == 2 and plan.total_tokens <= 2048
+    # the same budget holds more pages than without compression
+    assert len(plan.items) > len(plan_ranked_images(sizes, 2048, SPEC, order, native=3).items)
+
+
 def test_video_plan_keeps_ranked_frames_when_thinning():
     spec = VisionSpec()
     wanted = [100, 101, 500, 501, 900, 901]
