@@ -81,7 +81,7 @@ def test_pdf_upload_chat_follow_up_and_page_jump(server, pdf):
     updates, first = ask(c, "What is the secret code of page 2?")
     chat = first["chat"]
     assert [m["role"] for m in chat] == ["user", "assistant"]
-    assert "route: vlm" in text_of(chat[1]) and "model: tiny" in text_of(chat[1])
+    assert "route: vlm (the vision-language model read" in text_of(chat[1]) and "model: tiny" in text_of(chat[1])
     assert "Cited in the answer" in first["cites"] and 'data-jump="p:2"' in first["cites"]
     assert "context length" in first["stats"] and first["notice"] == ""
     streamed = [u[0] for u in updates[:-1] if isinstance(u[0], list)]

@@ -107,12 +107,19 @@ def citations_html(session: DemoSession | None) -> str:
     return '<div class="lv-cites">' + "".join(parts) + "</div>"
 
 
+# What each route means, shown beside it under every answer (the text route, retrieval + a small LM with no
+# VLM weights, is on the command line: `longvlm ask --route text`).
+ROUTE_NOTES = {"vlm": " (the vision-language model read the pages/frames)",
+               "text": " (no VLM: a small LM read retrieved text)"}
+
+
 def _answer_markdown(question_index: int, session: DemoSession) -> str:
     _, result = session.history[question_index]
     text = result.text if result.text.strip() else "*(the model generated no visible text)*"
     cited = session.citations(result.text)
     sources = ", ".join(c.label for c in cited) if cited else "none"
-    return (f"{text}\n\n<sub>route: {result.route} · model: {Path(result.model).name} · "
+    how = ROUTE_NOTES.get(result.route, "")
+    return (f"{text}\n\n<sub>route: {result.route}{how} · model: {Path(result.model).name} · "
             f"cited: {sources}</sub>")
 
 
