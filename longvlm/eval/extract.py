@@ -72,6 +72,13 @@ _FORMAT_ASK = {
 }
 
 
+# Words a short answer does not start with (with the question's own words: the response's restatement of the
+# question is not the answer).
+_STOP_WORDS = set("a an the of in on at to for from by with as and or but is are was were be been it its this that "
+                  "these those there which who whom what when where why how according document report slide page "
+                  "text response answer shows states mentions based provided".split())
+
+
 def number_candidates(response: str, answer_format: str) -> list[str]:
     """Distinct numbers in the response, in order: integers (and number words up to twenty) for Int,
     decimals for Float ('1,234.5' -> '1234.5'; a trailing % is dropped)."""
@@ -98,8 +105,9 @@ def constrained_extract(lm, question: str, response: str, answer_format: str) ->
     - a response that declines (rule-based refusal phrases, or empty) gives 'Not answerable';
     - Int / Float: the LM chooses, by likelihood, among the numbers that occur in the response
       (none: 'Not answerable');
-    - Str / List: the LM copies a span of the response (decoding restricted to substrings of it); a List
-      span is split on commas, semicolons and 'and'.
+    - Str / List: the LM copies a span of the response (decoding restricted to substrings of it) that starts
+      at a word which is neither a stop word nor a word of the question; a List span is split on commas,
+      semicolons and 'and'.
     The 'None' format (the ground truth of unanswerable questions) is handled as 'Str', so the format never
     reveals that a question is unanswerable. `lm` is a `longvlm.vlm.small_lm.SmallLM`.
     """
@@ -116,7 +124,9 @@ def constrained_extract(lm, question: str, response: str, answer_format: str) ->
             return candidates[0] if candidates else NOT_ANSWERABLE
         scores = candidate_logprobs(lm, messages, candidates)
         return candidates[max(range(len(candidates)), key=scores.__getitem__)]
-    span = generate_copy(lm, messages, response, max_new_tokens=32 if fmt == "List" else 16).strip(" .,;:'\"")
+    avoid = _STOP_WORDS | set(re.findall(r"\w+", question.lower()))
+    span = generate_copy(lm, messages, response, max_new_tokens=32 if fmt == "List" else 16,
+                         avoid_words=avoid).strip(" .,;:'\"")
     if not span:
         return NOT_ANSWERABLE
     if fmt == "List":
