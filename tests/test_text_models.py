@@ -257,3 +257,31 @@ def write_caption_video(path, captions, seconds_each=10, fps=2, size=(320, 180))
         for packet in stream.encode():
             container.mux(packet)
     return str(path)
+
+
+def test_text_route_benchmark_runner_scores_and_resumes(zoo_pdf, tmp_path):
+    import shutil
+
+    from longvlm.eval.mmlongbench_text import run_text_route
+
+    data = tmp_path / "data"
+    (data / "documents").mkdir(parents=True)
+    shutil.copy(zoo_pdf, data / "documents" / "zoo.pdf")
+    base = {"doc_id": "zoo.pdf", "doc_type": "Guidebook", "evidence_sources": ["Pure-text (Plain-text)"]}
+    samples = [{**base, "question": "In which building is the penguin enclosure?", "answer": "42",
+                "answer_format": "Int", "evidence_pages": [4]},
+               {**base, "question": "Which animal is in building 70?", "answer": "bison", "answer_format": "Str",
+                "evidence_pages": [8]},
+               {**base, "doc_id": "missing.pdf", "question": "?", "answer": "x", "answer_format": "Str",
+                "evidence_pages": []}]
+    (data / "samples.json").write_text(json.dumps(samples))
+    out = tmp_path / "out"
+    results = run_text_route(str(data), str(out), only_present=False, progress=False)
+    assert results["questions"] == 3 and results["answered"] == 2 and results["skipped"] == 1
+    assert results["llm"]["extractor"] == "extractor: SmolLM2-135M-Instruct (constrained)"
+    assert results["rule"]["overall"]["count"] == results["llm"]["overall"]["count"] == 2
+    assert results["retrieval"]["evidence_page_among_passages"] == 1.0  # the evidence page is always retrieved
+    records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    assert 4 in records[0]["cited_pages"] and records[0]["score_rule"] in (0.0, 1.0)
+    assert run_text_route(str(data), str(out), only_present=False, progress=False) == results  # resumed: no rerun
+    assert len((out / "records.jsonl").read_text().splitlines()) == 3

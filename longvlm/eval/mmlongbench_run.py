@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from longvlm.errors import LongVLMError
 from longvlm.eval.extract import FAILED, RULE_BASED_LABEL, official_extract, rule_based_extract
@@ -35,31 +35,11 @@ def run_mmlongbench(vlm: VLM, data_dir: str, out_dir: str, *, max_pages: int = 1
     documents = os.path.join(data_dir, "documents")
     if not os.path.isfile(samples_path):
         raise LongVLMError(f"{data_dir}: no samples.json (point --data at the MMLongBench-Doc data folder)")
-    samples = load_samples(samples_path)[:limit]
-    os.makedirs(out_dir, exist_ok=True)
-    records_path = os.path.join(out_dir, "records.jsonl")
-    done = {}
-    if os.path.isfile(records_path):
-        with open(records_path) as fh:
-            done = {r["qid"]: r for r in map(json.loads, fh)}
+    samples = list(enumerate(load_samples(samples_path)[:limit]))
     cache: dict[str, object] = {}
-    with open(records_path, "a") as fh:
-        for qid, sample in enumerate(samples):
-            if qid in done:
-                continue
-            record = {"qid": qid, **{k: sample[k] for k in ("doc_id", "doc_type", "question", "answer",
-                                                            "answer_format", "evidence_pages", "evidence_sources")}}
-            pdf = os.path.join(documents, sample["doc_id"])
-            if not os.path.isfile(pdf):
-                record.update(skipped=True, reason="PDF not present")
-            else:
-                record.update(_answer_one(vlm, pdf, sample, cache, oracle=oracle, max_pages=max_pages, dpi=dpi,
-                                          max_visual_tokens=max_visual_tokens, max_new_tokens=max_new_tokens,
-                                          min_tokens_per_page=min_tokens_per_page, extractor=extractor))
-            fh.write(json.dumps(record) + "\n")
-            fh.flush()
-            done[qid] = record
-    records = [done[q] for q in sorted(done)]
+    records = run_records(samples, documents, out_dir, lambda pdf, sample: _answer_one(
+        vlm, pdf, sample, cache, oracle=oracle, max_pages=max_pages, dpi=dpi, max_visual_tokens=max_visual_tokens,
+        max_new_tokens=max_new_tokens, min_tokens_per_page=min_tokens_per_page, extractor=extractor))
     timed = [r for r in records if "seconds" in r]
     results = {"model": vlm.name, "protocol": ORACLE_LABEL if oracle else "official page rendering "
                f"({dpi:g} dpi, first {max_pages} pages)", "extractor": extractor_label,
@@ -69,6 +49,44 @@ def run_mmlongbench(vlm: VLM, data_dir: str, out_dir: str, *, max_pages: int = 1
     with open(os.path.join(out_dir, "results.json"), "w") as fh:
         json.dump(results, fh, indent=2)
     return results
+
+
+RECORD_FIELDS = ("doc_id", "doc_type", "question", "answer", "answer_format", "evidence_pages", "evidence_sources")
+
+
+def run_records(samples: Sequence[tuple[int, dict]], documents: str, out_dir: str,
+                answer_one: Callable[[str, dict], dict], *,
+                progress: Callable[[int, int, dict], None] | None = None) -> list[dict]:
+    """The resumable per-question loop: for each (qid, sample) not yet in `out_dir/records.jsonl`, a record of
+    the sample's fields plus `answer_one(pdf_path, sample)` (or `skipped` when its PDF is missing) is appended
+    at once. Returns the records of `samples`, in qid order. `progress(n, total, record)` after each one."""
+    os.makedirs(out_dir, exist_ok=True)
+    records_path = os.path.join(out_dir, "records.jsonl")
+    done: dict[int, dict] = {}
+    if os.path.isfile(records_path):
+        with open(records_path) as fh:
+            done = {r["qid"]: r for r in map(json.loads, fh)}
+    with open(records_path, "a") as fh:
+        for n, (qid, sample) in enumerate(samples):
+            if qid in done:
+                continue
+            record = {"qid": qid, **{k: sample[k] for k in RECORD_FIELDS}}
+            pdf = os.path.join(documents, sample["doc_id"])
+            if not os.path.isfile(pdf):
+                record.update(skipped=True, reason="PDF not present")
+            else:
+                record.update(answer_one(pdf, sample))
+            fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            done[qid] = record
+            if progress is not None:
+                progress(n, len(samples), record)
+    return [done[qid] for qid, _ in sorted(samples, key=lambda item: item[0]) if qid in done]
+
+
+def score_prediction(sample: dict, pred: str) -> float:
+    """The official score of an extracted answer (0 when extraction failed)."""
+    return 0.0 if pred == FAILED else score_answer(sample["answer"], pred, sample["answer_format"])
 
 
 def _answer_one(vlm: VLM, pdf: str, sample: dict, cache: dict, *, oracle: bool, max_pages: int, dpi: float,
@@ -98,7 +116,7 @@ def _answer_one(vlm: VLM, pdf: str, sample: dict, cache: dict, *, oracle: bool, 
         raw, pred = "", rule_based_extract(response, sample["answer_format"])
     else:
         raw, pred = extractor(sample["question"], response, sample["answer_format"])
-    score = 0.0 if pred == FAILED else score_answer(sample["answer"], pred, sample["answer_format"])
+    score = score_prediction(sample, pred)
     out = {"response": response, "extracted_res": raw, "pred": pred, "score": score, "context_length": context,
            "pages_fed": len(pages_fed), "evidence_pages_fed": sorted(set(pages_fed) & set(sample["evidence_pages"])),
            "seconds": time.perf_counter() - started}

@@ -14,14 +14,11 @@ import os
 import time
 
 from longvlm.errors import LongVLMError
-from longvlm.eval.extract import CONSTRAINED_LABEL, FAILED, RULE_BASED_LABEL, constrained_extract, rule_based_extract
-from longvlm.eval.mmlongbench import aggregate, load_samples, score_answer
+from longvlm.eval.extract import CONSTRAINED_LABEL, RULE_BASED_LABEL, constrained_extract, rule_based_extract
+from longvlm.eval.mmlongbench import aggregate, load_samples
+from longvlm.eval.mmlongbench_run import run_records, score_prediction
 
 EXTRACTORS = {"rule": RULE_BASED_LABEL, "llm": CONSTRAINED_LABEL}
-
-
-def _score(sample: dict, pred: str) -> float:
-    return 0.0 if pred == FAILED else score_answer(sample["answer"], pred, sample["answer_format"])
 
 
 def answer_one(sample: dict, pdf: str, lm, selector, *, max_pages: int = 120, max_passages: int = 3) -> dict:
@@ -40,11 +37,11 @@ def answer_one(sample: dict, pdf: str, lm, selector, *, max_pages: int = 120, ma
               "evidence_retrieved": sorted(set(cited) & set(sample["evidence_pages"])),
               "seconds_answer": answered - started}
     record["pred_rule"] = rule_based_extract(result.text, sample["answer_format"])
-    record["score_rule"] = _score(sample, record["pred_rule"])
+    record["score_rule"] = score_prediction(sample, record["pred_rule"])
     t0 = time.perf_counter()
     record["pred_llm"] = constrained_extract(lm, sample["question"], result.text, sample["answer_format"])
     record["seconds_extract_llm"] = time.perf_counter() - t0
-    record["score_llm"] = _score(sample, record["pred_llm"])
+    record["score_llm"] = score_prediction(sample, record["pred_llm"])
     record["seconds"] = time.perf_counter() - started
     return record
 
@@ -92,35 +89,21 @@ def run_text_route(data_dir: str, out_dir: str, *, limit: int | None = None, onl
     if only_present:
         samples = [(q, s) for q, s in samples if os.path.isfile(os.path.join(documents, s["doc_id"]))]
     samples = samples[:limit]
-    os.makedirs(out_dir, exist_ok=True)
-    records_path = os.path.join(out_dir, "records.jsonl")
-    done: dict[int, dict] = {}
-    if os.path.isfile(records_path):
-        with open(records_path) as fh:
-            done = {r["qid"]: r for r in map(json.loads, fh)}
-    lm = selector = None
-    with open(records_path, "a") as fh:
-        for n, (qid, sample) in enumerate(samples):
-            if qid in done:
-                continue
-            record = {"qid": qid, **{k: sample[k] for k in ("doc_id", "doc_type", "question", "answer",
-                                                            "answer_format", "evidence_pages", "evidence_sources")}}
-            pdf = os.path.join(documents, sample["doc_id"])
-            if not os.path.isfile(pdf):
-                record.update(skipped=True, reason="PDF not present")
-            else:
-                lm = lm or load_small_lm()
-                selector = selector or QuestionSelector()
-                cpu = time.process_time()
-                record.update(answer_one(sample, pdf, lm, selector, max_pages=max_pages, max_passages=max_passages))
-                record["cpu_seconds"] = time.process_time() - cpu
-            fh.write(json.dumps(record) + "\n")
-            fh.flush()
-            done[qid] = record
-            if progress:
-                print(f"[{n + 1}/{len(samples)}] q{qid} {record.get('score_rule', '-')}/{record.get('score_llm', '-')} "
-                      f"{record.get('seconds', 0):.1f}s", flush=True)
-    records = [done[q] for q in sorted(done) if q in {qid for qid, _ in samples}]
+    models: dict = {}
+
+    def answer(pdf: str, sample: dict) -> dict:
+        if not models:
+            models.update(lm=load_small_lm(), selector=QuestionSelector())
+        cpu = time.process_time()
+        record = answer_one(sample, pdf, models["lm"], models["selector"], max_pages=max_pages,
+                            max_passages=max_passages)
+        return {**record, "cpu_seconds": time.process_time() - cpu}
+
+    def report(n: int, total: int, record: dict) -> None:
+        print(f"[{n + 1}/{total}] q{record['qid']} {record.get('score_rule', '-')}/{record.get('score_llm', '-')} "
+              f"{record.get('seconds', 0):.1f}s", flush=True)
+
+    records = run_records(samples, documents, out_dir, answer, progress=report if progress else None)
     results = {"route": "text: BM25 + all-MiniLM-L6-v2 retrieval, SmolLM2-135M-Instruct reader",
                "protocol": f"page text (text layer, OCR for pages without one), first {max_pages} pages, "
                            f"{max_passages} passages", **summarize(records)}
