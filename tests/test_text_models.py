@@ -234,6 +234,10 @@ def test_video_frames_ranked_by_on_screen_text(ocr, embedder, tmp_path, monkeypa
     closeups = [e for e in result.evidence if e.label == "native"]
     assert result.stats["native_frames"] == len(closeups) == 2
     assert all(10 <= e.timestamp < 20 for e in closeups) and result.stats["visual_tokens"] <= 600
+    pooled = ask(vlm, "How much is the zebra budget?", video=video, max_visual_tokens=600, max_new_tokens=2,
+                 compression=Compression(selector=QuestionSelector(embedder), native_items=2, downsample=2))
+    assert pooled.stats["native_frames"] == 2 and pooled.stats["visual_downsample"] == 2
+    assert pooled.stats["visual_tokens"] == pooled.stats["planned_visual_tokens"] <= 600
 
 
 def write_caption_video(path, captions, seconds_each=10, fps=2, size=(320, 180)):
