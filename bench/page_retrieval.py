@@ -46,6 +46,7 @@ def rankers():
     hybrid = QuestionSelector(embedder)
     hybrid_all = QuestionSelector(embedder, shortlist=None)
     hybrid_noref = QuestionSelector(embedder, reference_weight=0.0)
+    hybrid_32 = QuestionSelector(embedder, shortlist=32)
 
     def uniform(question, items, key):
         n = len(items)
@@ -58,6 +59,7 @@ def rankers():
         "MiniLM alone (all pages)": lambda q, items, key: dense.rank(q, items, key).order,
         "hybrid (longvlm default)": lambda q, items, key: hybrid.rank(q, items, key).order,
         "hybrid, dense on all pages": lambda q, items, key: hybrid_all.rank(q, items, key).order,
+        "hybrid, dense on a 32-page shortlist": lambda q, items, key: hybrid_32.rank(q, items, key).order,
         "hybrid, no page references": lambda q, items, key: hybrid_noref.rank(q, items, key).order,
     }
 
@@ -120,7 +122,8 @@ def recall_table(data: str, ks: list[int]) -> dict:
 
 
 def timing_worker(mode: str, path: str) -> dict:
-    """Index `path` for one question in this process; mode: 'hybrid' or 'dense-all'."""
+    """Index `path` for one question in this process; mode: 'dense-all', 'hybrid' (the default 16-page
+    shortlist) or 'hybrid-32' (a 32-page shortlist)."""
     from longvlm.datasets.cache import file_sha256
     from longvlm.datasets.page_text import pdf_page_texts
     from longvlm.encoders.selection import QuestionSelector
@@ -128,8 +131,8 @@ def timing_worker(mode: str, path: str) -> dict:
 
     embedder = MiniLMEmbedder()  # model load is not part of indexing (it is loaded once per process)
     embedder.embed(["warm-up"])
-    selector = QuestionSelector(embedder, shortlist=None if mode == "dense-all" else 32,
-                                lexical_weight=0.0 if mode == "dense-all" else 1.0)
+    shortlist = {"dense-all": None, "hybrid-32": 32}.get(mode, QuestionSelector().shortlist)
+    selector = QuestionSelector(embedder, shortlist=shortlist, lexical_weight=0.0 if mode == "dense-all" else 1.0)
     rows = []
     for attempt in ("cold", "warm"):
         wall, cpu = time.perf_counter(), time.process_time()
@@ -143,7 +146,7 @@ def timing_worker(mode: str, path: str) -> dict:
 def timing(data: str) -> list[dict]:
     path = os.path.join(data, "documents", TIMING_PDF)
     out = []
-    for mode in ("dense-all", "hybrid"):
+    for mode in ("dense-all", "hybrid", "hybrid-32"):
         with tempfile.TemporaryDirectory() as cache:
             env = dict(os.environ, LONGVLM_CACHE=cache, PYTHONPATH=REPO)
             proc = subprocess.run([sys.executable, __file__, "--worker", mode, path], env=env, capture_output=True,
@@ -159,6 +162,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the results as JSON")
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--skip-recall", action="store_true")
+    parser.add_argument("--timing-from", default=None, help="reuse the timing rows of an earlier --out JSON")
     parser.add_argument("--worker", nargs=2, metavar=("MODE", "PDF"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -174,13 +178,19 @@ def main() -> None:
         print("| --- | " + " | ".join("---" for _ in args.ks) + " |")
         for name, per_k in r["recall"].items():
             print(f"| {name} | " + " | ".join(f"{per_k[k]:.3f}" for k in args.ks) + " |")
-    if not args.skip_timing:
+    if args.timing_from:
+        with open(args.timing_from) as fh:
+            results["timing"] = json.load(fh)["timing"]
+    elif not args.skip_timing:
         results["timing"] = timing(args.data)
+    if "timing" in results:
         print(f"\nIndexing {TIMING_PDF} for one question (text layer; MiniLM already loaded)\n")
         print("| method | cache | pages | chunks embedded | wall s | CPU s |")
         print("| --- | --- | --- | --- | --- | --- |")
         for run in results["timing"]:
-            name = "MiniLM on every page (baseline)" if run["mode"] == "dense-all" else "hybrid: BM25, dense on shortlist"
+            name = {"dense-all": "MiniLM on every page (baseline)",
+                    "hybrid": "hybrid (default): BM25, dense on a 16-page shortlist",
+                    "hybrid-32": "hybrid: BM25, dense on a 32-page shortlist"}[run["mode"]]
             for row in run["rows"]:
                 print(f"| {name} | {row['attempt']} | {row['pages']} | {row.get('chunks_embedded', 0)} | "
                       f"{row['wall_s']:.2f} | {row['cpu_s']:.2f} |")

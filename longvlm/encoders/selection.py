@@ -3,7 +3,8 @@
 Signals, fused into one score per item:
 - lexical: BM25 (the `bm25s` library, English stop words, Snowball stemming) over each item's text;
 - dense: all-MiniLM-L6-v2 cosine similarity between the question and the item's text chunks (max over chunks),
-  computed only for a BM25 shortlist (and cached on disk), which keeps indexing a 100-page PDF fast;
+  computed only for a BM25 shortlist of 16 items (and cached on disk), which keeps indexing a 100-page PDF
+  fast (on MMLongBench-Doc a 16-item shortlist ranks as well as dense scores on every page: bench/RESULTS.md);
 - references: items the question names explicitly ("page 14", "slide 4", "at 2:30"); weighted 2 by default,
   so a named page comes first unless another page matches much better.
 Each signal is min-max normalised per question before the weighted sum. Items that tie (e.g. no text at all)
@@ -165,7 +166,7 @@ class QuestionSelector:
     """
 
     def __init__(self, embedder=None, *, lexical_weight: float = 1.0, dense_weight: float = 1.0,
-                 reference_weight: float = 2.0, shortlist: int | None = 32, chunk_size: int = 150,
+                 reference_weight: float = 2.0, shortlist: int | None = 16, chunk_size: int = 150,
                  time_width_s: float = 10.0) -> None:
         if min(lexical_weight, dense_weight, reference_weight) < 0:
             raise ConfigError("selection weights must be non-negative")
