@@ -53,6 +53,8 @@ class StageConfig:
     max_length: int = 1024
     steps: int = 100
     rows_per_step: int | None = None  # overrides optim.rows_per_step for this stage
+    sources: dict[str, float] | None = None  # overrides data.sources for this stage (per-task curriculum)
+    bins: list[dict[str, Any]] | None = None  # overrides data.bins (and drops data.bin_weights) for this stage
 
 
 @dataclass
@@ -64,6 +66,9 @@ class OptimConfig:
     rows_per_step: int = 4  # packed rows of `max_length` tokens per optimizer step (per process)
     grad_accum: int = 1
     max_grad_norm: float = 1.0
+    # > 0 adds next-token loss on the prompt's text tokens (weighted, averaged separately) to the answer loss:
+    # an auxiliary language-modelling signal that speeds up from-scratch training (copying, counting labels).
+    text_loss_weight: float = 0.0
 
 
 @dataclass
