@@ -98,7 +98,7 @@ def stream_size(vlm: VLM, height: int, width: int, segment_budget: int, patches:
 
 
 @torch.no_grad()
-def _encode_patches(vlm: VLM, frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+def encode_patches(vlm: VLM, frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """Frames (a whole number of temporal patches) -> merged tokens [patches, tokens per patch, C]."""
     param = next(vlm.model.model.visual.parameters())
     pixels, grid = video_patches(list(frames), size, vlm.vision)
@@ -146,7 +146,7 @@ def stream_video(vlm: VLM, path: str, options: MemoryOptions, *, max_visual_toke
 
     done = 0
     for frames in reader.iter_chunks(indices, chunk):
-        tokens = _encode_patches(vlm, frames.frames, (height, width))
+        tokens = encode_patches(vlm, frames.frames, (height, width))
         for k in range(tokens.shape[0]):
             p = done // tp + k
             sl = slice(k * tp, (k + 1) * tp)
@@ -255,7 +255,7 @@ def encode_span(vlm: VLM, state: MemoryState, span: CacheSpan) -> list[_Patch]:
     out = []
     size = (int(state.meta["height"]), int(state.meta["width"]))
     for chunk in reader.iter_chunks(frames, 8 * tp):
-        tokens = _encode_patches(vlm, chunk.frames, size)
+        tokens = encode_patches(vlm, chunk.frames, size)
         out += [_Patch(tokens[k], chunk.indices[k * tp:(k + 1) * tp], chunk.timestamps[k * tp:(k + 1) * tp])
                 for k in range(tokens.shape[0])]
     return out
