@@ -84,7 +84,7 @@ def test_online_equals_offline(max_segment):
 def test_online_adaptive_rule_is_causal_and_covers_the_stream():
     rng = np.random.default_rng(3)
     feats = np.repeat(np.eye(8)[:6], 10, axis=0) + rng.uniform(0, 0.01, size=(60, 8))  # 6 equally distinct scenes
-    tiler = OnlineSceneTiler(alpha=2.0)
+    tiler = OnlineSceneTiler(alpha=3.0)
     segments = [s for k in range(60) for s in tiler.push(feats[k], float(k))] + tiler.finish()
     assert [s.end for s in segments] == [9, 19, 29, 39, 49, 59]
 
