@@ -160,6 +160,14 @@ def stream_video(vlm: VLM, path: str, options: MemoryOptions, *, max_visual_toke
     return state, last[0], last[1]
 
 
+def memory_prompt_parts(memory_tokens: int, segment_tokens: int, segments: int, covered_s: float, start_s: float,
+                        end_s: float) -> list[str | VisualSlot]:
+    """The user-turn parts that place the memory (image block) and one segment (video block); shared by
+    inference and training so that both see the same layout."""
+    return [f"Video memory ({segments} scenes, 0.0s to {covered_s:.1f}s):", VisualSlot("image", memory_tokens), "\n",
+            f"Video from {start_s:.1f}s to {end_s:.1f}s:", VisualSlot("video", segment_tokens), "\n"]
+
+
 def memory_encoded_input(vlm: VLM, state: MemoryState, options: MemoryOptions, span: CacheSpan,
                          patches: list[_Patch], stats: dict | None = None, last: CacheSpan | None = None):
     """The `EncodedInput` the LLM gets: memory tokens (image block) + the patches of one span (video block)."""
@@ -178,9 +186,8 @@ def memory_encoded_input(vlm: VLM, state: MemoryState, options: MemoryOptions, s
     items = [PlannedImage(-1, mem_grid[1] * spec.patch_size, mem_grid[2] * spec.patch_size, m),
              PlannedVideo(indices, height, width, int(tokens.shape[0]))]
     plan = Plan(items, m + int(state.meta["segment_budget"]), height * width)
-    parts = [f"Video memory ({state.segments_seen} scenes, 0.0s to {state.meta.get('seconds_covered', 0.0):.1f}s):",
-             VisualSlot("image", m), "\n", f"Video from {span.start_s:.1f}s to {span.end_s:.1f}s:",
-             VisualSlot("video", int(tokens.shape[0])), "\n"]
+    parts = memory_prompt_parts(m, int(tokens.shape[0]), state.segments_seen,
+                                float(state.meta.get("seconds_covered", 0.0)), span.start_s, span.end_s)
     evidence = [Evidence("frame", i, timestamp=t) for i, t in zip(indices, stamps)]
     encoded = EncodedInput(str(state.meta.get("source", "video")), "video", plan, parts, evidence,
                            image_embeds=[state.memory], image_grid_thw=torch.tensor([mem_grid]),
