@@ -233,31 +233,38 @@ def question_embedding(vlm: VLM, question: str) -> torch.Tensor:
         return vlm.model.get_input_embeddings()(ids.to(vlm.model.device))[0].mean(dim=0)
 
 
-def select_span(vlm: VLM, context: MemoryContext, question: str) -> tuple[CacheSpan, str]:
-    """The span to show for `question` and why ('time', 'relevance' or 'last')."""
+def select_span(vlm: VLM, context: MemoryContext, question: str) -> tuple[CacheSpan, str, float | None]:
+    """The span to show for `question`, why ('time', 'relevance' or 'last'), and the time it names if any."""
     state, mode = context.state, context.options.select
     if mode == "last" or not state.spans:
-        return context.last, "last"
+        return context.last, "last", None
     if mode == "auto":
         seconds = question_seconds(question, float(state.meta.get("duration_s", 0.0)))
         if seconds is not None:
             if seconds >= context.last.start_s:
-                return context.last, "time"
-            return state.spans[state.entry_at(seconds)], "time"
+                return context.last, "time", seconds
+            return state.spans[state.entry_at(seconds)], "time", seconds
     scores = context.options.bridge.relevance(state, question_embedding(vlm, question))
-    return state.spans[int(scores.argmax())], "relevance"
+    return state.spans[int(scores.argmax())], "relevance", None
 
 
 @torch.no_grad()
-def encode_span(vlm: VLM, state: MemoryState, span: CacheSpan) -> list[_Patch]:
-    """Decode and encode a span of the stream again at the stream's size, thinned evenly to the budget."""
+def encode_span(vlm: VLM, state: MemoryState, span: CacheSpan, around_s: float | None = None) -> list[_Patch]:
+    """Decode and encode a span of the stream again at the stream's size. A span longer than the budget (a
+    merged cache entry) is thinned evenly, or, with `around_s`, cut to the window of patches around that time."""
     tp = vlm.vision.temporal_patch_size
     reader = VideoReader(str(state.meta["source"]))
     indices = stream_indices(reader.metadata, float(state.meta["sample_fps"]), state.meta["max_frames"], tp)
     count = span.last_patch - span.first_patch + 1
     fit = max(1, int(state.meta["segment_budget"]) // int(state.meta["tokens_per_patch"]))
-    chosen = [span.first_patch + int((k + 0.5) * count / fit) for k in range(fit)] if count > fit \
-        else list(range(span.first_patch, span.last_patch + 1))
+    if count <= fit:
+        chosen = list(range(span.first_patch, span.last_patch + 1))
+    elif around_s is not None:
+        where = span.first_patch + (around_s - span.start_s) / max(span.end_s - span.start_s, 1e-9) * count
+        first = min(max(span.first_patch, int(where) - fit // 2), span.last_patch + 1 - fit)
+        chosen = list(range(first, first + fit))
+    else:
+        chosen = [span.first_patch + int((k + 0.5) * count / fit) for k in range(fit)]
     frames = [indices[p * tp + j] for p in chosen for j in range(tp)]
     out = []
     size = (int(state.meta["height"]), int(state.meta["width"]))
@@ -272,11 +279,11 @@ def for_question(vlm: VLM, encoded, question: str):
     """The input to answer `question` with: `encoded` itself when its segment is the one selected, else the
     memory plus the selected span, encoded again."""
     context: MemoryContext = encoded.memory
-    span, reason = select_span(vlm, context, question)
-    if span == context.shown:
+    span, reason, seconds = select_span(vlm, context, question)
+    if span == context.shown or (span == context.last and context.shown == context.last):
         encoded.stats["memory_selection"] = reason
         return encoded
     started = time.perf_counter()
-    patches = encode_span(vlm, context.state, span)
+    patches = encode_span(vlm, context.state, span, seconds)
     stats = {**encoded.stats, "memory_selection": reason, "time_reencode_s": time.perf_counter() - started}
     return memory_encoded_input(vlm, context.state, context.options, span, patches, stats, last=context.last)
