@@ -192,3 +192,15 @@ def test_memory_bridge_config_section(tmp_path):
     data["data"]["sources"] = {"text_passkey": 1.0}
     with pytest.raises(ConfigError, match="video_needle"):
         config_from_dict(data)
+
+
+def test_comparison_script_runs_on_tiny_model():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare", "scripts/compare_memory_bridge.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--model", "tiny", "--samples", "1", "--frames", "64", "--budget", "160",
+                          "--segment-patches", "4"])
+    assert set(result["accuracy"]) == {"uniform", "memory_bridge"}
+    assert all(0.0 <= v <= 1.0 for v in result["accuracy"].values())
