@@ -29,7 +29,8 @@ def _ask(args: argparse.Namespace) -> int:
     result = ask(vlm, args.question, video=args.video, pdf=args.pdf, images=args.image or None,
                  max_visual_tokens=args.max_visual_tokens, max_new_tokens=args.max_new_tokens,
                  sample_fps=args.fps, max_frames=args.max_frames, max_pages=args.max_pages,
-                 video_resolution=args.video_resolution, compression=_compression(args))
+                 video_resolution=args.video_resolution, compression=_compression(args),
+                 memory_bridge=_memory(args, vlm))
     if args.json:
         print(json.dumps({"answer": result.text, "model": result.model, "route": result.route,
                           "random_weights": vlm.is_random,
@@ -42,6 +43,20 @@ def _ask(args: argparse.Namespace) -> int:
     for key, value in result.stats.items():
         print(f"  {key:>22}: {value:.3f}" if isinstance(value, float) else f"  {key:>22}: {value}")
     return 0
+
+
+def _memory(args: argparse.Namespace, vlm):
+    """--memory-bridge DIR|random / --memory-select -> `MemoryOptions`, or None."""
+    if args.memory_bridge is None:
+        return None
+    from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig
+    from longvlm.vlm.memory_inputs import MemoryOptions
+
+    if args.memory_bridge == "random":
+        bridge = MemoryBridge(MemoryBridgeConfig(vlm.config.text_config.hidden_size))
+    else:
+        bridge = MemoryBridge.from_pretrained(args.memory_bridge)
+    return MemoryOptions(bridge.to(vlm.model.device), select=args.memory_select)
 
 
 def _compression(args: argparse.Namespace):
@@ -156,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--kv-press", choices=["lookm", "snapkv", "streaming", "h2o", "random"], default=None,
                      help="prune the KV cache at prefill with this method")
     ask.add_argument("--kv-budget", default="0.2", help="KV tokens kept: a ratio (0.2) or a count (2048)")
+    ask.add_argument("--memory-bridge", default=None,
+                     help="video: stream through a memory bridge (a directory saved by training, or 'random' for an "
+                          "untrained one); the model gets memory tokens + one segment")
+    ask.add_argument("--memory-select", choices=("auto", "relevance", "last"), default="auto",
+                     help="which segment goes with the memory: auto (a time named in the question, else the most "
+                          "relevant), relevance, or last")
     ask.add_argument("--json", action="store_true", help="print a JSON record")
     ask.set_defaults(func=_ask)
     evaluate = sub.add_parser("eval", help="benchmarks: needle-in-a-haystack suites, MMLongBench-Doc")

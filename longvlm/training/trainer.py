@@ -161,14 +161,27 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
 
         tokenizer = AutoTokenizer.from_pretrained(os.path.join(checkpoint, "tokenizer"))
     vlm = build_training_model(config, tokenizer)
-    model = apply_trainable(vlm, config)
+    bridge = None
+    if config.memory_bridge is not None:
+        from longvlm.training.memory_training import build_bridge
+
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            bridge = build_bridge(vlm, config.memory_bridge).to(vlm.model.device)
+    model = apply_trainable(vlm, config, allow_all_frozen=bridge is not None)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
+    if bridge is not None:
+        bridge.train()
+        params += list(bridge.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if bridge is not None:
+        model, bridge, optimizer, scheduler = accelerator.prepare(model, bridge, optimizer, scheduler)
+    else:
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     start_step = 0
     if checkpoint:
         accelerator.load_state(checkpoint)
@@ -176,6 +189,8 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
             start_step = json.load(fh)["step"]
     maker = BatchMaker(vlm, config)
     summary = trainable_summary(model)
+    if bridge is not None:
+        summary["bridge_trainable"] = sum(p.numel() for p in bridge.parameters() if p.requires_grad)
     log_path = os.path.join(config.output_dir, "training_log.jsonl")
     if accelerator.is_main_process:
         with open(os.path.join(config.output_dir, "train_config.json"), "w") as fh:
@@ -195,10 +210,15 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
         for micro in range(config.optim.grad_accum):
             micro_step = (step * config.optim.grad_accum + micro) * accelerator.num_processes \
                 + accelerator.process_index
-            batch, info = maker.batch(micro_step, stage)
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            if bridge is None:
+                batch, info = maker.batch(micro_step, stage)
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.accumulate(model):
-                loss = training_loss(model, batch, config.optim.text_loss_weight, vlm.tokenizer.pad_token_id)
+                if bridge is None:
+                    loss = training_loss(model, batch, config.optim.text_loss_weight, vlm.tokenizer.pad_token_id)
+                else:
+                    loss, info = _memory_loss(vlm, model, accelerator.unwrap_model(bridge), maker, micro_step,
+                                              stage, config)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.optim.max_grad_norm:
                     accelerator.clip_grad_norm_(params, config.optim.max_grad_norm)
@@ -234,7 +254,22 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and end_step == config.total_steps:
         _save_final(accelerator.unwrap_model(model), vlm, config)
+        if bridge is not None:
+            accelerator.unwrap_model(bridge).save_pretrained(os.path.join(config.output_dir, "memory_bridge"))
     return TrainResult(config.output_dir, end_step, last_loss, eval_result)
+
+
+def _memory_loss(vlm: VLM, model, bridge, maker: BatchMaker, micro_step: int, stage: StageConfig,
+                 config: TrainConfig) -> tuple[torch.Tensor, dict]:
+    """Mean memory-bridge loss over `rows_per_step` mixture examples of this micro step (one video each)."""
+    from longvlm.training.memory_training import memory_example_loss
+
+    mixture = maker.mixture(stage)
+    rows = stage.rows_per_step or config.optim.rows_per_step
+    base = micro_step * SAMPLES_PER_MICRO_STEP
+    losses = [memory_example_loss(vlm, model, bridge, mixture.draw(base + j), config.memory_bridge)
+              for j in range(rows)]
+    return torch.stack(losses).mean(), {"samples": rows, "tokens": 0, "answer_tokens": 0}
 
 
 def _save_checkpoint(accelerator, vlm: VLM, config: TrainConfig, step: int) -> None:

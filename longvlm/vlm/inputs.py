@@ -11,6 +11,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from longvlm.datasets.video import VideoReader
 from longvlm.encoders.hybrid import HybridConfig
 from longvlm.encoders.patches import image_patches, video_patches
 from longvlm.encoders.planner import Plan, PlannedImage, PlannedVideo, plan_images, plan_video
-from longvlm.errors import InputError, LongVLMError
+from longvlm.errors import ConfigError, InputError, LongVLMError
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.positions import VisualBlock, video_time_interval
 from longvlm.vlm.prompt import VisualSlot
@@ -65,6 +66,9 @@ class EncodedInput:
     # grids): one VisualBlock per visual slot of `user_parts`. None: transformers' get_rope_index is used.
     position_blocks: list[VisualBlock] | None = None
     stats: dict = field(default_factory=dict)
+    # Set for a video streamed through a memory bridge (`longvlm.vlm.memory_inputs.MemoryContext`): `answer()`
+    # then picks the segment for each question.
+    memory: Any = None
 
     @property
     def visual_tokens(self) -> int:
@@ -208,7 +212,7 @@ def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_t
 def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_fps: float = 1.0,
                  max_frames: int | None = None, frames_per_chunk: int = 16, resolution: str = "uniform",
                  hybrid: HybridConfig | None = None, progress: ProgressFn | None = None,
-                 compression: Compression | None = None) -> EncodedInput:
+                 compression: Compression | None = None, memory: Any = None) -> EncodedInput:
     """Plan and encode a video into `max_visual_tokens`, decoding `frames_per_chunk` frames at a time.
 
     `resolution`: "uniform" (one size for all frames), "hybrid" (GIRAFFE's hybrid resolution, see
@@ -219,7 +223,15 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
     With `compression`, each chunk's frames are compressed k x k right after the vision tower (k from the
     video's duration when `downsample="auto"`) and the budget counts compressed tokens; uniform resolution
     only (the planner refuses hybrid with k > 1).
+
+    With `memory` (a `MemoryBridge`, or `longvlm.vlm.memory_inputs.MemoryOptions`), the whole video is
+    streamed through the bridge segment by segment (SceneTilling) and the result holds the memory tokens plus
+    one segment's tokens within `max_visual_tokens`; `answer()` picks the segment per question. Uniform
+    resolution, no visual compression.
     """
+    if memory is not None:
+        return _encode_with_memory(vlm, path, memory, max_visual_tokens, sample_fps, max_frames, frames_per_chunk,
+                                   resolution, progress, compression)
     started = time.perf_counter()
     reader = VideoReader(path)
     meta = reader.metadata
@@ -256,6 +268,22 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
     return _finish(EncodedInput(path, "video", plan, parts, evidence, video_embeds=embeds,
                                 video_grid_thw=grid_thw, second_per_grid_ts=second_per_grid_ts,
                                 position_blocks=blocks, stats=stats))
+
+
+def _encode_with_memory(vlm: VLM, path: str, memory: Any, max_visual_tokens: int, sample_fps: float,
+                        max_frames: int | None, frames_per_chunk: int, resolution: str, progress: ProgressFn | None,
+                        compression: Compression | None) -> EncodedInput:
+    from longvlm.compression.memory import MemoryBridge
+    from longvlm.vlm.memory_inputs import MemoryOptions, encode_video_with_memory
+
+    if resolution != "uniform" or compression is not None:
+        raise ConfigError("a memory bridge streams uniform-resolution frames without visual compression; drop "
+                          "the resolution / compression options")
+    options = MemoryOptions(memory) if isinstance(memory, MemoryBridge) else memory
+    if not isinstance(options, MemoryOptions):
+        raise ConfigError(f"memory= takes a MemoryBridge or MemoryOptions, got {type(memory).__name__}")
+    return encode_video_with_memory(vlm, path, options, max_visual_tokens=max_visual_tokens, sample_fps=sample_fps,
+                                    max_frames=max_frames, frames_per_chunk=frames_per_chunk, progress=progress)
 
 
 def _encode_video_items(vlm: VLM, reader: VideoReader, items: list[PlannedVideo], chunk_frames: int,
