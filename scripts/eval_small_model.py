@@ -16,22 +16,13 @@ import math
 import os
 import sys
 
-from longvlm.datasets.mixture import GENERATORS, HELDOUT_STREAM, LengthBin, Mixture
-from longvlm.eval.synthetic import generation_accuracy
-from longvlm.training.collate import example_length
+from longvlm.datasets.mixture import GENERATORS
+from longvlm.eval.synthetic import generation_accuracy, heldout_examples
 from longvlm.vlm.loading import load_vlm
 from longvlm.vlm.rope import apply_position_extension
 
 RETRIEVAL_TASKS = ("video_needle/color", "video_needle/shape", "document_needle/page", "document_needle/color",
                    "document_needle/code", "image_grid_needle", "text_passkey")
-
-
-def heldout_examples(vlm, task: str, count: int, min_length: int, max_length: int, seed: int = 0):
-    """`count` held-out examples of one task (a stream the trainer never draws from)."""
-    mixture = Mixture({task: 1.0}, [LengthBin("eval", min_length, max_length)],
-                      lambda e: example_length(e, vlm.tokenizer, vlm.config, vlm.vision),
-                      seed=seed, stream=HELDOUT_STREAM)
-    return [mixture.draw(i) for i in range(count)]
 
 
 def main(argv: list[str] | None = None) -> int:
