@@ -25,25 +25,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def write_frames(path: str, frames: np.ndarray, fps: float = 1.0) -> str:
-    """Frames [T, H, W, 3] uint8 -> an H.264 file at `fps`."""
-    import av
-
-    with av.open(path, mode="w") as container:
-        stream = container.add_stream("libx264", rate=int(fps))
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "12"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 def main(argv: list[str] | None = None) -> dict:
     from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig
     from longvlm.datasets.needles import video_needle
+    from longvlm.datasets.synthetic import write_video
     from longvlm.vlm.inputs import encode_video
     from longvlm.vlm.loading import load_vlm
     from longvlm.vlm.memory_inputs import MemoryOptions
@@ -70,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.samples):
             example = video_needle(rng, args.frames, question=args.question)
-            path = write_frames(os.path.join(tmp, f"{k}.mp4"), example.parts[0].frames)
+            path = write_video(os.path.join(tmp, f"{k}.mp4"), example.parts[0].frames, fps=1.0, crf=12)
             question = example.parts[-1]
             runs = {"uniform": encode_video(vlm, path, max_visual_tokens=args.budget),
                     "memory_bridge": encode_video(vlm, path, max_visual_tokens=args.budget, memory=options)}
