@@ -22,8 +22,10 @@ after prefill, KV bytes are the cache right after prefill. Timings are medians o
 rounds, so all rows see the same machine load.
 
 Needle accuracy needs TRAINED weights (the project's small model from the training issue, `--model DIR`):
-`needle_accuracy` asks for the secret code planted on one page of synthetic PDFs and checks the answer. With
-random weights the column says n/a; no accuracy number is ever made up.
+`needle_accuracy` answers held-out synthetic needle questions of the tasks the model was trained on (video
+colour / shape, document page / colour / code, image grid, text passkey; `--needles` per task, lengths in the
+upper half of the model's training length) with each press, exact match after normalisation. With random
+weights the column says n/a; no accuracy number is ever made up.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -113,36 +114,43 @@ def long_prompt(vlm: VLM, context: int, seed: int = 0) -> dict:
 
 # -- needle accuracy (needs a trained model) --------------------------------------------------------------------
 
+NEEDLE_TASKS = ("video_needle/color", "video_needle/shape", "document_needle/page", "document_needle/color",
+                "document_needle/code", "image_grid_needle", "text_passkey")
+
+
 @dataclass
 class NeedleSample:
-    """An encoded input, a question about one planted fact, and the answer string expected in the reply."""
+    """An encoded input, a question about one planted fact, and its exact answer."""
 
     encoded: object  # longvlm.vlm.inputs.EncodedInput
     question: str
     answer: str
 
 
-def pdf_needle_samples(vlm: VLM, directory: str, count: int = 8, pages: int = 20,
-                       max_visual_tokens: int = 4096) -> list[NeedleSample]:
-    """Synthetic PDFs (page p says 'The secret code of page p is 1000+37p.'); one question per PDF about a page
-    spread over the document, so the needle sits at different depths."""
-    from longvlm.datasets.synthetic import write_synthetic_pdf
-    from longvlm.vlm.inputs import encode_pdf
+def synthetic_needle_samples(vlm: VLM, per_task: int = 8, tasks: tuple[str, ...] = NEEDLE_TASKS,
+                             seed: int = 0) -> list[NeedleSample]:
+    """Held-out examples of the synthetic needle tasks, lengths in the upper half of the training length."""
+    from longvlm.eval.synthetic import heldout_examples
+    from longvlm.vlm.inputs import encode_example
 
-    path = write_synthetic_pdf(os.path.join(directory, f"needle_{pages}.pdf"), pages)
-    encoded = encode_pdf(vlm, path, max_visual_tokens=max_visual_tokens)
-    targets = [1 + (i * (pages - 1)) // max(1, count - 1) for i in range(count)]
-    return [NeedleSample(encoded, f"What is the secret code of page {p}?", str(1000 + 37 * p)) for p in targets]
+    length = vlm.max_context
+    samples = []
+    for task in tasks:
+        for example in heldout_examples(vlm, task, per_task, length // 2, length - 16, seed):
+            encoded = encode_example(vlm, example)
+            samples.append(NeedleSample(encoded, encoded.stats["question"], example.answer))
+    return samples
 
 
 def needle_accuracy(vlm: VLM, samples: list[NeedleSample], press: KVPress | None,
                     max_new_tokens: int = 12) -> float:
-    """Fraction of samples whose answer contains the expected string, with `press` pruning the KV cache.
-    Meaningful only for a trained model; random weights answer at chance (about 0)."""
+    """Fraction of exact (normalised) answers with `press` pruning the KV cache. Meaningful only for a trained
+    model; random weights answer at chance."""
+    from longvlm.eval.synthetic import normalize_answer
     from longvlm.vlm.pipeline import answer
 
-    hits = sum(s.answer in answer(vlm, s.encoded, s.question, max_new_tokens=max_new_tokens, kv_press=press).text
-               for s in samples)
+    hits = sum(normalize_answer(answer(vlm, s.encoded, s.question, max_new_tokens=max_new_tokens,
+                                       kv_press=press).text) == normalize_answer(s.answer) for s in samples)
     return hits / len(samples) if samples else float("nan")
 
 
@@ -221,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
                         help="wall clock, or CPU time of the calling thread (use with --threads 1 on a shared "
                              "machine: it does not count time spent waiting for a core)")
-    parser.add_argument("--needles", type=int, default=8, help="needle questions per budget (trained model only)")
+    parser.add_argument("--needles", type=int, default=8, help="needle questions per task and budget (trained model only)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
@@ -239,14 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         rows += run(vlm, context, presses, tuple(args.budgets), args.new_tokens, args.repeats, args.window,
                     args.clock)
     if not vlm.is_random and args.needles > 0:
-        visual_budget = min(4096, vlm.max_context // 2)  # leave room for the text around the pages
-        with tempfile.TemporaryDirectory() as tmp:
-            samples = pdf_needle_samples(vlm, tmp, count=args.needles, pages=max(2, min(20, visual_budget // 64)),
-                                         max_visual_tokens=visual_budget)
-            for row in rows:
-                press = None if row["press"] == "full cache" else build_press(
-                    row["press"], row["budget"], **_options(row["press"], args.window))
-                row["accuracy"] = needle_accuracy(vlm, samples, press)
+        samples = synthetic_needle_samples(vlm, per_task=args.needles)
+        for row in rows:
+            press = None if row["press"] == "full cache" else build_press(
+                row["press"], row["budget"], **_options(row["press"], args.window))
+            row["accuracy"] = needle_accuracy(vlm, samples, press)
     threads = torch.get_num_threads()
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {threads} threads"
     print(f"model: {vlm.name} ({sum(p.numel() for p in vlm.model.parameters()) / 1e6:.0f}M params, "

@@ -20,7 +20,7 @@ def _default_model() -> str:
 
 def _resolve_route(args: argparse.Namespace) -> str:
     """'auto': the VLM route when a model was given (--model or LONGVLM_MODEL) or an option only the VLM route
-    has (--select, --downsample, --kv-press, --rope-method, --video-resolution), else the text route when its
+    has (--select, --downsample, --kv-press, --rope-method, --video-resolution, --memory-bridge), else the text route when its
     packages are installed, else the VLM route with the default model."""
     vlm_options = _vlm_only_options(args)
     if args.route == "text" and vlm_options:
@@ -42,7 +42,8 @@ def _resolve_route(args: argparse.Namespace) -> str:
 def _vlm_only_options(args: argparse.Namespace) -> list[str]:
     """The VLM-route options set on the command line (away from their defaults)."""
     given = {"--select": args.select, "--downsample": args.downsample != "1", "--kv-press": args.kv_press,
-             "--rope-method": args.rope_method, "--video-resolution": args.video_resolution != "uniform"}
+             "--rope-method": args.rope_method, "--video-resolution": args.video_resolution != "uniform",
+             "--memory-bridge": args.memory_bridge}
     return [name for name, value in given.items() if value]
 
 
@@ -88,10 +89,25 @@ def _ask(args: argparse.Namespace) -> int:
     result = ask(vlm, args.question, video=args.video, pdf=args.pdf, images=args.image or None,
                  max_visual_tokens=args.max_visual_tokens, max_new_tokens=args.max_new_tokens,
                  sample_fps=args.fps, max_frames=args.max_frames, max_pages=args.max_pages,
-                 video_resolution=args.video_resolution, compression=_compression(args))
+                 video_resolution=args.video_resolution, compression=_compression(args),
+                 memory_bridge=_memory(args, vlm))
     note = "  (random-weight test model: the answer is meaningless)" if vlm.is_random else ""
     _print_answer(result, args, note, vlm.is_random)
     return 0
+
+
+def _memory(args: argparse.Namespace, vlm):
+    """--memory-bridge DIR|random / --memory-select -> `MemoryOptions`, or None."""
+    if args.memory_bridge is None:
+        return None
+    from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig
+    from longvlm.vlm.memory_inputs import MemoryOptions
+
+    if args.memory_bridge == "random":
+        bridge = MemoryBridge(MemoryBridgeConfig(vlm.config.text_config.hidden_size))
+    else:
+        bridge = MemoryBridge.from_pretrained(args.memory_bridge)
+    return MemoryOptions(bridge.to(vlm.model.device), select=args.memory_select)
 
 
 def _compression(args: argparse.Namespace):
@@ -221,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--kv-press", choices=["lookm", "snapkv", "streaming", "h2o", "random"], default=None,
                      help="prune the KV cache at prefill with this method")
     ask.add_argument("--kv-budget", default="0.2", help="KV tokens kept: a ratio (0.2) or a count (2048)")
+    ask.add_argument("--memory-bridge", default=None,
+                     help="video: stream through a memory bridge (a directory saved by training, or 'random' for an "
+                          "untrained one); the model gets memory tokens + one segment")
+    ask.add_argument("--memory-select", choices=("auto", "relevance", "last"), default="auto",
+                     help="which segment goes with the memory: auto (a time named in the question, else the most "
+                          "relevant), relevance, or last")
     ask.add_argument("--json", action="store_true", help="print a JSON record")
     ask.set_defaults(func=_ask)
     evaluate = sub.add_parser("eval", help="benchmarks: needle-in-a-haystack suites, MMLongBench-Doc")

@@ -1,31 +1,28 @@
 """Held-out needle accuracy of a trained model on the synthetic tasks it was trained on (greedy generation,
 exact match), per task, at lengths between `--min-length` and `--max-length` tokens.
 
-    python scripts/eval_small_model.py --model models/longvlm-small [--per-task 50] [--out FILE.json]
+    python scripts/eval_small_model.py --model longvlm/assets/longvlm-small [--per-task 50] [--out FILE.json]
+
+Beyond the training length L, `--rope-methods extrapolation linear ntk yarn mrope++` evaluates the same
+samples once per position-extension method (`longvlm.vlm.rope`), at `--rope-scale` (default: the smallest
+integer scale with L * scale >= --max-length), and prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
-from longvlm.datasets.mixture import GENERATORS, HELDOUT_STREAM, LengthBin, Mixture
-from longvlm.eval.synthetic import generation_accuracy
-from longvlm.training.collate import example_length
+from longvlm.datasets.mixture import GENERATORS
+from longvlm.eval.synthetic import generation_accuracy, heldout_examples
 from longvlm.vlm.loading import load_vlm
+from longvlm.vlm.rope import apply_position_extension
 
 RETRIEVAL_TASKS = ("video_needle/color", "video_needle/shape", "document_needle/page", "document_needle/color",
                    "document_needle/code", "image_grid_needle", "text_passkey")
-
-
-def heldout_examples(vlm, task: str, count: int, min_length: int, max_length: int, seed: int = 0):
-    """`count` held-out examples of one task (a stream the trainer never draws from)."""
-    mixture = Mixture({task: 1.0}, [LengthBin("eval", min_length, max_length)],
-                      lambda e: example_length(e, vlm.tokenizer, vlm.config, vlm.vision),
-                      seed=seed, stream=HELDOUT_STREAM)
-    return [mixture.draw(i) for i in range(count)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-length", type=int, default=None, help="default: half the training length")
     parser.add_argument("--max-length", type=int, default=None, help="default: the training length")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rope-methods", nargs="*", default=None,
+                        help="evaluate once per position-extension method (extrapolation, linear, ntk, yarn, mrope++)")
+    parser.add_argument("--rope-scale", type=float, default=None)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     vlm = load_vlm(args.model, device="cpu")
@@ -47,24 +47,57 @@ def main(argv: list[str] | None = None) -> int:
     tasks = args.tasks or list(train_config.get("data", {}).get("sources", GENERATORS))
     max_length = args.max_length or vlm.max_context
     min_length = args.min_length or max_length // 2
-    results = {}
-    for task in tasks:
-        examples = heldout_examples(vlm, task, args.per_task, min_length, max_length, args.seed)
-        results[task] = generation_accuracy(vlm, examples)
-        print(f"{task:<24} {results[task]['accuracy']:.3f}  ({results[task]['seconds']:.1f}s)", flush=True)
+    examples = {task: heldout_examples(vlm, task, args.per_task, min_length, max_length, args.seed) for task in tasks}
+    train_length = vlm.max_context
+    methods = args.rope_methods or [None]
+    scale = args.rope_scale or float(max(1, math.ceil(max_length / train_length)))
+    summaries = []
+    for method in methods:
+        if method is not None:
+            apply_position_extension(vlm, method, scale, train_length=train_length)
+            print(f"# position extension: {method} x{scale:g} (L = {train_length})", flush=True)
+        results = {}
+        for task in tasks:
+            results[task] = generation_accuracy(vlm, examples[task])
+            print(f"{task:<24} {results[task]['accuracy']:.3f}  ({results[task]['seconds']:.1f}s)", flush=True)
+        if method is not None:
+            apply_position_extension(vlm, None, train_length=train_length)
+        summaries.append(summarize(args, results, tasks, min_length, max_length, method, scale))
+    if args.rope_methods:
+        print(method_table(summaries, tasks))
+    summary = summaries[0] if len(summaries) == 1 else {"methods": summaries}
+    print(json.dumps([{k: v for k, v in s.items() if k != "records"} for s in summaries], indent=2))
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(summary, fh, indent=1)
+    return 0
+
+
+def summarize(args, results: dict, tasks: list[str], min_length: int, max_length: int, method: str | None,
+              scale: float) -> dict:
+    """Accuracy summary of one evaluation pass (one position-extension method), with per-sample records."""
     retrieval = [t for t in tasks if t in RETRIEVAL_TASKS]
-    summary = {
+    return {
         "model": args.model, "lengths": [min_length, max_length], "per_task_samples": args.per_task,
+        "rope_method": method, "rope_scale": scale if method else 1.0,
         "per_task": {t: r["accuracy"] for t, r in results.items()},
         "needle_retrieval_accuracy": sum(results[t]["accuracy"] for t in retrieval) / max(1, len(retrieval)),
         "all_tasks_accuracy": sum(r["accuracy"] for r in results.values()) / max(1, len(results)),
         "seconds_per_sample": sum(r["seconds"] for r in results.values()) / max(1, args.per_task * len(results)),
+        "records": {t: r["records"] for t, r in results.items()},
     }
-    print(json.dumps(summary, indent=2))
-    if args.out:
-        with open(args.out, "w") as fh:
-            json.dump({**summary, "records": {t: r["records"] for t, r in results.items()}}, fh, indent=1)
-    return 0
+
+
+def method_table(summaries: list[dict], tasks: list[str]) -> str:
+    """Markdown table: one row per position-extension method, accuracy per task and overall."""
+    short = [t.replace("_needle", "").replace("/", " ") for t in tasks]
+    lines = ["| method | scale | lengths | " + " | ".join(short) + " | needle accuracy |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in tasks) + " | --- |"]
+    for s in summaries:
+        cells = " | ".join(f"{s['per_task'][t]:.2f}" for t in tasks)
+        lines.append(f"| {s['rope_method']} | {s['rope_scale']:g} | {s['lengths'][0]}-{s['lengths'][1]} | {cells} | "
+                     f"{s['needle_retrieval_accuracy']:.3f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,14 @@ import sys
 
 import pytest
 
+from longvlm.datasets import needles
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 import kv_compression  # noqa: E402
 
 from longvlm.compression import LookMPress  # noqa: E402
 from longvlm.vlm.loading import load_vlm  # noqa: E402
+from longvlm.vlm.pipeline import model_inputs  # noqa: E402
 
 
 def test_bench_rows(tmp_path, capsys):
@@ -29,9 +32,12 @@ def test_bench_rows(tmp_path, capsys):
     assert "n/a (random weights)" in capsys.readouterr().out
 
 
-def test_needle_accuracy_runs(tmp_path):
+def test_needle_accuracy_runs():
     vlm = load_vlm("tiny")
-    samples = kv_compression.pdf_needle_samples(vlm, str(tmp_path), count=2, pages=3, max_visual_tokens=300)
-    assert [s.answer for s in samples] == ["1037", "1111"]
+    samples = kv_compression.synthetic_needle_samples(vlm, per_task=1, tasks=("video_needle/color", "text_passkey"))
+    assert len(samples) == 2 and samples[0].answer in needles.COLORS and samples[1].answer.isdigit()
+    for sample in samples:  # lengths in the upper half of the training length (+ a few chat-template tokens)
+        context = model_inputs(vlm, sample.encoded, sample.question)["input_ids"].shape[1]
+        assert vlm.max_context // 2 <= context <= vlm.max_context
     accuracy = kv_compression.needle_accuracy(vlm, samples, LookMPress(0.5), max_new_tokens=2)
     assert 0.0 <= accuracy <= 1.0

@@ -148,3 +148,41 @@ def test_smoke_training_loss_decreases(tmp_path):
     assert (out / "loss_curve.png").stat().st_size > 1000 and (out / "model.safetensors").is_file()
     reloaded = load_vlm(out)  # the saved model loads through the normal path
     assert reloaded.vision.max_pixels == 12544 and result.steps == 20
+
+
+def test_text_loss_is_answer_loss_plus_weighted_prompt_text_loss():
+    from longvlm.training.trainer import training_loss
+
+    vlm = load_vlm("tiny")
+    samples = [tokenize_example(e, vlm.tokenizer, vlm.model, vlm.vision) for e in _examples()[:3]]
+    batch = pack_rows([samples], vlm.tokenizer.pad_token_id)
+    with torch.no_grad():
+        plain = training_loss(vlm.model, batch)
+        logits = vlm.model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits[0].float()
+        assert training_loss(vlm.model, batch, 0.0) == plain
+        combined = training_loss(vlm.model, batch, 0.5, vlm.tokenizer.pad_token_id)
+    # reference: per sample, next-token loss on prompt text tokens (not visual, not answer), sample by sample
+    text_terms, offset = [], 0
+    for sample in samples:
+        for i in range(1, len(sample)):
+            target = int(sample.input_ids[i])
+            if sample.mm_token_type_ids[i] == 0 and sample.labels[i] == -100:
+                text_terms.append(float(torch.nn.functional.cross_entropy(logits[offset + i - 1], torch.tensor(target))))
+        offset += len(sample)
+    assert float(combined) == pytest.approx(float(plain) + 0.5 * np.mean(text_terms), rel=1e-4)
+
+
+def test_stage_sources_and_bins_override_the_data_section():
+    from longvlm.training.trainer import BatchMaker
+
+    vlm = load_vlm("tiny")
+    config = load_config(SMOKE, {"stages": [
+        {"name": "first", "max_length": 256, "steps": 1, "sources": {"text_passkey": 1.0},
+         "bins": [{"name": "short", "min_tokens": 20, "max_tokens": 120}]},
+        {"name": "second", "max_length": 256, "steps": 1}]})
+    maker = BatchMaker(vlm, config)
+    first = maker.mixture(config.stages[0])
+    assert first.sources == {"text_passkey": 1.0} and [b.max_tokens for b in first.bins] == [120]
+    assert {first.draw(i).task for i in range(10)} == {"text_passkey"}
+    second = maker.mixture(config.stages[1])
+    assert second.sources == config.data.sources

@@ -15,16 +15,15 @@ by the training issue (save with `save_pretrained`, load with `from_pretrained`)
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from longvlm.compression.base import VisualCompressor, to_regions
+from longvlm.compression.serialization import load_module, save_module
 from longvlm.errors import ConfigError
 
 CONFIG_NAME = "oryx_compressor.json"
@@ -69,20 +68,9 @@ class OryxCompressor(VisualCompressor):
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write the config (JSON) and weights (safetensors) to a directory."""
-        os.makedirs(path, exist_ok=True)
-        with open(os.path.join(path, CONFIG_NAME), "w") as fh:
-            json.dump(asdict(self.config), fh, indent=2)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
-                  os.path.join(path, WEIGHTS_NAME))
+        save_module(self, self.config, path, CONFIG_NAME, WEIGHTS_NAME)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> OryxCompressor:
         """Load a compressor written by `save_pretrained` (no pickle: JSON + safetensors)."""
-        config_file = os.path.join(path, CONFIG_NAME)
-        if not os.path.isfile(config_file):
-            raise ConfigError(f"{path}: no {CONFIG_NAME}, not a saved Oryx compressor")
-        with open(config_file) as fh:
-            config = OryxConfig(**json.load(fh))
-        module = cls(config)
-        module.load_state_dict(load_file(os.path.join(path, WEIGHTS_NAME)))
-        return module
+        return load_module(cls, OryxConfig, path, CONFIG_NAME, WEIGHTS_NAME, "Oryx compressor")

@@ -8,7 +8,8 @@ which gives planted scene cuts. PDFs carry known text per page.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from fractions import Fraction
 
 import numpy as np
 
@@ -45,6 +46,32 @@ def read_barcode(frame: np.ndarray) -> int:
     return value
 
 
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], *, fps: float = 10.0,
+                codec: str = "libx264", crf: int = 18, gop_seconds: float = 10.0) -> str:
+    """Encode RGB uint8 frames [H, W, 3] (any iterable: frames are encoded one at a time) into a video file at
+    `fps`; H.264 by default (ultrafast preset, quality `crf`). Returns the path."""
+    import av
+
+    path = str(path)
+    stream = None
+    with av.open(path, mode="w") as container:
+        for frame in frames:
+            if stream is None:
+                stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+                stream.height, stream.width = frame.shape[:2]
+                stream.pix_fmt = "yuv420p"
+                stream.gop_size = max(1, int(gop_seconds * fps))
+                if codec == "libx264":
+                    stream.options = {"preset": "ultrafast", "crf": str(crf)}
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        if stream is None:
+            raise ValueError("a video needs at least one frame")
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def write_barcode_video(path: str | os.PathLike, duration_s: float, *, fps: float = 10.0, height: int = 64,
                         width: int = 64, scene_seconds: float | None = None, codec: str = "libx264",
                         gop_seconds: float = 10.0) -> str:
@@ -52,33 +79,20 @@ def write_barcode_video(path: str | os.PathLike, duration_s: float, *, fps: floa
 
     Frames are generated and encoded one at a time, so hour-long videos are cheap to make.
     """
-    import av
-
-    path = str(path)
     num_frames = int(round(duration_s * fps))
     if num_frames <= 0:
         raise ValueError("duration_s * fps must give at least one frame")
-    from fractions import Fraction
 
-    with av.open(path, mode="w") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.gop_size = max(1, int(gop_seconds * fps))
-        if codec == "libx264":
-            stream.options = {"preset": "ultrafast", "crf": "18"}
+    def frames() -> Iterator[np.ndarray]:
         cached_second, cached = -1, None
         for i in range(num_frames):
             second = int(i / fps)
             if second != cached_second:
                 scene = int(i / fps / scene_seconds) if scene_seconds else 0
-                cached = av.VideoFrame.from_ndarray(barcode_frame(second, height, width, scene), format="rgb24")
-                cached_second = second
-            cached.pts = None
-            for packet in stream.encode(cached):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+                cached, cached_second = barcode_frame(second, height, width, scene), second
+            yield cached
+
+    return write_video(path, frames(), fps=fps, codec=codec, gop_seconds=gop_seconds)
 
 
 def page_fact(page_number: int) -> str:

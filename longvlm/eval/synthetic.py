@@ -7,9 +7,21 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from longvlm.datasets.examples import Example
+from longvlm.datasets.mixture import HELDOUT_STREAM, LengthBin, Mixture
+from longvlm.training.collate import example_length
 from longvlm.vlm.inputs import encode_example
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.pipeline import answer
+
+
+def heldout_examples(vlm: VLM, task: str, count: int, min_length: int, max_length: int,
+                     seed: int = 0) -> list[Example]:
+    """`count` examples of one synthetic task (`longvlm.datasets.mixture.GENERATORS`) with token lengths in
+    [min_length, max_length], from the held-out stream the trainer never draws from."""
+    mixture = Mixture({task: 1.0}, [LengthBin("eval", min_length, max_length)],
+                      lambda e: example_length(e, vlm.tokenizer, vlm.config, vlm.vision),
+                      seed=seed, stream=HELDOUT_STREAM)
+    return [mixture.draw(i) for i in range(count)]
 
 
 def normalize_answer(text: str) -> str:

@@ -35,6 +35,24 @@ class TrainableConfig:
 
 
 @dataclass
+class MemoryBridgeSection:
+    """Train a memory bridge (`longvlm.compression.memory`) on video examples: its sizes, how examples are cut
+    into segments (SceneTilling with `alpha`, forced cut after `max_segment_patches` temporal patches), and
+    optionally a saved bridge to start from (`init`). The LLM sees the final memory plus the *last* segment, so
+    what the answer needs from earlier segments has to pass through the memory. Which VLM parts train is
+    still `trainable` (freeze everything for bridge-only training, or add `lora`)."""
+
+    num_memory_tokens: int = 32
+    num_layers: int = 1
+    num_heads: int = 4
+    ffn_mult: int = 2
+    cache_size: int = 16
+    max_segment_patches: int = 4
+    alpha: float = 1.0
+    init: str | None = None
+
+
+@dataclass
 class DataConfig:
     """Mixture of synthetic sources (name -> weight) over length bins ({name, min_tokens, max_tokens})."""
 
@@ -53,6 +71,8 @@ class StageConfig:
     max_length: int = 1024
     steps: int = 100
     rows_per_step: int | None = None  # overrides optim.rows_per_step for this stage
+    sources: dict[str, float] | None = None  # overrides data.sources for this stage (per-task curriculum)
+    bins: list[dict[str, Any]] | None = None  # overrides data.bins (and drops data.bin_weights) for this stage
 
 
 @dataclass
@@ -64,6 +84,9 @@ class OptimConfig:
     rows_per_step: int = 4  # packed rows of `max_length` tokens per optimizer step (per process)
     grad_accum: int = 1
     max_grad_norm: float = 1.0
+    # > 0 adds next-token loss on the prompt's text tokens (weighted, averaged separately) to the answer loss:
+    # an auxiliary language-modelling signal that speeds up from-scratch training (copying, counting labels).
+    text_loss_weight: float = 0.0
 
 
 @dataclass
@@ -81,6 +104,7 @@ class TrainConfig:
     save_every: int = 0  # 0: only at the end
     eval_samples: int = 0  # held-out samples scored (teacher-forced) at each save and at the end
     torch_threads: int | None = None
+    memory_bridge: MemoryBridgeSection | None = None  # set: train a memory bridge (see MemoryBridgeSection)
 
     @property
     def total_steps(self) -> int:
@@ -103,9 +127,12 @@ def _build(cls, data: Any, where: str):
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
     kwargs = {}
-    nested = {"model": ModelConfig, "trainable": TrainableConfig, "data": DataConfig, "optim": OptimConfig}
+    nested = {"model": ModelConfig, "trainable": TrainableConfig, "data": DataConfig, "optim": OptimConfig,
+              "memory_bridge": MemoryBridgeSection}
     for key, value in data.items():
-        if cls is TrainConfig and key in nested:
+        if cls is TrainConfig and key == "memory_bridge" and value is None:
+            kwargs[key] = None
+        elif cls is TrainConfig and key in nested:
             kwargs[key] = _build(nested[key], value, f"{where}.{key}")
         elif cls is TrainConfig and key == "stages":
             if not isinstance(value, list) or not value:
@@ -124,6 +151,19 @@ def config_from_dict(data: dict) -> TrainConfig:
     for stage in config.stages:
         if stage.steps <= 0 or stage.max_length <= 0:
             raise ConfigError(f"stage {stage.name!r}: steps and max_length must be positive")
+    bridge = config.memory_bridge
+    if bridge is not None:
+        sizes = {k: getattr(bridge, k) for k in ("num_memory_tokens", "num_layers", "num_heads", "ffn_mult",
+                                                 "cache_size", "max_segment_patches")}
+        bad_sizes = sorted(k for k, v in sizes.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1)
+        if bad_sizes:
+            raise ConfigError(f"config.memory_bridge: {bad_sizes} must be positive integers")
+        if not any(s.startswith("video_needle/") or s.startswith("jsonl:") for s in config.data.sources):
+            raise ConfigError("config.memory_bridge trains on video examples; data.sources needs a video_needle/* "
+                              "source")
+        if config.eval_samples:
+            raise ConfigError("config.eval_samples is not supported with memory_bridge yet (held-out scoring "
+                              "runs the plain model); set it to 0 and use scripts/compare_memory_bridge.py")
     bad = sorted(set(config.trainable.freeze) - {"vision", "merger", "llm", "embeddings"})
     if bad:
         raise ConfigError(f"trainable.freeze: unknown part(s) {bad}; use vision, merger, llm, embeddings")

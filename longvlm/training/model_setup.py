@@ -82,8 +82,9 @@ def part_parameters(model, part: str) -> list[tuple[str, torch.nn.Parameter]]:
     raise ConfigError(f"unknown model part {part!r}")
 
 
-def apply_trainable(vlm: VLM, config: TrainConfig):
-    """Freeze the configured parts and add LoRA adapters if asked; returns the model to train."""
+def apply_trainable(vlm: VLM, config: TrainConfig, *, allow_all_frozen: bool = False):
+    """Freeze the configured parts and add LoRA adapters if asked; returns the model to train.
+    `allow_all_frozen`: another module (a memory bridge) trains, so a fully frozen VLM is fine."""
     model = vlm.model
     for part in config.trainable.freeze:
         for _, param in part_parameters(model, part):
@@ -101,7 +102,7 @@ def apply_trainable(vlm: VLM, config: TrainConfig):
             model = get_peft_model(model, LoraConfig(**lora))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"trainable.lora: {exc}") from None
-    if not any(p.requires_grad for p in model.parameters()):
+    if not allow_all_frozen and not any(p.requires_grad for p in model.parameters()):
         raise ConfigError("nothing to train: every parameter is frozen")
     return model
 

@@ -3,6 +3,7 @@ stages, resumable checkpoints, JSONL metrics with a progress bar, and a loss-cur
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -18,6 +19,7 @@ from longvlm.training.config import StageConfig, TrainConfig, config_to_dict
 from longvlm.training.evaluate import teacher_forced_accuracy
 from longvlm.training.model_setup import apply_trainable, build_training_model, trainable_summary
 from longvlm.vlm.loading import VLM
+from longvlm.vlm.prompt import IGNORE_INDEX
 
 SAMPLES_PER_MICRO_STEP = 100_000  # index space reserved per micro step in the mixture stream
 
@@ -39,32 +41,37 @@ class BatchMaker:
         self._mixtures: dict[int, Mixture] = {}
         self.stream = stream
 
-    def mixture(self, max_length: int) -> Mixture:
-        """The configured mixture with bins clipped to `max_length`."""
-        if max_length not in self._mixtures:
+    def mixture(self, stage: StageConfig) -> Mixture:
+        """The stage's mixture: its sources and bins (the stage's own, else the data section's), bins clipped
+        to the stage's `max_length`."""
+        key = (stage.name, stage.max_length)
+        if key not in self._mixtures:
             data = self.config.data
+            specs = stage.bins if stage.bins is not None else data.bins
+            raw_weights = (data.bin_weights if stage.bins is None and data.bin_weights else [1.0] * len(specs))
             bins, weights = [], []
-            raw_weights = data.bin_weights or [1.0] * len(data.bins)
-            for spec, w in zip(data.bins, raw_weights):
-                if spec["min_tokens"] <= max_length:
-                    bins.append(LengthBin(spec["name"], spec["min_tokens"], min(spec["max_tokens"], max_length)))
+            for spec, w in zip(specs, raw_weights):
+                if spec["min_tokens"] <= stage.max_length:
+                    bins.append(LengthBin(spec["name"], spec["min_tokens"],
+                                          min(spec["max_tokens"], stage.max_length)))
                     weights.append(w)
             if not bins:
-                raise ConfigError(f"no length bin fits a stage of max_length {max_length}")
+                raise ConfigError(f"stage {stage.name!r}: no length bin fits max_length {stage.max_length}")
             long_share = data.long_share
             threshold = data.long_threshold
             if long_share is not None and (all(b.min_tokens >= (threshold or bins[-1].min_tokens) for b in bins)
                                            or len(bins) == 1):
                 long_share = None  # a stage with only short (or only long) bins
             vlm = self.vlm
-            self._mixtures[max_length] = Mixture(
-                data.sources, bins, lambda e: example_length(e, vlm.tokenizer, vlm.config, vlm.vision),
+            self._mixtures[key] = Mixture(
+                stage.sources or data.sources, bins,
+                lambda e: example_length(e, vlm.tokenizer, vlm.config, vlm.vision),
                 bin_weights=None if long_share is not None else weights, long_share=long_share,
                 long_threshold=threshold, seed=self.config.seed, stream=self.stream)
-        return self._mixtures[max_length]
+        return self._mixtures[key]
 
     def batch(self, micro_step: int, stage: StageConfig) -> tuple[dict[str, torch.Tensor], dict]:
-        mixture = self.mixture(stage.max_length)
+        mixture = self.mixture(stage)
         rows = stage.rows_per_step or self.config.optim.rows_per_step
         samples, free = [], [stage.max_length] * rows
         base = micro_step * SAMPLES_PER_MICRO_STEP
@@ -84,10 +91,34 @@ class BatchMaker:
 
 
 def heldout_samples(vlm: VLM, config: TrainConfig, count: int, max_length: int | None = None):
-    """`count` tokenized held-out examples (separate stream, same mixture) at the last stage's length."""
+    """`count` tokenized held-out examples (separate stream, the last stage's mixture) at the last stage's
+    length, or at `max_length`."""
     maker = BatchMaker(vlm, config, stream=HELDOUT_STREAM)
-    mixture = maker.mixture(max_length or config.stages[-1].max_length)
+    last = config.stages[-1]
+    mixture = maker.mixture(dataclasses.replace(last, max_length=max_length or last.max_length))
     return [tokenize_example(mixture.draw(i), vlm.tokenizer, vlm.model, vlm.vision) for i in range(count)]
+
+
+def training_loss(model, batch: dict[str, torch.Tensor], text_loss_weight: float = 0.0,
+                  pad_token_id: int | None = None) -> torch.Tensor:
+    """Mean cross-entropy on the answer tokens (`labels`), plus `text_loss_weight` times the mean next-token
+    cross-entropy on the prompt's text tokens (not visual placeholders, not padding, not across packed samples)."""
+    if not text_loss_weight:
+        return model(**batch, use_cache=False).loss
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits
+    answer_loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
+                                                    batch["labels"][:, 1:].flatten(), ignore_index=IGNORE_INDEX)
+    ids, types = batch["input_ids"], batch["mm_token_type_ids"]
+    targets = ids[:, 1:].clone()
+    keep = (types[:, 1:] == 0) & (batch["labels"][:, 1:] == IGNORE_INDEX) & (batch["position_ids"][0, :, 1:] > 0)
+    if pad_token_id is not None:
+        keep &= targets != pad_token_id
+    targets[~keep] = IGNORE_INDEX
+    if not keep.any():
+        return answer_loss
+    text_loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
+                                                  ignore_index=IGNORE_INDEX)
+    return answer_loss + text_loss_weight * text_loss
 
 
 def _lr_lambda(config: TrainConfig):
@@ -130,14 +161,27 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
 
         tokenizer = AutoTokenizer.from_pretrained(os.path.join(checkpoint, "tokenizer"))
     vlm = build_training_model(config, tokenizer)
-    model = apply_trainable(vlm, config)
+    bridge = None
+    if config.memory_bridge is not None:
+        from longvlm.training.memory_training import build_bridge
+
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            bridge = build_bridge(vlm, config.memory_bridge).to(vlm.model.device)
+    model = apply_trainable(vlm, config, allow_all_frozen=bridge is not None)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
+    if bridge is not None:
+        bridge.train()
+        params += list(bridge.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if bridge is not None:
+        model, bridge, optimizer, scheduler = accelerator.prepare(model, bridge, optimizer, scheduler)
+    else:
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     start_step = 0
     if checkpoint:
         accelerator.load_state(checkpoint)
@@ -145,6 +189,8 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
             start_step = json.load(fh)["step"]
     maker = BatchMaker(vlm, config)
     summary = trainable_summary(model)
+    if bridge is not None:
+        summary["bridge_trainable"] = sum(p.numel() for p in bridge.parameters() if p.requires_grad)
     log_path = os.path.join(config.output_dir, "training_log.jsonl")
     if accelerator.is_main_process:
         with open(os.path.join(config.output_dir, "train_config.json"), "w") as fh:
@@ -164,10 +210,15 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
         for micro in range(config.optim.grad_accum):
             micro_step = (step * config.optim.grad_accum + micro) * accelerator.num_processes \
                 + accelerator.process_index
-            batch, info = maker.batch(micro_step, stage)
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            if bridge is None:
+                batch, info = maker.batch(micro_step, stage)
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.accumulate(model):
-                loss = model(**batch, use_cache=False).loss
+                if bridge is None:
+                    loss = training_loss(model, batch, config.optim.text_loss_weight, vlm.tokenizer.pad_token_id)
+                else:
+                    loss, info = _memory_loss(vlm, model, accelerator.unwrap_model(bridge), maker, micro_step,
+                                              stage, config)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.optim.max_grad_norm:
                     accelerator.clip_grad_norm_(params, config.optim.max_grad_norm)
@@ -203,7 +254,22 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and end_step == config.total_steps:
         _save_final(accelerator.unwrap_model(model), vlm, config)
+        if bridge is not None:
+            accelerator.unwrap_model(bridge).save_pretrained(os.path.join(config.output_dir, "memory_bridge"))
     return TrainResult(config.output_dir, end_step, last_loss, eval_result)
+
+
+def _memory_loss(vlm: VLM, model, bridge, maker: BatchMaker, micro_step: int, stage: StageConfig,
+                 config: TrainConfig) -> tuple[torch.Tensor, dict]:
+    """Mean memory-bridge loss over `rows_per_step` mixture examples of this micro step (one video each)."""
+    from longvlm.training.memory_training import memory_example_loss
+
+    mixture = maker.mixture(stage)
+    rows = stage.rows_per_step or config.optim.rows_per_step
+    base = micro_step * SAMPLES_PER_MICRO_STEP
+    losses = [memory_example_loss(vlm, model, bridge, mixture.draw(base + j), config.memory_bridge)
+              for j in range(rows)]
+    return torch.stack(losses).mean(), {"samples": rows, "tokens": 0, "answer_tokens": 0}
 
 
 def _save_checkpoint(accelerator, vlm: VLM, config: TrainConfig, step: int) -> None:

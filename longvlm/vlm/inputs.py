@@ -11,6 +11,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from longvlm.encoders.hybrid import HybridConfig
 from longvlm.encoders.patches import image_patches, video_patches
 from longvlm.encoders.planner import (Plan, PlannedImage, PlannedVideo, plan_images, plan_native_frames,
                                       plan_ranked_images, plan_video)
-from longvlm.errors import InputError, LongVLMError
+from longvlm.errors import ConfigError, InputError, LongVLMError
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.positions import VisualBlock, video_time_interval
 from longvlm.vlm.prompt import VisualSlot
@@ -66,6 +67,9 @@ class EncodedInput:
     # grids): one VisualBlock per visual slot of `user_parts`. None: transformers' get_rope_index is used.
     position_blocks: list[VisualBlock] | None = None
     stats: dict = field(default_factory=dict)
+    # Set for a video streamed through a memory bridge (`longvlm.vlm.memory_inputs.MemoryContext`): `answer()`
+    # then picks the segment for each question.
+    memory: Any = None
 
     @property
     def visual_tokens(self) -> int:
@@ -218,7 +222,7 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
                  max_frames: int | None = None, frames_per_chunk: int = 16, resolution: str = "uniform",
                  hybrid: HybridConfig | None = None, frame_order: Sequence[int] | None = None,
                  native_frames: int = 0, progress: ProgressFn | None = None,
-                 compression: Compression | None = None) -> EncodedInput:
+                 compression: Compression | None = None, memory: Any = None) -> EncodedInput:
     """Plan and encode a video into `max_visual_tokens`, decoding `frames_per_chunk` frames at a time.
 
     `resolution`: "uniform" (one size for all frames), "hybrid" (GIRAFFE's hybrid resolution, see
@@ -233,7 +237,15 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
     With `compression`, each chunk's frames (and the close-ups) are compressed k x k right after the vision
     tower (k from the video's duration when `downsample="auto"`) and the budget counts compressed tokens;
     uniform resolution only (the planner refuses hybrid with k > 1).
+
+    With `memory` (a `MemoryBridge`, or `longvlm.vlm.memory_inputs.MemoryOptions`), the whole video is
+    streamed through the bridge segment by segment (SceneTilling) and the result holds the memory tokens plus
+    one segment's tokens within `max_visual_tokens`; `answer()` picks the segment per question. Uniform
+    resolution, no visual compression, no question-aware frame order.
     """
+    if memory is not None:
+        return _encode_with_memory(vlm, path, memory, max_visual_tokens, sample_fps, max_frames, frames_per_chunk,
+                                   resolution, progress, compression)
     started = time.perf_counter()
     reader = VideoReader(path)
     meta = reader.metadata
@@ -294,6 +306,22 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
     return _finish(EncodedInput(path, "video", plan, parts, evidence, video_embeds=embeds,
                                 video_grid_thw=grid_thw, image_embeds=image_embeds, image_grid_thw=image_grid,
                                 second_per_grid_ts=second_per_grid_ts, position_blocks=blocks, stats=stats))
+
+
+def _encode_with_memory(vlm: VLM, path: str, memory: Any, max_visual_tokens: int, sample_fps: float,
+                        max_frames: int | None, frames_per_chunk: int, resolution: str, progress: ProgressFn | None,
+                        compression: Compression | None) -> EncodedInput:
+    from longvlm.compression.memory import MemoryBridge
+    from longvlm.vlm.memory_inputs import MemoryOptions, encode_video_with_memory
+
+    if resolution != "uniform" or compression is not None:
+        raise ConfigError("a memory bridge streams uniform-resolution frames without visual compression; drop "
+                          "the resolution / compression options")
+    options = MemoryOptions(memory) if isinstance(memory, MemoryBridge) else memory
+    if not isinstance(options, MemoryOptions):
+        raise ConfigError(f"memory= takes a MemoryBridge or MemoryOptions, got {type(memory).__name__}")
+    return encode_video_with_memory(vlm, path, options, max_visual_tokens=max_visual_tokens, sample_fps=sample_fps,
+                                    max_frames=max_frames, frames_per_chunk=frames_per_chunk, progress=progress)
 
 
 def _encode_video_items(vlm: VLM, reader: VideoReader, items: list[PlannedVideo], chunk_frames: int,

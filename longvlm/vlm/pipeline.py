@@ -86,6 +86,10 @@ def answer(vlm: VLM, encoded: EncodedInput, question: str, *, follow_ups: Sequen
     """
     if kv_press is not None and prefill_chunk_size is not None:
         raise ConfigError("kv_press needs the whole prompt in one prefill pass; drop prefill_chunk_size")
+    if encoded.memory is not None:  # streamed through a memory bridge: memory + the segment for this question
+        from longvlm.vlm.memory_inputs import for_question
+
+        encoded = for_question(vlm, encoded, follow_ups[-1][1] if follow_ups else question)
     kwargs = model_inputs(vlm, encoded, question, follow_ups=follow_ups)
     context = int(kwargs["input_ids"].shape[1])
     limit = max_context or vlm.max_context
@@ -121,7 +125,8 @@ def ask(vlm: VLM, question: str, *, video: str | None = None, pdf: str | None = 
         images: Sequence[str] | None = None, max_visual_tokens: int = 4096, max_new_tokens: int = 64,
         sample_fps: float = 1.0, max_frames: int | None = None, dpi: float = 144.0, max_pages: int | None = None,
         video_resolution: str = "uniform", hybrid: HybridConfig | None = None,
-        progress: ProgressFn | None = None, compression: Compression | None = None) -> Answer:
+        progress: ProgressFn | None = None, compression: Compression | None = None,
+        memory_bridge=None) -> Answer:
     """Answer a question about exactly one of: a video, a PDF, or a list of images.
 
     `video_resolution` ("uniform", "hybrid", "auto") and `hybrid` are passed to `encode_video`.
@@ -129,11 +134,15 @@ def ask(vlm: VLM, question: str, *, video: str | None = None, pdf: str | None = 
     layer, OCR) or frames (on-screen text, named times) against the question so the best
     `compression.native_items` get native resolution; its visual compressor shrinks the encoded tokens; its
     KV press prunes the KV cache at prefill. They compose in that order.
+    `memory_bridge` (a `MemoryBridge` or `MemoryOptions`, video only) streams the video through the bridge and
+    answers from the memory plus the segment chosen for the question (`longvlm.vlm.memory_inputs`).
     """
     if sum(x is not None for x in (video, pdf, images)) != 1:
         raise LongVLMError("give exactly one of video=, pdf= or images=")
     if not question or not question.strip():
         raise LongVLMError("the question is empty")
+    if memory_bridge is not None and video is None:
+        raise ConfigError("a memory bridge works on video only")
     selector = compression.selector if compression is not None else None
     native = compression.native_items if compression is not None else 0
     selection: dict = {}
@@ -144,7 +153,7 @@ def ask(vlm: VLM, question: str, *, video: str | None = None, pdf: str | None = 
         encoded = encode_video(vlm, video, max_visual_tokens=max_visual_tokens, sample_fps=sample_fps,
                                max_frames=max_frames, resolution=video_resolution, hybrid=hybrid,
                                frame_order=order, native_frames=native if order is not None else 0,
-                               progress=progress, compression=compression)
+                               progress=progress, compression=compression, memory=memory_bridge)
     elif pdf is not None:
         order = None
         if selector is not None:

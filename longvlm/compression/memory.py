@@ -1,0 +1,140 @@
+"""VideoLLaMB-style recurrent memory bridge (arXiv 2409.01071), trainable.
+
+For segment k with merged visual tokens V_k [N_k, C] (C = LLM hidden size) and memory m_{k-1} [M, C]:
+
+    [m', _] = BridgeLayers([m_{k-1}; V_k])            self-attention + FFN (torch TransformerEncoderLayer, pre-norm)
+    m_k     = m' + g * CrossAttn(q = m', kv = cache)    retrieval over earlier memories m_0..m_{k-1}
+    cache  <- cache + [m_k]                             bounded: see `longvlm.compression.memory_state`
+
+m_0 is a learned parameter (`memory_init`). The retrieval uses the cache *before* m_k joins it (only earlier
+memories), with pre-norms and a learned scalar gate g. Each step costs O((M + N_k)^2 + M * cache_size * M), so
+streaming a video is linear in its length and the state is constant once the cache is full.
+
+The LLM is given m_k (as a small image block of M tokens) and the tokens of one segment: the current one, or one
+chosen for the question (`longvlm.vlm.memory_inputs`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from longvlm.compression.memory_state import CacheSpan, MemoryState, _merge_most_similar
+from longvlm.compression.serialization import load_module, save_module
+from longvlm.errors import ConfigError
+
+CONFIG_NAME = "memory_bridge.json"
+WEIGHTS_NAME = "memory_bridge.safetensors"
+
+
+@dataclass
+class MemoryBridgeConfig:
+    """`hidden_size`: the LLM hidden size; `num_memory_tokens` M; bridge `num_layers` of `num_heads` heads
+    and FFN size `ffn_mult` * hidden; `cache_size`: most memories kept for retrieval."""
+
+    hidden_size: int
+    num_memory_tokens: int = 32
+    num_layers: int = 1
+    num_heads: int = 4
+    ffn_mult: int = 2
+    cache_size: int = 16
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if min(self.hidden_size, self.num_memory_tokens, self.num_layers, self.num_heads, self.ffn_mult,
+               self.cache_size) < 1:
+            raise ConfigError(f"memory bridge sizes must be positive, got {self}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"memory bridge: hidden_size {self.hidden_size} is not divisible by "
+                              f"num_heads {self.num_heads}")
+
+
+class MemoryBridge(nn.Module):
+    """Bridge layers + retrieval attention over a memory cache; see the module docstring for the formulas."""
+
+    def __init__(self, config: MemoryBridgeConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.hidden_size
+        self.memory_init = nn.Parameter(torch.randn(config.num_memory_tokens, c) * 0.02)
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(c, config.num_heads, config.ffn_mult * c, config.dropout, activation="gelu",
+                                       batch_first=True, norm_first=True) for _ in range(config.num_layers))
+        self.query_norm = nn.LayerNorm(c)
+        self.cache_norm = nn.LayerNorm(c)
+        self.retrieval = nn.MultiheadAttention(c, config.num_heads, dropout=config.dropout, batch_first=True)
+        self.retrieval_gate = nn.Parameter(torch.tensor(1.0))
+
+    @property
+    def num_memory_tokens(self) -> int:
+        return self.config.num_memory_tokens
+
+    def step(self, memory: torch.Tensor, tokens: torch.Tensor, cache: torch.Tensor | None = None) -> torch.Tensor:
+        """One segment: memory [M, C] and segment tokens [N, C] (and earlier memories [K, M, C]) -> memory [M, C]."""
+        m = self.num_memory_tokens
+        if tokens.ndim != 2 or tokens.shape[-1] != self.config.hidden_size:
+            raise ConfigError(f"memory bridge built for hidden size {self.config.hidden_size}, got segment "
+                              f"tokens of shape {tuple(tokens.shape)}")
+        dtype = self.memory_init.dtype
+        x = torch.cat([memory.to(dtype), tokens.to(dtype)])[None]
+        for layer in self.layers:
+            x = layer(x)
+        out = x[0, :m]
+        if cache is not None and cache.shape[0] > 0:
+            keys = self.cache_norm(cache.to(dtype).reshape(1, -1, cache.shape[-1]))
+            retrieved, _ = self.retrieval(self.query_norm(out)[None], keys, keys, need_weights=False)
+            out = out + self.retrieval_gate * retrieved[0]
+        return out
+
+    def initial_state(self, meta: dict | None = None) -> MemoryState:
+        """The state before the first segment: the learned initial memory and an empty cache."""
+        init = self.memory_init.detach()
+        return MemoryState(init.clone(), init.new_zeros(0, *init.shape), [], dict(meta or {}))
+
+    @torch.no_grad()
+    def advance(self, state: MemoryState, tokens: torch.Tensor, span: CacheSpan) -> MemoryState:
+        """Streaming update (no gradients): run one segment and push its memory into the state's cache."""
+        memory = self.step(state.memory, tokens, state.cache)
+        state.push(memory, span, self.config.cache_size)
+        return state
+
+    def unroll(self, segments: list[torch.Tensor]) -> torch.Tensor:
+        """Differentiable pass over a list of segments' tokens (training); returns the final memory [M, C].
+        The cache is bounded and merged exactly as in streaming."""
+        memory = self.memory_init
+        entries: list[torch.Tensor] = []
+        spans: list[CacheSpan] = []
+        for k, tokens in enumerate(segments):
+            memory = self.step(memory, tokens, torch.stack(entries) if entries else None)
+            entries.append(memory)
+            spans.append(CacheSpan(float(k), float(k + 1), k, k))
+            while len(entries) > self.config.cache_size:
+                _merge_most_similar(entries, spans)
+        return memory
+
+    def relevance(self, state: MemoryState, query: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity of a query vector [C] (e.g. the mean embedding of a question) with each cache
+        entry's mean memory -> [K]."""
+        if state.cache.shape[0] == 0:
+            return torch.zeros(0)
+        means = state.cache.float().mean(dim=1)
+        return torch.nn.functional.cosine_similarity(means, query.float().reshape(1, -1).to(means.device), dim=-1)
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Write the config (JSON) and weights (safetensors) to a directory."""
+        save_module(self, self.config, path, CONFIG_NAME, WEIGHTS_NAME)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike) -> MemoryBridge:
+        """Load a bridge written by `save_pretrained` (no pickle: JSON + safetensors)."""
+        return load_module(cls, MemoryBridgeConfig, path, CONFIG_NAME, WEIGHTS_NAME, "memory bridge")
+
+
+def memory_grid(num_tokens: int, merge_size: int = 2) -> tuple[int, int, int]:
+    """grid_thw (in patches) of the image block that places M memory tokens: rows x cols merged tokens with
+    rows the largest divisor of M not above sqrt(M)."""
+    rows = max(r for r in range(1, int(num_tokens ** 0.5) + 1) if num_tokens % r == 0)
+    return 1, rows * merge_size, (num_tokens // rows) * merge_size

@@ -1,0 +1,77 @@
+"""Training a memory bridge: the loss of one video example seen through the bridge.
+
+The (frozen) vision tower encodes the example's frames; SceneTilling on the pooled temporal-patch features
+(forced cut after `max_segment_patches`) gives the segments; the bridge unrolls over them with gradients
+(`MemoryBridge.unroll`); the LLM gets the final memory and the last segment (`memory_prompt_parts`, the layout
+of inference) and the loss is on the answer tokens. Gradients reach the bridge (and LoRA adapters if any).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig, memory_grid
+from longvlm.datasets.examples import Example, VideoItem
+from longvlm.encoders.scene_tiling import scene_tiling
+from longvlm.errors import ConfigError
+from longvlm.training.config import MemoryBridgeSection
+from longvlm.vlm.loading import VLM
+from longvlm.vlm.memory_inputs import encode_patches, memory_prompt_parts
+from longvlm.vlm.prompt import build_training_inputs
+
+
+def build_bridge(vlm: VLM, section: MemoryBridgeSection) -> MemoryBridge:
+    """A new bridge of the model's hidden size (seeded by the caller), or the one saved at `section.init`."""
+    if section.init:
+        bridge = MemoryBridge.from_pretrained(section.init)
+        if bridge.config.hidden_size != vlm.config.text_config.hidden_size:
+            raise ConfigError(f"memory_bridge.init: bridge of hidden size {bridge.config.hidden_size} for a model "
+                              f"of hidden size {vlm.config.text_config.hidden_size}")
+        return bridge
+    return MemoryBridge(MemoryBridgeConfig(vlm.config.text_config.hidden_size, section.num_memory_tokens,
+                                           section.num_layers, section.num_heads, section.ffn_mult,
+                                           section.cache_size))
+
+
+def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
+                        section: MemoryBridgeSection) -> torch.Tensor:
+    """Answer-token loss of `example` (one video, then the question) seen as memory + last segment."""
+    video = next((p for p in example.parts if isinstance(p, VideoItem)), None)
+    question = example.parts[-1]
+    if video is None or not isinstance(question, str):
+        raise ConfigError(f"memory bridge training needs video examples ending with a question ({example.task})")
+    spec = vlm.vision
+    frames, stamps = video.frames, list(video.timestamps)
+    pad = -len(frames) % spec.temporal_patch_size
+    if pad:
+        frames = np.concatenate([frames, frames[-1:].repeat(pad, axis=0)])
+        stamps += [stamps[-1]] * pad
+    size = spec.resized(*frames.shape[1:3])
+    tokens = encode_patches(vlm, frames, size)  # [P, tokens per patch, C], no gradients (frozen tower)
+    patch_stamps = stamps[::spec.temporal_patch_size]
+    segments = scene_tiling(tokens.float().mean(dim=1).cpu().numpy(), patch_stamps, alpha=section.alpha,
+                            max_segment=section.max_segment_patches)
+    pieces = [tokens[s.start:s.end + 1].reshape(-1, tokens.shape[-1]) for s in segments]
+    memory = bridge.unroll(pieces)
+    last = segments[-1]
+    shown = pieces[-1]
+    parts = [p for p in example.parts[:-1] if not isinstance(p, VideoItem)]
+    parts += memory_prompt_parts(bridge.num_memory_tokens, int(shown.shape[0]), len(segments), last.end_s,
+                                 last.start_s, last.end_s) + [question]
+    inputs = build_training_inputs(vlm.tokenizer, vlm.config, parts, example.answer)
+    device = next(model.parameters()).device
+    merge = spec.merge_size
+    kwargs = {k: v.to(device) for k, v in inputs.items()}
+    kwargs["image_grid_thw"] = torch.tensor([memory_grid(bridge.num_memory_tokens, merge)], device=device)
+    kwargs["video_grid_thw"] = torch.tensor([spec.grid(*size, last.length * spec.temporal_patch_size)],
+                                            device=device)
+    if vlm.family == "qwen2_5_vl":
+        step = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else 1.0
+        kwargs["second_per_grid_ts"] = torch.tensor([spec.temporal_patch_size * step], device=device)
+    dtype = next(vlm.model.model.language_model.parameters()).dtype
+    kwargs["mm_encoder_outputs"] = {
+        "image": BaseModelOutputWithPooling(pooler_output=[memory.to(device, dtype)]),
+        "video": BaseModelOutputWithPooling(pooler_output=[shown.to(device, dtype)])}
+    return model(**kwargs, use_cache=False).loss

@@ -1,0 +1,206 @@
+"""Memory bridge: shapes, gradients, bounded state and its round trip, pipeline integration, training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig, memory_grid
+from longvlm.compression.memory_state import CacheSpan, MemoryState
+from longvlm.errors import ConfigError
+
+C = 64
+
+
+@pytest.fixture()
+def bridge():
+    torch.manual_seed(0)
+    return MemoryBridge(MemoryBridgeConfig(C, num_memory_tokens=8, cache_size=4))
+
+
+def test_step_shapes_and_gradients_reach_every_parameter(bridge):
+    memory = bridge.unroll([torch.randn(n, C) for n in (10, 3, 7, 12, 5, 9)])  # more segments than the cache
+    assert memory.shape == (8, C)
+    memory.square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in bridge.parameters())
+
+
+def test_state_is_constant_beyond_the_cache(bridge):
+    state = bridge.initial_state()
+    sizes = []
+    for k in range(12):
+        bridge.advance(state, torch.randn(20, C), CacheSpan(10.0 * k, 10.0 * (k + 1), k, k, 1, 2 * k, 2 * k + 1))
+        sizes.append(state.nbytes())
+    assert state.cache.shape == (4, 8, C) and len(state.spans) == 4
+    assert sizes[3:] == [sizes[3]] * 9  # flat once the cache is full
+    spans = state.spans  # merged spans still tile the whole video in order
+    assert spans[0].start_s == 0.0 and spans[-1].end_s == 120.0
+    assert all(a.end_s == b.start_s for a, b in zip(spans, spans[1:]))
+    assert sum(s.segments for s in spans) == 12 == state.segments_seen
+    assert state.entry_at(55.0) is not None and spans[state.entry_at(55.0)].contains(55.0)
+
+
+def test_state_and_bridge_round_trip(bridge, tmp_path):
+    state = bridge.initial_state({"source": "x.mp4", "sample_fps": 1.0})
+    for k in range(6):
+        bridge.advance(state, torch.randn(5, C), CacheSpan(k, k + 1, k, k, 1, k, k))
+    state.save(tmp_path / "state")
+    loaded = MemoryState.load(tmp_path / "state")
+    assert torch.equal(loaded.memory, state.memory) and torch.equal(loaded.cache, state.cache)
+    assert loaded.spans == state.spans and loaded.meta == state.meta
+    bridge.save_pretrained(tmp_path / "bridge")
+    again = MemoryBridge.from_pretrained(tmp_path / "bridge")
+    tokens = torch.randn(6, C)
+    assert torch.equal(again.step(state.memory, tokens, state.cache), bridge.step(state.memory, tokens, state.cache))
+    with pytest.raises(ConfigError, match="not a saved memory state"):
+        MemoryState.load(tmp_path)
+
+
+def test_bad_configs():
+    with pytest.raises(ConfigError, match="divisible"):
+        MemoryBridgeConfig(30, num_heads=4)
+    with pytest.raises(ConfigError, match="positive"):
+        MemoryBridgeConfig(32, cache_size=0)
+    assert memory_grid(32) == (1, 8, 16) and memory_grid(7) == (1, 2, 14)
+
+
+# -- pipeline -------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    from longvlm.datasets.synthetic import write_barcode_video
+
+    return write_barcode_video(tmp_path_factory.mktemp("mem") / "ten_min.mp4", 600, fps=1, scene_seconds=60)
+
+
+@pytest.fixture(scope="module", params=["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+def vlm(request):
+    from longvlm.vlm.loading import load_vlm
+
+    return load_vlm(request.param)
+
+
+def _options(vlm):
+    from longvlm.vlm.memory_inputs import MemoryOptions
+
+    torch.manual_seed(0)
+    return MemoryOptions(MemoryBridge(MemoryBridgeConfig(vlm.config.text_config.hidden_size, 8, cache_size=4)),
+                         max_segment_patches=8)
+
+
+def test_pipeline_memory_plus_selected_segment(vlm, long_video):
+    from longvlm.vlm.inputs import encode_video
+    from longvlm.vlm.pipeline import answer, model_inputs
+    from longvlm.vlm.positions import blocks_for_items, generation_position_ids
+
+    encoded = encode_video(vlm, long_video, max_visual_tokens=8 + 8 * 8, sample_fps=0.5, memory=_options(vlm))
+    state = encoded.memory.state
+    assert state.segments_seen >= 10 and state.cache.shape[0] == 4  # 10 scenes of 60 s, cache bounded
+    assert encoded.visual_tokens <= 72 and encoded.image_embeds[0].shape == (8, vlm.config.text_config.hidden_size)
+    assert encoded.evidence[-1].timestamp >= 590  # default: the last segment
+    # positions: both blocks are ordinary items, transformers' ids equal longvlm's from the grids
+    kwargs = model_inputs(vlm, encoded, "What is shown?")
+    tps = getattr(vlm.config.vision_config, "tokens_per_second", None) if vlm.family == "qwen2_5_vl" else None
+    blocks = blocks_for_items(kwargs["image_grid_thw"], kwargs["video_grid_thw"], kwargs["mm_token_type_ids"],
+                              tokens_per_second=tps, second_per_grid_ts=kwargs.get("second_per_grid_ts"))
+    ours = generation_position_ids(kwargs["mm_token_type_ids"], blocks, vlm.config.vision_config.spatial_merge_size)
+    theirs, _ = vlm.model.model.get_rope_index(kwargs["input_ids"], kwargs["mm_token_type_ids"],
+                                               image_grid_thw=kwargs["image_grid_thw"],
+                                               video_grid_thw=kwargs["video_grid_thw"],
+                                               **({"second_per_grid_ts": kwargs["second_per_grid_ts"]} if tps else {}),
+                                               attention_mask=kwargs["attention_mask"])
+    assert torch.equal(ours[1:], theirs)
+    # an early question gets the memory plus frames from its minute
+    early = answer(vlm, encoded, "What is shown at minute 2?", max_new_tokens=2)
+    assert early.stats["memory_selection"] == "time"
+    times = [e.timestamp for e in early.evidence]
+    assert min(times) <= 125 <= max(times) + 2 and max(times) < 590
+    late = answer(vlm, encoded, "And at 9:55?", max_new_tokens=2)
+    assert late.stats["memory_selection"] == "time" and late.evidence[-1].timestamp >= 590
+
+
+def test_memory_refuses_other_options(vlm, long_video):
+    from longvlm.compression.base import Compression
+    from longvlm.vlm.inputs import encode_video
+    from longvlm.vlm.pipeline import ask
+
+    with pytest.raises(ConfigError, match="memory bridge"):
+        encode_video(vlm, long_video, memory=_options(vlm), compression=Compression(downsample=2))
+    with pytest.raises(ConfigError, match="video only"):
+        ask(vlm, "q", images=["x.png"], memory_bridge=_options(vlm))
+
+
+def test_question_times():
+    from longvlm.vlm.memory_inputs import question_seconds
+
+    assert question_seconds("What happens in minute 5?", 3600) == 300
+    assert question_seconds("what is at 12:30", 3600) == 750
+    assert question_seconds("after 90 s?", 3600) == 90
+    assert question_seconds("what colour is the car?", 3600) is None
+
+
+# -- training -------------------------------------------------------------------------------------------------
+
+def test_bridge_only_training_step():
+    from longvlm.datasets.needles import video_needle
+    from longvlm.training.config import MemoryBridgeSection
+    from longvlm.training.memory_training import build_bridge, memory_example_loss
+    from longvlm.vlm.loading import load_vlm
+
+    vlm = load_vlm("tiny")
+    for p in vlm.model.parameters():
+        p.requires_grad_(False)
+    section = MemoryBridgeSection(num_memory_tokens=8, max_segment_patches=3)
+    torch.manual_seed(0)
+    bridge = build_bridge(vlm, section)
+    example = video_needle(np.random.default_rng(0), 16)
+    optimizer = torch.optim.AdamW(bridge.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(4):
+        loss = memory_example_loss(vlm, vlm.model, bridge, example, section)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+    assert all(p.grad is None for p in vlm.model.parameters())  # only the bridge learns
+    assert all(p.grad is not None for p in bridge.parameters())
+
+
+def test_memory_bridge_config_section(tmp_path):
+    from longvlm.compression.memory import MemoryBridge
+    from longvlm.training.config import load_config
+    from longvlm.training.trainer import train
+
+    config = load_config("configs/memory_bridge_smoke.yaml", {"output_dir": str(tmp_path),
+                                                              "stages": [{"name": "b", "max_length": 512, "steps": 2}]})
+    result = train(config)
+    assert result.steps == 2 and np.isfinite(result.final_loss)
+    saved = MemoryBridge.from_pretrained(tmp_path / "memory_bridge")
+    assert saved.config.num_memory_tokens == 8
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config("configs/memory_bridge_smoke.yaml", {"memory_bridge": {"tokens": 8}})
+    with pytest.raises(ConfigError, match="positive integers"):
+        load_config("configs/memory_bridge_smoke.yaml", {"memory_bridge": {"cache_size": 0}})
+    import yaml
+
+    from longvlm.training.config import config_from_dict
+
+    with open("configs/memory_bridge_smoke.yaml") as fh:
+        data = yaml.safe_load(fh)
+    data["data"]["sources"] = {"text_passkey": 1.0}
+    with pytest.raises(ConfigError, match="video_needle"):
+        config_from_dict(data)
+
+
+def test_comparison_script_runs_on_tiny_model():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare", "scripts/compare_memory_bridge.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--model", "tiny", "--samples", "1", "--frames", "64", "--budget", "160",
+                          "--segment-patches", "4"])
+    assert set(result["accuracy"]) == {"uniform", "memory_bridge"}
+    assert all(0.0 <= v <= 1.0 for v in result["accuracy"].values())
