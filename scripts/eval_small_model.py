@@ -5,7 +5,7 @@ exact match), per task, at lengths between `--min-length` and `--max-length` tok
 
 Beyond the training length L, `--rope-methods extrapolation linear ntk yarn mrope++` evaluates the same
 samples once per position-extension method (`longvlm.vlm.rope`), at `--rope-scale` (default: the smallest
-integer scale with L * scale >= --max-length), and prints a table.
+integer scale with L * scale >= --max-length + 16 answer tokens), and prints a table.
 """
 
 from __future__ import annotations
@@ -25,13 +25,16 @@ RETRIEVAL_TASKS = ("video_needle/color", "video_needle/shape", "document_needle/
                    "document_needle/code", "image_grid_needle", "text_passkey")
 
 
+GENERATION_ROOM = 16  # tokens left for the answer (12 new tokens) within the context limit
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="models/longvlm-small")
     parser.add_argument("--per-task", type=int, default=50)
     parser.add_argument("--tasks", nargs="*", default=None)
     parser.add_argument("--min-length", type=int, default=None, help="default: half the training length")
-    parser.add_argument("--max-length", type=int, default=None, help="default: the training length")
+    parser.add_argument("--max-length", type=int, default=None, help="default: the training length - 16")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rope-methods", nargs="*", default=None,
                         help="evaluate once per position-extension method (extrapolation, linear, ntk, yarn, mrope++)")
@@ -45,12 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         with open(config_file) as fh:
             train_config = json.load(fh)
     tasks = args.tasks or list(train_config.get("data", {}).get("sources", GENERATORS))
-    max_length = args.max_length or vlm.max_context
+    max_length = args.max_length or vlm.max_context - GENERATION_ROOM
     min_length = args.min_length or max_length // 2
     examples = {task: heldout_examples(vlm, task, args.per_task, min_length, max_length, args.seed) for task in tasks}
     train_length = vlm.max_context
     methods = args.rope_methods or [None]
-    scale = args.rope_scale or float(max(1, math.ceil(max_length / train_length)))
+    scale = args.rope_scale or float(max(1, math.ceil((max_length + GENERATION_ROOM) / train_length)))
     summaries = []
     for method in methods:
         if method is not None:
