@@ -114,10 +114,6 @@ def long_prompt(vlm: VLM, context: int, seed: int = 0) -> dict:
 
 # -- needle accuracy (needs a trained model) --------------------------------------------------------------------
 
-NEEDLE_TASKS = ("video_needle/color", "video_needle/shape", "document_needle/page", "document_needle/color",
-                "document_needle/code", "image_grid_needle", "text_passkey")
-
-
 @dataclass
 class NeedleSample:
     """An encoded input, a question about one planted fact, and its exact answer."""
@@ -127,15 +123,16 @@ class NeedleSample:
     answer: str
 
 
-def synthetic_needle_samples(vlm: VLM, per_task: int = 8, tasks: tuple[str, ...] = NEEDLE_TASKS,
+def synthetic_needle_samples(vlm: VLM, per_task: int = 8, tasks: tuple[str, ...] | None = None,
                              seed: int = 0) -> list[NeedleSample]:
-    """Held-out examples of the synthetic needle tasks, lengths in the upper half of the training length."""
-    from longvlm.eval.synthetic import heldout_examples
+    """Held-out examples of the synthetic needle tasks (default: all of `NEEDLE_TASKS`), lengths in the upper
+    half of the training length."""
+    from longvlm.eval.synthetic import NEEDLE_TASKS, heldout_examples
     from longvlm.vlm.inputs import encode_example
 
     length = vlm.max_context
     samples = []
-    for task in tasks:
+    for task in tasks or NEEDLE_TASKS:
         for example in heldout_examples(vlm, task, per_task, length // 2, length - 16, seed):
             encoded = encode_example(vlm, example)
             samples.append(NeedleSample(encoded, encoded.stats["question"], example.answer))

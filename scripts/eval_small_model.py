@@ -17,12 +17,10 @@ import os
 import sys
 
 from longvlm.datasets.mixture import GENERATORS
-from longvlm.eval.synthetic import generation_accuracy, heldout_examples
+from longvlm.eval.synthetic import NEEDLE_TASKS, generation_accuracy, heldout_examples
 from longvlm.vlm.loading import load_vlm
 from longvlm.vlm.rope import apply_position_extension
 
-RETRIEVAL_TASKS = ("video_needle/color", "video_needle/shape", "document_needle/page", "document_needle/color",
-                   "document_needle/code", "image_grid_needle", "text_passkey")
 
 
 GENERATION_ROOM = 16  # tokens left for the answer (12 new tokens) within the context limit
@@ -79,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 def summarize(args, results: dict, tasks: list[str], min_length: int, max_length: int, method: str | None,
               scale: float) -> dict:
     """Accuracy summary of one evaluation pass (one position-extension method), with per-sample records."""
-    retrieval = [t for t in tasks if t in RETRIEVAL_TASKS]
+    retrieval = [t for t in tasks if t in NEEDLE_TASKS]
     return {
         "model": args.model, "lengths": [min_length, max_length], "per_task_samples": args.per_task,
         "rope_method": method, "rope_scale": scale if method else 1.0,

@@ -14,6 +14,11 @@ from longvlm.vlm.loading import VLM
 from longvlm.vlm.pipeline import answer
 
 
+# The synthetic needle-retrieval tasks (the small model's training tasks; count/order are not retrieval).
+NEEDLE_TASKS = ("video_needle/color", "video_needle/shape", "document_needle/page", "document_needle/color",
+                "document_needle/code", "image_grid_needle", "text_passkey")
+
+
 def heldout_examples(vlm: VLM, task: str, count: int, min_length: int, max_length: int,
                      seed: int = 0) -> list[Example]:
     """`count` examples of one synthetic task (`longvlm.datasets.mixture.GENERATORS`) with token lengths in

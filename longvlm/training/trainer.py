@@ -38,7 +38,7 @@ class BatchMaker:
 
     def __init__(self, vlm: VLM, config: TrainConfig, stream: int = TRAIN_STREAM) -> None:
         self.vlm, self.config = vlm, config
-        self._mixtures: dict[int, Mixture] = {}
+        self._mixtures: dict[tuple[str, int], Mixture] = {}
         self.stream = stream
 
     def mixture(self, stage: StageConfig) -> Mixture:
@@ -106,8 +106,9 @@ def training_loss(model, batch: dict[str, torch.Tensor], text_loss_weight: float
     if not text_loss_weight:
         return model(**batch, use_cache=False).loss
     logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits
-    answer_loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
-                                                    batch["labels"][:, 1:].flatten(), ignore_index=IGNORE_INDEX)
+    predictions = logits[:, :-1].flatten(0, 1).float()  # position i predicts token i + 1
+    answer_loss = torch.nn.functional.cross_entropy(predictions, batch["labels"][:, 1:].flatten(),
+                                                    ignore_index=IGNORE_INDEX)
     ids, types = batch["input_ids"], batch["mm_token_type_ids"]
     targets = ids[:, 1:].clone()
     keep = (types[:, 1:] == 0) & (batch["labels"][:, 1:] == IGNORE_INDEX) & (batch["position_ids"][0, :, 1:] > 0)
@@ -116,8 +117,7 @@ def training_loss(model, batch: dict[str, torch.Tensor], text_loss_weight: float
     targets[~keep] = IGNORE_INDEX
     if not keep.any():
         return answer_loss
-    text_loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
-                                                  ignore_index=IGNORE_INDEX)
+    text_loss = torch.nn.functional.cross_entropy(predictions, targets.flatten(), ignore_index=IGNORE_INDEX)
     return answer_loss + text_loss_weight * text_loss
 
 
