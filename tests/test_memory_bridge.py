@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -158,12 +160,13 @@ def test_bridge_only_training_step():
     optimizer = torch.optim.AdamW(bridge.parameters(), lr=3e-3)
     losses = []
     for _ in range(4):
-        loss = memory_example_loss(vlm, vlm.model, bridge, example, section)
+        loss, sizes = memory_example_loss(vlm, vlm.model, bridge, example, section)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]
+    assert sizes["tokens"] > section.num_memory_tokens and 0 < sizes["answer_tokens"] < sizes["tokens"]
     assert all(p.grad is None for p in vlm.model.parameters())  # only the bridge learns
     assert all(p.grad is not None for p in bridge.parameters())
 
@@ -179,6 +182,8 @@ def test_memory_bridge_config_section(tmp_path):
     assert result.steps == 2 and np.isfinite(result.final_loss)
     saved = MemoryBridge.from_pretrained(tmp_path / "memory_bridge")
     assert saved.config.num_memory_tokens == 8
+    log = [json.loads(line) for line in open(tmp_path / "training_log.jsonl") if '"loss"' in line]
+    assert log[-1]["tokens"] > 0 and log[-1]["answer_tokens"] > 0  # what the LLM saw through the bridge
     with pytest.raises(ConfigError, match="unknown key"):
         load_config("configs/memory_bridge_smoke.yaml", {"memory_bridge": {"tokens": 8}})
     with pytest.raises(ConfigError, match="positive integers"):

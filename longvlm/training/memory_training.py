@@ -19,7 +19,7 @@ from longvlm.errors import ConfigError
 from longvlm.training.config import MemoryBridgeSection
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.memory_inputs import encode_patches, memory_prompt_parts
-from longvlm.vlm.prompt import build_training_inputs
+from longvlm.vlm.prompt import IGNORE_INDEX, build_training_inputs
 
 
 def build_bridge(vlm: VLM, section: MemoryBridgeSection) -> MemoryBridge:
@@ -36,8 +36,9 @@ def build_bridge(vlm: VLM, section: MemoryBridgeSection) -> MemoryBridge:
 
 
 def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
-                        section: MemoryBridgeSection) -> torch.Tensor:
-    """Answer-token loss of `example` (one video, then the question) seen as memory + last segment."""
+                        section: MemoryBridgeSection) -> tuple[torch.Tensor, dict[str, int]]:
+    """Answer-token loss of `example` (one video, then the question) seen as memory + last segment, and the
+    LLM input's size: {'tokens': sequence length, 'answer_tokens': labelled tokens}."""
     video = next((p for p in example.parts if isinstance(p, VideoItem)), None)
     question = example.parts[-1]
     if video is None or not isinstance(question, str):
@@ -74,4 +75,6 @@ def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
     kwargs["mm_encoder_outputs"] = {
         "image": BaseModelOutputWithPooling(pooler_output=[memory.to(device, dtype)]),
         "video": BaseModelOutputWithPooling(pooler_output=[shown.to(device, dtype)])}
-    return model(**kwargs, use_cache=False).loss
+    sizes = {"tokens": int(inputs["input_ids"].shape[-1]),
+             "answer_tokens": int((inputs["labels"] != IGNORE_INDEX).sum())}
+    return model(**kwargs, use_cache=False).loss, sizes

@@ -267,9 +267,11 @@ def _memory_loss(vlm: VLM, model, bridge, maker: BatchMaker, micro_step: int, st
     mixture = maker.mixture(stage)
     rows = stage.rows_per_step or config.optim.rows_per_step
     base = micro_step * SAMPLES_PER_MICRO_STEP
-    losses = [memory_example_loss(vlm, model, bridge, mixture.draw(base + j), config.memory_bridge)
-              for j in range(rows)]
-    return torch.stack(losses).mean(), {"samples": rows, "tokens": 0, "answer_tokens": 0}
+    results = [memory_example_loss(vlm, model, bridge, mixture.draw(base + j), config.memory_bridge)
+               for j in range(rows)]
+    return torch.stack([loss for loss, _ in results]).mean(), {
+        "samples": rows, "tokens": sum(size["tokens"] for _, size in results),
+        "answer_tokens": sum(size["answer_tokens"] for _, size in results)}
 
 
 def _save_checkpoint(accelerator, vlm: VLM, config: TrainConfig, step: int) -> None:
