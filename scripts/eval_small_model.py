@@ -6,6 +6,9 @@ exact match), per task, at lengths between `--min-length` and `--max-length` tok
 Beyond the training length L, `--rope-methods extrapolation linear ntk yarn mrope++` evaluates the same
 samples once per position-extension method (`longvlm.vlm.rope`), at `--rope-scale` (default: the smallest
 integer scale with L * scale >= --max-length + 16 answer tokens), and prints a table.
+
+`--length-bins 20:64 65:128 129:256 257:496` gives instead a table of accuracy per task in each token-length
+bin: where, between a few items and the full training length, each task stops being answered.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rope-methods", nargs="*", default=None,
                         help="evaluate once per position-extension method (extrapolation, linear, ntk, yarn, mrope++)")
     parser.add_argument("--rope-scale", type=float, default=None)
+    parser.add_argument("--length-bins", nargs="*", default=None, metavar="MIN:MAX",
+                        help="accuracy per task in each token-length bin instead (e.g. 20:64 65:128 129:256)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     vlm = load_vlm(args.model, device="cpu")
@@ -46,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(config_file) as fh:
             train_config = json.load(fh)
     tasks = args.tasks or list(train_config.get("data", {}).get("sources", GENERATORS))
+    if args.length_bins:
+        return length_bin_report(vlm, tasks, [parse_bin(b) for b in args.length_bins], args)
     max_length = args.max_length or vlm.max_context - GENERATION_ROOM
     min_length = args.min_length or max_length // 2
     examples = {task: heldout_examples(vlm, task, args.per_task, min_length, max_length, args.seed) for task in tasks}
@@ -71,6 +78,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(summary, fh, indent=1)
+    return 0
+
+
+def parse_bin(text: str) -> tuple[int, int]:
+    """'129:256' -> (129, 256)."""
+    low, _, high = text.partition(":")
+    if not (low.isdigit() and high.isdigit()) or int(low) > int(high):
+        raise SystemExit(f"--length-bins: expected MIN:MAX token counts, got {text!r}")
+    return int(low), int(high)
+
+
+def length_bin_report(vlm, tasks: list[str], bins: list[tuple[int, int]], args) -> int:
+    """Accuracy of each task in each length bin (same seed per bin), printed as a markdown table."""
+    accuracy = {task: {} for task in tasks}
+    for task in tasks:
+        for low, high in bins:
+            result = generation_accuracy(vlm, heldout_examples(vlm, task, args.per_task, low, high, args.seed))
+            accuracy[task][f"{low}-{high}"] = result["accuracy"]
+    names = [f"{low}-{high}" for low, high in bins]
+    lines = ["| task | " + " | ".join(f"{n} tokens" for n in names) + " |",
+             "| --- | " + " | ".join("---" for _ in names) + " |"]
+    lines += [f"| {task} | " + " | ".join(f"{accuracy[task][n]:.2f}" for n in names) + " |" for task in tasks]
+    print("\n".join(lines))
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump({"model": args.model, "per_task_samples": args.per_task, "seed": args.seed,
+                       "accuracy": accuracy}, fh, indent=1)
     return 0
 
 

@@ -2,19 +2,25 @@
 
     python scripts/train.py --config configs/small_model.yaml [--resume] [--max-steps N] [--set a.b=value ...]
     accelerate launch --config_file configs/accelerate/ddp.yaml scripts/train.py --config ...
+
+Several configs run one after the other (a recipe in parts, each part usually starting from the previous
+part's output_dir): `--config configs/small_model.yaml configs/small_model_long.yaml`. With `--resume`, parts
+that already finished are skipped and the first unfinished one continues from its latest checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import yaml
 
 from longvlm.errors import LongVLMError
 from longvlm.training.config import load_config
-from longvlm.training.trainer import train
+from longvlm.training.config import TrainConfig
+from longvlm.training.trainer import latest_checkpoint, train
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -32,22 +38,36 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def finished(config: TrainConfig) -> bool:
+    """Whether `config`'s run already saved its final model (its last checkpoint is at the last step)."""
+    checkpoint = latest_checkpoint(config.output_dir)
+    return (checkpoint is not None and checkpoint.endswith(f"step-{config.total_steps}")
+            and os.path.isfile(os.path.join(config.output_dir, "config.json")))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--config", required=True, nargs="+", help="one config, or the parts of a recipe in order")
     parser.add_argument("--resume", nargs="?", const=True, default=None,
                         help="continue from the latest checkpoint in output_dir, or from the given path")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (for smoke runs)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values")
     args = parser.parse_args(argv)
+    if len(args.config) > 1 and isinstance(args.resume, str):
+        parser.error("--resume PATH needs a single --config")
     try:
-        config = load_config(args.config, parse_overrides(args.set))
-        result = train(config, resume=args.resume, max_steps=args.max_steps)
+        overrides = parse_overrides(args.set)
+        configs = [load_config(path, overrides) for path in args.config]  # all validated before training
+        for path, config in zip(args.config, configs):
+            if len(configs) > 1 and args.resume and finished(config):
+                print(f"train: {path} already finished in {config.output_dir}, skipped", file=sys.stderr)
+                continue
+            result = train(config, resume=args.resume, max_steps=args.max_steps)
+            print(json.dumps({"config": path, "output_dir": result.output_dir, "steps": result.steps,
+                              "final_loss": result.final_loss, "eval": result.eval}, indent=2))
     except LongVLMError as exc:
         print(f"train: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"output_dir": result.output_dir, "steps": result.steps, "final_loss": result.final_loss,
-                      "eval": result.eval}, indent=2))
     return 0
 
 

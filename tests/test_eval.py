@@ -103,3 +103,55 @@ def test_lmms_adapter_with_stub(monkeypatch, tiny, sixty_page_pdf, short_video):
     assert len(outputs) == 3 and all(isinstance(o, str) for o in outputs)
     with pytest.raises(NotImplementedError):
         model.loglikelihood(requests)
+
+
+# -- held-out synthetic needle accuracy (longvlm.eval.synthetic, scripts/eval_small_model.py) ----------------
+
+def test_normalize_answer():
+    from longvlm.eval.synthetic import normalize_answer
+
+    assert normalize_answer(" Red. ") == normalize_answer("red") == "red"
+    assert normalize_answer("1,  2, 3") == "1, 2, 3" and normalize_answer("4417") != normalize_answer("4471")
+
+
+def test_heldout_examples_fit_the_length_bin_and_differ_from_training(tiny):
+    from longvlm.datasets.mixture import LengthBin, Mixture
+    from longvlm.eval.synthetic import heldout_examples
+    from longvlm.training.collate import example_length
+
+    examples = heldout_examples(tiny, "video_needle/color", 6, 100, 300)
+    assert [e.task for e in examples] == ["video_needle/color"] * 6
+    assert all(100 <= e.meta["target_tokens"] <= 300 and 80 <= e.meta["length"] <= 300 for e in examples)
+    assert [e.meta["length"] for e in examples] == [
+        e.meta["length"] for e in heldout_examples(tiny, "video_needle/color", 6, 100, 300)]
+    train = Mixture({"video_needle/color": 1.0}, [LengthBin("eval", 100, 300)],
+                    lambda e: example_length(e, tiny.tokenizer, tiny.config, tiny.vision))
+    assert [e.meta["length"] for e in examples] != [train.draw(i).meta["length"] for i in range(6)]
+
+
+def test_generation_accuracy_scores_each_record(tiny):
+    from longvlm.eval.synthetic import generation_accuracy, heldout_examples, normalize_answer
+
+    examples = heldout_examples(tiny, "video_needle/color", 2, 30, 80) + heldout_examples(tiny, "text_passkey", 2,
+                                                                                          30, 80)
+    result = generation_accuracy(tiny, examples, max_new_tokens=4)
+    assert result["samples"] == 4 and set(result["per_task"]) == {"video_needle/color", "text_passkey"}
+    for record in result["records"]:
+        assert record["correct"] == (normalize_answer(record["response"]) == normalize_answer(record["answer"]))
+    assert result["accuracy"] == sum(r["correct"] for r in result["records"]) / 4
+
+
+def test_eval_script_length_bins(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("eval_small", "scripts/eval_small_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "bins.json"
+    assert module.main(["--model", "tiny", "--tasks", "text_passkey", "--per-task", "1", "--length-bins",
+                        "30:60", "61:120", "--out", str(out)]) == 0
+    assert "| text_passkey |" in capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert set(saved["accuracy"]["text_passkey"]) == {"30-60", "61-120"}
+    with pytest.raises(SystemExit, match="MIN:MAX"):
+        module.parse_bin("60-30")

@@ -186,3 +186,28 @@ def test_stage_sources_and_bins_override_the_data_section():
     assert {first.draw(i).task for i in range(10)} == {"text_passkey"}
     second = maker.mixture(config.stages[1])
     assert second.sources == config.data.sources
+
+
+def test_train_script_runs_a_recipe_in_parts_and_resume_skips_finished_parts(tmp_path, capsys):
+    import importlib.util
+
+    import yaml
+
+    spec = importlib.util.spec_from_file_location("train_script", REPO / "scripts" / "train.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    base = yaml.safe_load(SMOKE.read_text())
+    first = {**base, "output_dir": str(tmp_path / "part1"), "stages": [{"name": "a", "max_length": 256, "steps": 2}]}
+    second = {**base, "output_dir": str(tmp_path / "part2"), "model": {"source": str(tmp_path / "part1")},
+              "stages": [{"name": "b", "max_length": 256, "steps": 2}]}
+    paths = []
+    for name, data in (("part1.yaml", first), ("part2.yaml", second)):
+        paths.append(str(tmp_path / name))
+        (tmp_path / name).write_text(yaml.safe_dump(data))
+    assert script.main(["--config", *paths]) == 0
+    assert (tmp_path / "part2" / "model.safetensors").is_file()
+    trained_from = json.loads((tmp_path / "part2" / "train_config.json").read_text())["model"]["source"]
+    assert trained_from == str(tmp_path / "part1")
+    capsys.readouterr()
+    assert script.main(["--config", *paths, "--resume"]) == 0
+    assert capsys.readouterr().err.count("already finished") == 2

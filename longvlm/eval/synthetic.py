@@ -21,8 +21,9 @@ NEEDLE_TASKS = ("video_needle/color", "video_needle/shape", "document_needle/pag
 
 def heldout_examples(vlm: VLM, task: str, count: int, min_length: int, max_length: int,
                      seed: int = 0) -> list[Example]:
-    """`count` examples of one synthetic task (`longvlm.datasets.mixture.GENERATORS`) with token lengths in
-    [min_length, max_length], from the held-out stream the trainer never draws from."""
+    """`count` examples of one synthetic task (`longvlm.datasets.mixture.GENERATORS`) with target token lengths
+    drawn in [min_length, max_length] (actual lengths at most max_length, a few tokens under min_length at
+    times: sizes come in whole frames / pages), from the held-out stream the trainer never draws from."""
     mixture = Mixture({task: 1.0}, [LengthBin("eval", min_length, max_length)],
                       lambda e: example_length(e, vlm.tokenizer, vlm.config, vlm.vision),
                       seed=seed, stream=HELDOUT_STREAM)
