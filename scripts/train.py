@@ -18,8 +18,7 @@ import sys
 import yaml
 
 from longvlm.errors import LongVLMError
-from longvlm.training.config import load_config
-from longvlm.training.config import TrainConfig
+from longvlm.training.config import TrainConfig, load_config
 from longvlm.training.trainer import latest_checkpoint, train
 
 
@@ -41,7 +40,7 @@ def parse_overrides(items: list[str]) -> dict:
 def finished(config: TrainConfig) -> bool:
     """Whether `config`'s run already saved its final model (its last checkpoint is at the last step)."""
     checkpoint = latest_checkpoint(config.output_dir)
-    return (checkpoint is not None and checkpoint.endswith(f"step-{config.total_steps}")
+    return (checkpoint is not None and os.path.basename(checkpoint) == f"step-{config.total_steps}"
             and os.path.isfile(os.path.join(config.output_dir, "config.json")))
 
 
