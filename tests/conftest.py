@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,25 @@ from longvlm.datasets.synthetic import write_barcode_video, write_synthetic_pdf
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LONGVLM_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """Import a file of scripts/ or bench/ (not a package) as a module: `load_script("scripts/train.py")`."""
+    loaded = []
+
+    def load(relative: str):
+        name = "longvlm_script_" + Path(relative).stem
+        spec = importlib.util.spec_from_file_location(name, REPO / relative)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # its dataclasses look their module up while being created
+        spec.loader.exec_module(module)
+        loaded.append(name)
+        return module
+
+    yield load
+    for name in loaded:
+        sys.modules.pop(name, None)
 
 
 @pytest.fixture(scope="session")

@@ -1,25 +1,14 @@
 """bench/rope_extension.py mechanics on small lengths (the numbers themselves come from running the script)."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from longvlm.vlm.loading import load_vlm
 from longvlm.vlm.rope import position_extension
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "rope_extension.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("rope_extension_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being created
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def bench(load_script):
+    return load_script("bench/rope_extension.py")
 
 
 @pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-qwen2.5-vl"])

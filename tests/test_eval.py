@@ -141,12 +141,8 @@ def test_generation_accuracy_scores_each_record(tiny):
     assert result["accuracy"] == sum(r["correct"] for r in result["records"]) / 4
 
 
-def test_eval_script_length_bins(tmp_path, capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("eval_small", "scripts/eval_small_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_eval_script_length_bins(tmp_path, capsys, load_script):
+    module = load_script("scripts/eval_small_model.py")
     out = tmp_path / "bins.json"
     assert module.main(["--model", "tiny", "--tasks", "text_passkey", "--per-task", "1", "--length-bins",
                         "30:60", "61:120", "--out", str(out)]) == 0

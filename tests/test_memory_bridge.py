@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -167,6 +168,10 @@ def test_bridge_only_training_step():
         losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]
     assert sizes["tokens"] > section.num_memory_tokens and 0 < sizes["answer_tokens"] < sizes["tokens"]
+    assert bridge.config.num_memory_tokens == 8 and bridge.config.hidden_size == vlm.config.text_config.hidden_size
+    shared = [f.name for f in dataclasses.fields(MemoryBridgeSection) if hasattr(bridge.config, f.name)]
+    assert len(shared) == 5  # the section's sizes go to the bridge by name, with the same defaults
+    assert all(getattr(MemoryBridgeSection(), n) == getattr(MemoryBridgeConfig(hidden_size=8), n) for n in shared)
     assert all(p.grad is None for p in vlm.model.parameters())  # only the bridge learns
     assert all(p.grad is not None for p in bridge.parameters())
 
@@ -199,12 +204,8 @@ def test_memory_bridge_config_section(tmp_path):
         config_from_dict(data)
 
 
-def test_comparison_script_runs_on_tiny_model():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("compare", "scripts/compare_memory_bridge.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_comparison_script_runs_on_tiny_model(load_script):
+    module = load_script("scripts/compare_memory_bridge.py")
     result = module.main(["--model", "tiny", "--samples", "1", "--frames", "64", "--budget", "160",
                           "--segment-patches", "4"])
     assert set(result["accuracy"]) == {"uniform", "memory_bridge"}

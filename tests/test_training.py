@@ -188,14 +188,10 @@ def test_stage_sources_and_bins_override_the_data_section():
     assert second.sources == config.data.sources
 
 
-def test_train_script_runs_a_recipe_in_parts_and_resume_skips_finished_parts(tmp_path, capsys):
-    import importlib.util
-
+def test_train_script_runs_a_recipe_in_parts_and_resume_skips_finished_parts(tmp_path, capsys, load_script):
     import yaml
 
-    spec = importlib.util.spec_from_file_location("train_script", REPO / "scripts" / "train.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("scripts/train.py")
     base = yaml.safe_load(SMOKE.read_text())
     first = {**base, "output_dir": str(tmp_path / "part1"), "stages": [{"name": "a", "max_length": 256, "steps": 2}]}
     second = {**base, "output_dir": str(tmp_path / "part2"), "model": {"source": str(tmp_path / "part1")},

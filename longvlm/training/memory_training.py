@@ -8,6 +8,8 @@ of inference) and the loss is on the answer tokens. Gradients reach the bridge (
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -30,9 +32,8 @@ def build_bridge(vlm: VLM, section: MemoryBridgeSection) -> MemoryBridge:
             raise ConfigError(f"memory_bridge.init: bridge of hidden size {bridge.config.hidden_size} for a model "
                               f"of hidden size {vlm.config.text_config.hidden_size}")
         return bridge
-    return MemoryBridge(MemoryBridgeConfig(vlm.config.text_config.hidden_size, section.num_memory_tokens,
-                                           section.num_layers, section.num_heads, section.ffn_mult,
-                                           section.cache_size))
+    sizes = {f.name: getattr(section, f.name) for f in fields(MemoryBridgeConfig) if hasattr(section, f.name)}
+    return MemoryBridge(MemoryBridgeConfig(hidden_size=vlm.config.text_config.hidden_size, **sizes))
 
 
 def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
