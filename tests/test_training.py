@@ -80,6 +80,39 @@ def test_mixture_is_reproducible_and_matches_weights():
     assert all(e.meta["length"] == example_length(e, vlm.tokenizer, vlm.config, vlm.vision) for e in drawn[:10])
 
 
+def test_source_bin_weights_give_each_task_its_own_lengths():
+    vlm = load_vlm("tiny")
+    mixture = Mixture({"video_needle/color": 1.0, "text_passkey": 1.0},
+                      [LengthBin("short", 64, 200), LengthBin("long", 201, 600)],
+                      lambda e: example_length(e, vlm.tokenizer, vlm.config, vlm.vision), long_share=0.5,
+                      source_bin_weights={"text_passkey": [0.0, 1.0]}, seed=3)
+    drawn = [mixture.draw(i) for i in range(120)]
+    assert {e.meta["bin"] for e in drawn if e.task == "text_passkey"} == {"long"}
+    video_bins = [e.meta["bin"] for e in drawn if e.task == "video_needle/color"]
+    assert 0.3 < video_bins.count("long") / len(video_bins) < 0.7  # the mixture's own long_share
+    report = mixture.realised(400)
+    assert report["bins"]["long"]["target"] == pytest.approx(0.75)
+    assert abs(report["bins"]["long"]["share"] - 0.75) < 0.07
+    with pytest.raises(ConfigError, match="one non-negative weight per bin"):
+        Mixture({"text_passkey": 1.0}, [LengthBin("short", 64, 200)], len, source_bin_weights={"text_passkey": [1, 1]})
+    with pytest.raises(ConfigError, match="not in the mixture"):
+        Mixture({"text_passkey": 1.0}, [LengthBin("short", 64, 200)], len, source_bin_weights={"x": [1]})
+
+
+def test_source_bin_weights_follow_the_stage_bins():
+    from longvlm.training.trainer import BatchMaker
+
+    vlm = load_vlm("tiny")
+    config = load_config(SMOKE, {"data": {"source_bin_weights": {"text_passkey": [1.0, 3.0]}}})
+    maker = BatchMaker(vlm, config)
+    short, long = maker.mixture(config.stages[0]), maker.mixture(config.stages[1])
+    assert short.source_bin_weights["text_passkey"].tolist() == [1.0]  # the long bin does not fit 256 tokens
+    assert long.source_bin_weights["text_passkey"].tolist() == [0.25, 0.75]
+    config = load_config(SMOKE, {"data": {"source_bin_weights": {"text_passkey": [0.0, 1.0]}}})
+    with pytest.raises(ConfigError, match="no weight to the bins that fit"):
+        BatchMaker(vlm, config).mixture(config.stages[0])
+
+
 def test_every_generator_fits_its_bins():
     vlm = load_vlm("tiny")
     mixture = Mixture({name: 1.0 for name in GENERATORS}, [LengthBin("a", 100, 400), LengthBin("b", 401, 1500)],

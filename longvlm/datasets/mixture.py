@@ -55,7 +55,8 @@ class Mixture:
 
     def __init__(self, sources: dict[str, float], bins: list[LengthBin], length_of: Callable[[Example], int], *,
                  bin_weights: list[float] | None = None, long_share: float | None = None,
-                 long_threshold: int | None = None, seed: int = 0, stream: int = TRAIN_STREAM) -> None:
+                 long_threshold: int | None = None, source_bin_weights: dict[str, list[float]] | None = None,
+                 seed: int = 0, stream: int = TRAIN_STREAM) -> None:
         self._records = {name: read_records(name[len(JSONL_PREFIX):]) for name in sources
                          if name.startswith(JSONL_PREFIX)}
         unknown = sorted(set(sources) - set(GENERATORS) - set(self._records))
@@ -68,6 +69,7 @@ class Mixture:
         self.sources = dict(sources)
         self.bins = list(bins)
         self.bin_weights = self._bin_weights(bin_weights, long_share, long_threshold)
+        self.source_bin_weights = self._source_bin_weights(source_bin_weights or {})
         self.length_of = length_of
         self.seed, self.stream = seed, stream
         self._calibration = {name: self._calibrate(name) for name in self.sources if name in GENERATORS}
@@ -86,6 +88,20 @@ class Mixture:
         if len(w) != len(self.bins) or w.min() < 0 or w.sum() <= 0:
             raise ConfigError("bin weights must be non-negative, one per bin, with a positive sum")
         return w / w.sum()
+
+    def _source_bin_weights(self, weights: dict[str, list[float]]) -> dict[str, np.ndarray]:
+        """Per-source weights over the bins (a per-task length curriculum), normalised; checked like bin weights."""
+        unknown = sorted(set(weights) - set(self.sources))
+        if unknown:
+            raise ConfigError(f"source_bin_weights names sources not in the mixture: {unknown}")
+        out = {}
+        for name, w in weights.items():
+            w = np.asarray(w, dtype=float)
+            if len(w) != len(self.bins) or w.min() < 0 or w.sum() <= 0:
+                raise ConfigError(f"source_bin_weights[{name!r}] needs one non-negative weight per bin "
+                                  f"({[b.name for b in self.bins]}) with a positive sum, got {w.tolist()}")
+            out[name] = w / w.sum()
+        return out
 
     def _calibrate(self, name: str) -> tuple[float, float]:
         """(tokens at size 0, tokens per size unit) of a source, from two probe examples."""
@@ -107,7 +123,7 @@ class Mixture:
         names = list(self.sources)
         weights = np.array([self.sources[n] for n in names], dtype=float)
         name = names[rng.choice(len(names), p=weights / weights.sum())]
-        bin_ = self.bins[rng.choice(len(self.bins), p=self.bin_weights)]
+        bin_ = self.bins[rng.choice(len(self.bins), p=self.source_bin_weights.get(name, self.bin_weights))]
         target = int(rng.integers(bin_.min_tokens, bin_.max_tokens + 1))
         if name in self._records:
             return self._draw_record(name, rng, bin_, target)
@@ -141,11 +157,12 @@ class Mixture:
         by_source = Counter(e.meta["source"] for e in drawn)
         by_bin = Counter(e.meta["bin"] for e in drawn)
         total_w = sum(self.sources.values())
+        bin_targets = sum(w / total_w * self.source_bin_weights.get(n, self.bin_weights) for n, w in self.sources.items())
         return {
             "samples": count,
             "sources": {n: {"share": by_source[n] / count, "target": w / total_w} for n, w in self.sources.items()},
             "bins": {b.name: {"share": by_bin[b.name] / count, "target": float(w)}
-                     for b, w in zip(self.bins, self.bin_weights)},
+                     for b, w in zip(self.bins, bin_targets)},
             "mean_length": float(np.mean([e.meta["length"] for e in drawn])),
             "max_length": int(max(e.meta["length"] for e in drawn)),
         }

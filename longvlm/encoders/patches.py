@@ -17,6 +17,8 @@ from longvlm.encoders.spec import VisionSpec
 
 def resize_frame(image: Image.Image | np.ndarray, height: int, width: int) -> np.ndarray:
     """Bicubic resize (PIL, as transformers' PIL processor does) to an HxWx3 uint8 array."""
+    if isinstance(image, np.ndarray) and image.shape == (height, width, 3) and image.dtype == np.uint8:
+        return image  # already the right size and layout (e.g. synthetic frames)
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     if image.mode != "RGB":

@@ -61,6 +61,9 @@ class DataConfig:
     bin_weights: list[float] | None = None
     long_share: float | None = None
     long_threshold: int | None = None
+    # per-task length curriculum: a source's own weights over `bins` (instead of bin_weights / long_share);
+    # bins a stage's max_length drops are dropped from these weights too; ignored in stages with their own bins
+    source_bin_weights: dict[str, list[float]] | None = None
 
 
 @dataclass

@@ -43,20 +43,35 @@ class BatchMaker:
 
     def mixture(self, stage: StageConfig) -> Mixture:
         """The stage's mixture: its sources and bins (the stage's own, else the data section's), bins clipped
-        to the stage's `max_length`."""
+        to the stage's `max_length` (with their per-source weights, when the data section gives them)."""
         key = (stage.name, stage.max_length)
         if key not in self._mixtures:
             data = self.config.data
             specs = stage.bins if stage.bins is not None else data.bins
             raw_weights = (data.bin_weights if stage.bins is None and data.bin_weights else [1.0] * len(specs))
-            bins, weights = [], []
-            for spec, w in zip(specs, raw_weights):
+            bins, weights, kept = [], [], []
+            for i, (spec, w) in enumerate(zip(specs, raw_weights)):
                 if spec["min_tokens"] <= stage.max_length:
                     bins.append(LengthBin(spec["name"], spec["min_tokens"],
                                           min(spec["max_tokens"], stage.max_length)))
                     weights.append(w)
+                    kept.append(i)
             if not bins:
                 raise ConfigError(f"stage {stage.name!r}: no length bin fits max_length {stage.max_length}")
+            sources = stage.sources or data.sources
+            per_source = {}
+            if stage.bins is None:
+                for name, source_weights in (data.source_bin_weights or {}).items():
+                    if name not in sources:
+                        continue
+                    if len(source_weights) != len(specs):
+                        raise ConfigError(f"data.source_bin_weights[{name!r}] needs {len(specs)} weights, one per "
+                                          f"bin, got {len(source_weights)}")
+                    per_source[name] = [source_weights[i] for i in kept]
+                    if sum(per_source[name]) <= 0:
+                        raise ConfigError(f"stage {stage.name!r}: data.source_bin_weights[{name!r}] gives no weight "
+                                          f"to the bins that fit max_length {stage.max_length}; give the stage "
+                                          f"its own sources")
             long_share = data.long_share
             threshold = data.long_threshold
             if long_share is not None and (all(b.min_tokens >= (threshold or bins[-1].min_tokens) for b in bins)
@@ -64,10 +79,10 @@ class BatchMaker:
                 long_share = None  # a stage with only short (or only long) bins
             vlm = self.vlm
             self._mixtures[key] = Mixture(
-                stage.sources or data.sources, bins,
+                sources, bins,
                 lambda e: example_length(e, vlm.tokenizer, vlm.config, vlm.vision),
                 bin_weights=None if long_share is not None else weights, long_share=long_share,
-                long_threshold=threshold, seed=self.config.seed, stream=self.stream)
+                long_threshold=threshold, source_bin_weights=per_source, seed=self.config.seed, stream=self.stream)
         return self._mixtures[key]
 
     def batch(self, micro_step: int, stage: StageConfig) -> tuple[dict[str, torch.Tensor], dict]:
