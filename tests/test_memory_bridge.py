@@ -134,6 +134,25 @@ def test_memory_refuses_other_options(vlm, long_video):
         ask(vlm, "q", images=["x.png"], memory_bridge=_options(vlm))
 
 
+def test_bridge_is_refused_by_a_model_it_was_not_trained_with(long_video):
+    from longvlm.compression.memory import check_bridge_model
+    from longvlm.training.config import MemoryBridgeSection
+    from longvlm.training.memory_training import build_bridge
+    from longvlm.vlm.inputs import encode_video
+    from longvlm.vlm.loading import build_tiny
+    from longvlm.vlm.memory_inputs import MemoryOptions
+
+    trained_on, other = build_tiny("tiny", seed=0), build_tiny("tiny", seed=1)
+    bridge = build_bridge(trained_on, MemoryBridgeSection(num_memory_tokens=8))
+    assert len(bridge.config.model_signature) == 16
+    check_bridge_model(bridge, trained_on.model)
+    check_bridge_model(bridge, build_tiny("tiny", seed=0, dtype=torch.bfloat16).model)  # same model, cast
+    with pytest.raises(ConfigError, match="trained with another model"):
+        encode_video(other, long_video, max_visual_tokens=72, sample_fps=0.1, memory=MemoryOptions(bridge))
+    unrecorded = MemoryBridge(MemoryBridgeConfig(other.config.text_config.hidden_size, 8))
+    check_bridge_model(unrecorded, other.model)  # bridges saved without a signature are not checked
+
+
 def test_question_times():
     from longvlm.vlm.memory_inputs import question_seconds
 

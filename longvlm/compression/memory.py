@@ -17,7 +17,7 @@ chosen for the question (`longvlm.vlm.memory_inputs`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -33,7 +33,8 @@ WEIGHTS_NAME = "memory_bridge.safetensors"
 @dataclass
 class MemoryBridgeConfig:
     """`hidden_size`: the LLM hidden size; `num_memory_tokens` M; bridge `num_layers` of `num_heads` heads
-    and FFN size `ffn_mult` * hidden; `cache_size`: most memories kept for retrieval."""
+    and FFN size `ffn_mult` * hidden; `cache_size`: most memories kept for retrieval; `model_signature`: the
+    `model_signature` of the VLM the bridge was trained with (recorded by training; empty: not recorded)."""
 
     hidden_size: int
     num_memory_tokens: int = 32
@@ -42,6 +43,7 @@ class MemoryBridgeConfig:
     ffn_mult: int = 2
     cache_size: int = 16
     dropout: float = 0.0
+    model_signature: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if min(self.hidden_size, self.num_memory_tokens, self.num_layers, self.num_heads, self.ffn_mult,
@@ -131,6 +133,36 @@ class MemoryBridge(nn.Module):
     def from_pretrained(cls, path: str | os.PathLike) -> MemoryBridge:
         """Load a bridge written by `save_pretrained` (no pickle: JSON + safetensors)."""
         return load_module(cls, MemoryBridgeConfig, path, CONFIG_NAME, WEIGHTS_NAME, "memory bridge")
+
+
+SIGNATURE_SIZE = 16
+
+
+def model_signature(model: nn.Module) -> list[float]:
+    """A few input-embedding weights at fixed positions: tells a trained model from another one (different
+    training gives unrelated values) while surviving a cast to bf16 / fp16 (compared with a 1% tolerance)."""
+    weight = model.get_input_embeddings().weight.detach()
+    rows = torch.linspace(0, weight.shape[0] - 1, SIGNATURE_SIZE).long()
+    cols = torch.arange(SIGNATURE_SIZE) * 7 % weight.shape[1]
+    return [round(float(v), 6) for v in weight[rows, cols].float().cpu()]
+
+
+def check_bridge_model(bridge: MemoryBridge, model: nn.Module) -> None:
+    """ConfigError when `bridge` was trained with another model than `model` (sizes, or the recorded signature):
+    a bridge writes and reads the hidden states of its own model, and gives meaningless answers on another."""
+    hidden = model.get_input_embeddings().weight.shape[1]
+    if bridge.config.hidden_size != hidden:
+        raise ConfigError(f"memory bridge of hidden size {bridge.config.hidden_size} for a model of hidden size "
+                          f"{hidden}")
+    recorded = bridge.config.model_signature
+    if recorded:
+        current = torch.tensor(model_signature(model))
+        expected = torch.tensor(recorded, dtype=torch.float32)
+        scale = float(expected.abs().max()) or 1.0
+        if len(recorded) != len(current) or not torch.allclose(current, expected, rtol=1e-2, atol=1e-3 * scale):
+            raise ConfigError("this memory bridge was trained with another model (its model_signature does not "
+                              "match): a bridge only works with the model it was trained on; load that model, or "
+                              "train a bridge for this one (see configs/memory_bridge_small.yaml)")
 
 
 def memory_grid(num_tokens: int, merge_size: int = 2) -> tuple[int, int, int]:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig, memory_grid
+from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig, memory_grid, model_signature
 from longvlm.datasets.examples import Example, VideoItem
 from longvlm.encoders.scene_tiling import scene_tiling
 from longvlm.errors import ConfigError
@@ -25,15 +25,18 @@ from longvlm.vlm.prompt import IGNORE_INDEX, build_training_inputs
 
 
 def build_bridge(vlm: VLM, section: MemoryBridgeSection) -> MemoryBridge:
-    """A new bridge of the model's hidden size (seeded by the caller), or the one saved at `section.init`."""
+    """A new bridge of the model's hidden size (seeded by the caller) that records the model's signature, or the
+    one saved at `section.init`."""
     if section.init:
         bridge = MemoryBridge.from_pretrained(section.init)
         if bridge.config.hidden_size != vlm.config.text_config.hidden_size:
             raise ConfigError(f"memory_bridge.init: bridge of hidden size {bridge.config.hidden_size} for a model "
                               f"of hidden size {vlm.config.text_config.hidden_size}")
+        bridge.config.model_signature = model_signature(vlm.model)  # it is trained on (and for) this model now
         return bridge
     sizes = {f.name: getattr(section, f.name) for f in fields(MemoryBridgeConfig) if hasattr(section, f.name)}
-    return MemoryBridge(MemoryBridgeConfig(hidden_size=vlm.config.text_config.hidden_size, **sizes))
+    return MemoryBridge(MemoryBridgeConfig(hidden_size=vlm.config.text_config.hidden_size,
+                                           model_signature=model_signature(vlm.model), **sizes))
 
 
 def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,

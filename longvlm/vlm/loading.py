@@ -22,7 +22,9 @@ FAMILIES = {
 TINY_PRESETS = {"tiny": "qwen2_vl", "tiny-qwen2-vl": "qwen2_vl", "tiny-qwen2.5-vl": "qwen2_5_vl"}
 # Trained checkpoints shipped inside the package (saved with save_pretrained by scripts/train.py).
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-SHIPPED_MODELS = {"small": ASSETS / "longvlm-small"}
+# "small": the current shipped model; "small-v1": the first one, kept because the shipped memory bridge
+# (assets/memory-bridge-small) was trained on it and the KV-pruning figures were measured on it
+SHIPPED_MODELS = {"small": ASSETS / "longvlm-small", "small-v1": ASSETS / "longvlm-small-v1"}
 # Small pixel bounds keep the random tiny model fast on CPU; real models use their own preprocessor config.
 TINY_VISION_SPEC = VisionSpec(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 256)
 

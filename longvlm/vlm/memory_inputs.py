@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from longvlm.compression.memory import MemoryBridge, memory_grid
+from longvlm.compression.memory import MemoryBridge, check_bridge_model, memory_grid
 from longvlm.compression.memory_state import CacheSpan, MemoryState
 from longvlm.datasets import sampling
 from longvlm.datasets.video import VideoReader
@@ -120,6 +120,7 @@ def stream_video(vlm: VLM, path: str, options: MemoryOptions, *, max_visual_toke
                  progress=None) -> tuple[MemoryState, CacheSpan, list[_Patch]]:
     """Stream a video through the bridge; returns the state, the last segment's span and its patches."""
     bridge, spec = options.bridge, vlm.vision
+    check_bridge_model(bridge, vlm.model)
     tp = spec.temporal_patch_size
     reader = VideoReader(path)
     meta = reader.metadata
