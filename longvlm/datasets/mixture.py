@@ -103,6 +103,10 @@ class Mixture:
             out[name] = w / w.sum()
         return out
 
+    def bin_weights_for(self, source: str) -> np.ndarray:
+        """The weights over the bins that `source`'s examples are drawn with: its own, else the mixture's."""
+        return self.source_bin_weights.get(source, self.bin_weights)
+
     def _calibrate(self, name: str) -> tuple[float, float]:
         """(tokens at size 0, tokens per size unit) of a source, from two probe examples."""
         make, smallest = GENERATORS[name]
@@ -123,7 +127,7 @@ class Mixture:
         names = list(self.sources)
         weights = np.array([self.sources[n] for n in names], dtype=float)
         name = names[rng.choice(len(names), p=weights / weights.sum())]
-        bin_ = self.bins[rng.choice(len(self.bins), p=self.source_bin_weights.get(name, self.bin_weights))]
+        bin_ = self.bins[rng.choice(len(self.bins), p=self.bin_weights_for(name))]
         target = int(rng.integers(bin_.min_tokens, bin_.max_tokens + 1))
         if name in self._records:
             return self._draw_record(name, rng, bin_, target)
@@ -157,7 +161,7 @@ class Mixture:
         by_source = Counter(e.meta["source"] for e in drawn)
         by_bin = Counter(e.meta["bin"] for e in drawn)
         total_w = sum(self.sources.values())
-        bin_targets = sum(w / total_w * self.source_bin_weights.get(n, self.bin_weights) for n, w in self.sources.items())
+        bin_targets = sum(w / total_w * self.bin_weights_for(n) for n, w in self.sources.items())
         return {
             "samples": count,
             "sources": {n: {"share": by_source[n] / count, "target": w / total_w} for n, w in self.sources.items()},
