@@ -3,7 +3,8 @@
 Each sample is a procedural needle video (`longvlm.datasets.needles.video_needle`, one frame per second) written
 to an H.264 file; both methods read that file through the normal pipeline (`encode_video`, `answer`) with the
 same `--budget`: uniform sampling thins the frames to fit, the bridge streams every sampled frame and gives the
-LLM memory + one segment. Prints exact-match accuracy per method as JSON.
+LLM memory + one segment (`--select`: the segment the bridge's relevance score picks, or the last one). Prints
+exact-match accuracy per method as JSON, and how often the needle frame is among the frames the LLM sees.
 
     python scripts/compare_memory_bridge.py --model DIR --bridge DIR/memory_bridge [--samples 50 --frames 600]
 
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--budget", type=int, default=512, help="visual tokens per question, both methods")
     parser.add_argument("--segment-patches", type=int, default=8)
     parser.add_argument("--question", default="color", choices=("color", "shape", "count", "order"))
+    parser.add_argument("--select", default="relevance", choices=("relevance", "last", "auto"),
+                        help="which segment the LLM sees beside the memory (MemoryOptions.select)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     vlm = load_vlm(args.model)
@@ -49,9 +52,10 @@ def main(argv: list[str] | None = None) -> dict:
     bridge = MemoryBridge.from_pretrained(args.bridge) if args.bridge else \
         MemoryBridge(MemoryBridgeConfig(vlm.config.text_config.hidden_size))
     options = MemoryOptions(bridge.to(vlm.model.device).eval(), max_segment_patches=args.segment_patches,
-                            select="relevance")
+                            select=args.select)
     rng = np.random.default_rng(args.seed)
     correct = {"uniform": 0, "memory_bridge": 0}
+    shown = {"uniform": 0, "memory_bridge": 0}  # samples whose needle frame is among the frames the LLM sees
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.samples):
             example = video_needle(rng, args.frames, question=args.question)
@@ -60,11 +64,15 @@ def main(argv: list[str] | None = None) -> dict:
             runs = {"uniform": encode_video(vlm, path, max_visual_tokens=args.budget),
                     "memory_bridge": encode_video(vlm, path, max_visual_tokens=args.budget, memory=options)}
             for name, encoded in runs.items():
-                text = answer(vlm, encoded, question, max_new_tokens=8).text
-                correct[name] += int(text.strip().lower().rstrip(".") == example.answer.lower())
+                result = answer(vlm, encoded, question, max_new_tokens=8)
+                correct[name] += int(result.text.strip().lower().rstrip(".") == example.answer.lower())
+                seen = {e.index for e in result.evidence if e.kind == "frame"}
+                shown[name] += int(any(i in seen for i in example.meta.get("needle_frames", [])))
     result = {"model": args.model, "bridge": args.bridge or "random (untrained)", "samples": args.samples,
               "frames": args.frames, "budget": args.budget, "question": args.question,
-              "accuracy": {name: c / args.samples for name, c in correct.items()}}
+              "select": args.select,
+              "accuracy": {name: c / args.samples for name, c in correct.items()},
+              "needle_frame_shown": {name: c / args.samples for name, c in shown.items()}}
     print(json.dumps(result, indent=2))
     return result
 

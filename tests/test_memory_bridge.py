@@ -229,3 +229,8 @@ def test_comparison_script_runs_on_tiny_model(load_script):
                           "--segment-patches", "4"])
     assert set(result["accuracy"]) == {"uniform", "memory_bridge"}
     assert all(0.0 <= v <= 1.0 for v in result["accuracy"].values())
+    assert result["select"] == "relevance"  # the default; --select last shows the last segment instead
+    last = module.main(["--model", "tiny", "--samples", "1", "--frames", "64", "--budget", "160",
+                        "--segment-patches", "4", "--select", "last"])
+    assert last["select"] == "last" and set(last["accuracy"]) == {"uniform", "memory_bridge"}
+    assert all(0.0 <= v <= 1.0 for v in last["needle_frame_shown"].values())
