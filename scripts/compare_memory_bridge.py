@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
     from longvlm.datasets.synthetic import write_video
     from longvlm.vlm.inputs import encode_video
     from longvlm.vlm.loading import load_vlm
-    from longvlm.vlm.memory_inputs import MemoryOptions
+    from longvlm.vlm.memory_inputs import SELECT_MODES, MemoryOptions
     from longvlm.vlm.pipeline import answer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--budget", type=int, default=512, help="visual tokens per question, both methods")
     parser.add_argument("--segment-patches", type=int, default=8)
     parser.add_argument("--question", default="color", choices=("color", "shape", "count", "order"))
-    parser.add_argument("--select", default="relevance", choices=("relevance", "last", "auto"),
+    parser.add_argument("--select", default="relevance", choices=SELECT_MODES,
                         help="which segment the LLM sees beside the memory (MemoryOptions.select)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> dict:
             runs = {"uniform": encode_video(vlm, path, max_visual_tokens=args.budget),
                     "memory_bridge": encode_video(vlm, path, max_visual_tokens=args.budget, memory=options)}
             for name, encoded in runs.items():
-                result = answer(vlm, encoded, question, max_new_tokens=8)
-                correct[name] += int(result.text.strip().lower().rstrip(".") == example.answer.lower())
-                seen = {e.index for e in result.evidence if e.kind == "frame"}
+                reply = answer(vlm, encoded, question, max_new_tokens=8)
+                correct[name] += int(reply.text.strip().lower().rstrip(".") == example.answer.lower())
+                seen = {e.index for e in reply.evidence if e.kind == "frame"}
                 shown[name] += int(any(i in seen for i in example.meta.get("needle_frames", [])))
     result = {"model": args.model, "bridge": args.bridge or "random (untrained)", "samples": args.samples,
               "frames": args.frames, "budget": args.budget, "question": args.question,
