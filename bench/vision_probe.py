@@ -22,28 +22,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from longvlm.datasets.needles import COLORS, SHAPES, draw_shape, haystack_frame  # noqa: E402
+from longvlm.datasets.needles import NeedleFramePairs, needle_frame_pairs  # noqa: E402
 from longvlm.vlm.loading import load_vlm  # noqa: E402
 from longvlm.vlm.memory_inputs import encode_patches  # noqa: E402
 
 SIZE = 56
 
 
-def needle_pairs(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`count` frame pairs [count*2, H, W, 3], shape labels, colour labels, saturation maps [count, 196]."""
-    rng = np.random.default_rng(seed)
-    colors = list(COLORS)
-    frames, shapes, hues, maps = [], [], [], []
-    for _ in range(count):
-        shape, color = int(rng.integers(len(SHAPES))), int(rng.integers(len(colors)))
-        needle = draw_shape(haystack_frame(rng, SIZE, SIZE), rng, SHAPES[shape], colors[color])
-        other = haystack_frame(rng, SIZE, SIZE)
-        frames += [needle, other] if rng.uniform() < 0.5 else [other, needle]
-        saturated = (needle.max(-1).astype(int) - needle.min(-1)) > 100
-        maps.append(saturated.reshape(14, SIZE // 14, 14, SIZE // 14).mean((1, 3)).ravel())
-        shapes.append(shape)
-        hues.append(color)
-    return np.stack(frames), np.array(shapes), np.array(hues), np.array(maps, dtype=np.float32)
+def saturation_maps(pairs: NeedleFramePairs) -> np.ndarray:
+    """Each pair's needle frame reduced to a 14x14 map of saturated pixels: [pairs, 196]."""
+    needles = pairs.frames[2 * np.arange(len(pairs.shapes)) + pairs.needle_index].astype(int)
+    saturated = (needles.max(-1) - needles.min(-1)) > 100
+    return saturated.reshape(len(needles), 14, SIZE // 14, 14, SIZE // 14).mean((2, 4)).reshape(
+        len(needles), -1).astype(np.float32)
 
 
 @torch.no_grad()
@@ -77,12 +68,13 @@ def main() -> int:
     parser.add_argument("--train-share", type=float, default=2 / 3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    frames, shapes, hues, maps = needle_pairs(args.samples, args.seed)
+    pairs = needle_frame_pairs(np.random.default_rng(args.seed), args.samples, SIZE)
+    frames, shapes, hues = pairs.frames, pairs.shapes, pairs.colors
     train = int(args.samples * args.train_share)
     print(f"{args.samples} needle frame pairs, probe trained on {train}, scored on {args.samples - train}\n")
     print("| features | shape (chance 0.25) | colour (chance 0.17) |")
     print("| --- | --- | --- |")
-    raw = torch.from_numpy(maps)
+    raw = torch.from_numpy(saturation_maps(pairs))
     print(f"| saturation map of the needle frame (baseline) | {probe_accuracy(raw, shapes, train):.3f} | n/a |")
     for model in args.model:
         features = tower_features(model, frames)

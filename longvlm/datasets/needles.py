@@ -13,6 +13,8 @@ Haystack pixels are kept desaturated, so a saturated shape is unambiguous; every
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from longvlm.datasets.examples import Example, ImageItem, VideoItem
@@ -62,6 +64,32 @@ def draw_shape(image: np.ndarray, rng: np.random.Generator, shape: str, color: s
     out = image.copy()
     out[shape_mask(shape, height, width, cy, cx, radius)] = COLORS[color]
     return out
+
+
+@dataclass
+class NeedleFramePairs:
+    """Temporal patches of a needle video: frame pairs (one haystack frame, one with a saturated shape)."""
+
+    frames: np.ndarray  # [2 * count, H, W, 3]; frames 2i and 2i + 1 form pair i
+    shapes: np.ndarray  # [count] index into SHAPES
+    colors: np.ndarray  # [count] index into COLORS
+    needle_index: np.ndarray  # [count] which frame of the pair (0 or 1) carries the shape
+
+
+def needle_frame_pairs(rng: np.random.Generator, count: int, size: int = 56) -> NeedleFramePairs:
+    """`count` frame pairs as the video needle tasks make them, with the needle's shape and colour as labels."""
+    names = list(COLORS)
+    frames, shapes, colors, needle_index = [], [], [], []
+    for _ in range(count):
+        shape, color = int(rng.integers(len(SHAPES))), int(rng.integers(len(names)))
+        needle = draw_shape(haystack_frame(rng, size, size), rng, SHAPES[shape], names[color])
+        other = haystack_frame(rng, size, size)
+        first = rng.uniform() < 0.5
+        frames += [needle, other] if first else [other, needle]
+        shapes.append(shape)
+        colors.append(color)
+        needle_index.append(0 if first else 1)
+    return NeedleFramePairs(np.stack(frames), np.array(shapes), np.array(colors), np.array(needle_index))
 
 
 def _pick(rng: np.random.Generator, options, k: int = 1):

@@ -53,6 +53,20 @@ class MemoryBridgeSection:
 
 
 @dataclass
+class VisionPretrainSection:
+    """Pretrain the vision tower + merger as a needle shape / colour classifier before the language-model
+    stages (`longvlm.training.vision_pretrain`; skipped when resuming): `steps` optimizer steps of
+    `batch_size` frame pairs of `frame_size` pixels, AdamW at `lr`; held-out accuracy on `eval_pairs` pairs."""
+
+    steps: int = 400
+    batch_size: int = 32
+    lr: float = 1e-3
+    frame_size: int = 56
+    eval_pairs: int = 400
+    log_every: int = 50
+
+
+@dataclass
 class DataConfig:
     """Mixture of synthetic sources (name -> weight) over length bins ({name, min_tokens, max_tokens})."""
 
@@ -108,6 +122,7 @@ class TrainConfig:
     eval_samples: int = 0  # held-out samples scored (teacher-forced) at each save and at the end
     torch_threads: int | None = None
     memory_bridge: MemoryBridgeSection | None = None  # set: train a memory bridge (see MemoryBridgeSection)
+    vision_pretrain: VisionPretrainSection | None = None  # set: pretrain the vision tower first
 
     @property
     def total_steps(self) -> int:
@@ -131,9 +146,9 @@ def _build(cls, data: Any, where: str):
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
     kwargs = {}
     nested = {"model": ModelConfig, "trainable": TrainableConfig, "data": DataConfig, "optim": OptimConfig,
-              "memory_bridge": MemoryBridgeSection}
+              "memory_bridge": MemoryBridgeSection, "vision_pretrain": VisionPretrainSection}
     for key, value in data.items():
-        if cls is TrainConfig and key == "memory_bridge" and value is None:
+        if cls is TrainConfig and key in ("memory_bridge", "vision_pretrain") and value is None:
             kwargs[key] = None
         elif cls is TrainConfig and key in nested:
             kwargs[key] = _build(nested[key], value, f"{where}.{key}")
@@ -167,6 +182,16 @@ def config_from_dict(data: dict) -> TrainConfig:
         if config.eval_samples:
             raise ConfigError("config.eval_samples is not supported with memory_bridge yet (held-out scoring "
                               "runs the plain model); set it to 0 and use scripts/compare_memory_bridge.py")
+    pretrain = config.vision_pretrain
+    if pretrain is not None:
+        sizes = {k: getattr(pretrain, k) for k in ("steps", "batch_size", "frame_size", "eval_pairs", "log_every")}
+        bad_sizes = sorted(k for k, v in sizes.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1)
+        if bad_sizes or not pretrain.lr > 0:
+            raise ConfigError(f"config.vision_pretrain: {bad_sizes or ['lr']} must be positive"
+                              + (" integers" if bad_sizes else ""))
+        if config.memory_bridge is not None:
+            raise ConfigError("config.vision_pretrain and config.memory_bridge cannot be combined: pretrain the "
+                              "model first, then train its bridge in another run")
     bad = sorted(set(config.trainable.freeze) - {"vision", "merger", "llm", "embeddings"})
     if bad:
         raise ConfigError(f"trainable.freeze: unknown part(s) {bad}; use vision, merger, llm, embeddings")

@@ -176,6 +176,11 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
 
         tokenizer = AutoTokenizer.from_pretrained(os.path.join(checkpoint, "tokenizer"))
     vlm = build_training_model(config, tokenizer)
+    pretrain_records = []
+    if config.vision_pretrain is not None and not checkpoint:
+        from longvlm.training.vision_pretrain import pretrain_vision
+
+        pretrain_records = pretrain_vision(vlm, config.vision_pretrain, config.seed)
     bridge = None
     if config.memory_bridge is not None:
         from longvlm.training.memory_training import build_bridge
@@ -212,6 +217,8 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
             json.dump(config_to_dict(config), fh, indent=2)
         if start_step == 0 and os.path.exists(log_path):
             os.remove(log_path)
+        with open(log_path, "a") as fh:
+            fh.writelines(json.dumps(record) + "\n" for record in pretrain_records)
     end_step = config.total_steps if max_steps is None else min(config.total_steps, start_step + max_steps)
     bar = tqdm(total=end_step, initial=start_step, disable=not accelerator.is_main_process, desc="train")
     window: list[float] = []

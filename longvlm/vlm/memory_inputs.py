@@ -97,14 +97,20 @@ def stream_size(vlm: VLM, height: int, width: int, segment_budget: int, patches:
     return item.height, item.width, item.tokens // patches
 
 
-@torch.no_grad()
-def encode_patches(vlm: VLM, frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """Frames (a whole number of temporal patches) -> merged tokens [patches, tokens per patch, C]."""
+def patch_tokens(vlm: VLM, frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """Frames (a whole number of temporal patches) -> merged tokens [patches, tokens per patch, C], with
+    gradients to the vision tower and merger when they require them."""
     param = next(vlm.model.model.visual.parameters())
     pixels, grid = video_patches(list(frames), size, vlm.vision)
     out = vlm.model.get_video_features(pixel_values_videos=pixels.to(param.device, param.dtype),
                                        video_grid_thw=grid.to(param.device)).pooler_output[0]
     return out.reshape(int(grid[0, 0]), -1, out.shape[-1])
+
+
+@torch.no_grad()
+def encode_patches(vlm: VLM, frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """`patch_tokens` without gradients (inference, or a frozen tower)."""
+    return patch_tokens(vlm, frames, size)
 
 
 @dataclass
