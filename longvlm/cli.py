@@ -97,7 +97,7 @@ def _ask(args: argparse.Namespace) -> int:
 
 
 def _memory(args: argparse.Namespace, vlm):
-    """--memory-bridge DIR|random / --memory-select -> `MemoryOptions`, or None."""
+    """--memory-bridge DIR|small|random / --memory-select -> `MemoryOptions`, or None."""
     if args.memory_bridge is None:
         return None
     from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig
@@ -106,7 +106,9 @@ def _memory(args: argparse.Namespace, vlm):
     if args.memory_bridge == "random":
         bridge = MemoryBridge(MemoryBridgeConfig(vlm.config.text_config.hidden_size))
     else:
-        bridge = MemoryBridge.from_pretrained(args.memory_bridge)
+        from longvlm.vlm.loading import SHIPPED_BRIDGES
+
+        bridge = MemoryBridge.from_pretrained(SHIPPED_BRIDGES.get(args.memory_bridge, args.memory_bridge))
     return MemoryOptions(bridge.to(vlm.model.device), select=args.memory_select)
 
 
@@ -238,8 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="prune the KV cache at prefill with this method")
     ask.add_argument("--kv-budget", default="0.2", help="KV tokens kept: a ratio (0.2) or a count (2048)")
     ask.add_argument("--memory-bridge", default=None,
-                     help="video: stream through a memory bridge (a directory saved by training, or 'random' for an "
-                          "untrained one); the model gets memory tokens + one segment")
+                     help="video: stream through a memory bridge (a directory saved by training, 'small' for the one "
+                          "shipped with the small model, or 'random' for an untrained one); the model gets memory "
+                          "tokens + one segment")
     ask.add_argument("--memory-select", choices=("auto", "relevance", "last"), default="auto",
                      help="which segment goes with the memory: auto (a time named in the question, else the most "
                           "relevant), relevance, or last")

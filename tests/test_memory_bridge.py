@@ -23,8 +23,10 @@ def bridge():
 
 
 def test_step_shapes_and_gradients_reach_every_parameter(bridge):
-    memory = bridge.unroll([torch.randn(n, C) for n in (10, 3, 7, 12, 5, 9)])  # more segments than the cache
-    assert memory.shape == (8, C)
+    memory, cache, spans = bridge.unroll([torch.randn(n, C) for n in (10, 3, 7, 12, 5, 9)])  # > cache_size
+    assert memory.shape == (8, C) and cache.shape == (4, 8, C)
+    covered = [i for span in spans for i in range(span.first_segment, span.last_segment + 1)]
+    assert covered == list(range(6))  # merged entries still cover the segments in order
     memory.square().sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in bridge.parameters())
 
@@ -42,6 +44,10 @@ def test_state_is_constant_beyond_the_cache(bridge):
     assert all(a.end_s == b.start_s for a, b in zip(spans, spans[1:]))
     assert sum(s.segments for s in spans) == 12 == state.segments_seen
     assert state.entry_at(55.0) is not None and spans[state.entry_at(55.0)].contains(55.0)
+    for k in range(12, 40):
+        bridge.advance(state, torch.randn(20, C), CacheSpan(10.0 * k, 10.0 * (k + 1), k, k, 1, 2 * k, 2 * k + 1))
+    counts = [s.segments for s in state.spans]
+    assert sum(counts) == 40 and max(counts) <= 2 * min(counts) + 2, counts  # balanced shares of the video
 
 
 def test_state_and_bridge_round_trip(bridge, tmp_path):
@@ -123,6 +129,31 @@ def test_pipeline_memory_plus_selected_segment(vlm, long_video):
     assert late.stats["memory_selection"] == "time" and late.evidence[-1].timestamp >= 590
 
 
+def test_relevance_selection_zooms_into_a_long_entry(vlm, long_video):
+    from longvlm.vlm.inputs import encode_video
+    from longvlm.vlm.memory_inputs import MemoryOptions, for_question, zoom_span
+
+    torch.manual_seed(0)
+    bridge = MemoryBridge(MemoryBridgeConfig(vlm.config.text_config.hidden_size, 8, cache_size=4, relevance_dim=8))
+    options = MemoryOptions(bridge, max_segment_patches=4, select="relevance")
+    encoded = encode_video(vlm, long_video, max_visual_tokens=8 + 4 * 8, sample_fps=0.5, memory=options)
+    state = encoded.memory.state
+    fit = state.meta["segment_budget"] // state.meta["tokens_per_patch"]
+    entry = max(range(len(state.spans)), key=lambda k: state.spans[k].last_patch - state.spans[k].first_patch)
+    wide = state.spans[entry]
+    assert wide.last_patch - wide.first_patch + 1 > fit  # 150 patches in 4 entries, 4 patches shown
+    query = torch.randn(vlm.config.text_config.hidden_size)
+    narrow = zoom_span(vlm, encoded.memory, state, entry, query)
+    assert wide.first_patch <= narrow.first_patch <= narrow.last_patch <= wide.last_patch
+    assert narrow.last_patch - narrow.first_patch + 1 < wide.last_patch - wide.first_patch + 1
+    assert wide.start_s <= narrow.start_s < narrow.end_s <= wide.end_s
+    before = (state.cache.clone(), list(state.spans), dict(state.meta))
+    chosen = for_question(vlm, encoded, "What is shown?")
+    assert chosen.stats["memory_selection"] == "relevance"
+    assert torch.equal(state.cache, before[0]) and state.spans == before[1] and state.meta == before[2]  # untouched
+    assert len(chosen.evidence) <= 2 * fit
+
+
 def test_memory_refuses_other_options(vlm, long_video):
     from longvlm.compression.base import Compression
     from longvlm.vlm.inputs import encode_video
@@ -189,10 +220,65 @@ def test_bridge_only_training_step():
     assert sizes["tokens"] > section.num_memory_tokens and 0 < sizes["answer_tokens"] < sizes["tokens"]
     assert bridge.config.num_memory_tokens == 8 and bridge.config.hidden_size == vlm.config.text_config.hidden_size
     shared = [f.name for f in dataclasses.fields(MemoryBridgeSection) if hasattr(bridge.config, f.name)]
-    assert len(shared) == 5  # the section's sizes go to the bridge by name, with the same defaults
+    assert len(shared) == 6  # the section's sizes go to the bridge by name, with the same defaults
     assert all(getattr(MemoryBridgeSection(), n) == getattr(MemoryBridgeConfig(hidden_size=8), n) for n in shared)
     assert all(p.grad is None for p in vlm.model.parameters())  # only the bridge learns
     assert all(p.grad is not None for p in bridge.parameters())
+
+
+def test_relevance_scores_match_their_formulas():
+    torch.manual_seed(0)
+    cache, query = torch.randn(5, 8, C), torch.randn(C)
+    plain = MemoryBridge(MemoryBridgeConfig(C, num_memory_tokens=8))
+    expected = torch.stack([torch.nn.functional.cosine_similarity(e.mean(0), query, dim=0) for e in cache])
+    assert torch.allclose(plain.relevance_scores(cache, query), expected, atol=1e-6)
+    learned = MemoryBridge(MemoryBridgeConfig(C, num_memory_tokens=8, relevance_dim=16))
+    norm = torch.nn.functional.layer_norm
+    w = learned.relevance_norm
+    q = learned.relevance_query(norm(query, (C,), w.weight, w.bias))
+    with torch.no_grad():
+        expected = torch.tensor([max(float(learned.relevance_key(norm(token, (C,), w.weight, w.bias)) @ q)
+                                     for token in entry) for entry in cache]) / 4.0
+        assert torch.allclose(learned.relevance_scores(cache, query), expected, atol=1e-5)
+    state = learned.initial_state()
+    assert learned.relevance(state, query).shape == (0,)
+
+
+def test_selection_loss_trains_the_relevance_towards_the_needle_entry():
+    from longvlm.datasets.needles import video_needle
+    from longvlm.training.config import MemoryBridgeSection
+    from longvlm.training.memory_training import build_bridge, memory_example_loss
+    from longvlm.vlm.loading import load_vlm
+
+    vlm = load_vlm("tiny")
+    for p in vlm.model.parameters():
+        p.requires_grad_(False)
+    plain = MemoryBridgeSection(num_memory_tokens=8, max_segment_patches=2, relevance_dim=16)
+    section = dataclasses.replace(plain, selection_loss_weight=1.0)
+    torch.manual_seed(0)
+    bridge = build_bridge(vlm, section)
+    assert bridge.config.relevance_dim == 16
+    example = video_needle(np.random.default_rng(1), 24, depth=0.3)
+    with_selection, _ = memory_example_loss(vlm, vlm.model, bridge, example, section)
+    answer_only, _ = memory_example_loss(vlm, vlm.model, bridge, example, plain)
+    assert float(with_selection.detach()) > float(answer_only.detach())  # + the selection cross-entropy (> 0)
+    with_selection.backward()
+    assert bridge.relevance_query.weight.grad.abs().sum() > 0 and bridge.relevance_key.weight.grad.abs().sum() > 0
+    optimizer = torch.optim.AdamW(bridge.parameters(), lr=1e-2)
+    gaps = []
+    for _ in range(25):
+        loss, _ = memory_example_loss(vlm, vlm.model, bridge, example, section)
+        answer_only, _ = memory_example_loss(vlm, vlm.model, bridge, example, plain)
+        gaps.append(float(loss.detach() - answer_only.detach()))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert gaps[-1] < 0.5 * gaps[0], gaps  # the needle's entry gets the top score on this example
+    with pytest.raises(ConfigError, match="relevance_dim"):
+        from longvlm.training.config import config_from_dict
+
+        config_from_dict({"memory_bridge": {"selection_loss_weight": 1.0},
+                          "data": {"sources": {"video_needle/color": 1.0}}})
 
 
 def test_memory_bridge_config_section(tmp_path):
@@ -234,3 +320,16 @@ def test_comparison_script_runs_on_tiny_model(load_script):
                         "--segment-patches", "4", "--select", "last"])
     assert last["select"] == "last" and set(last["accuracy"]) == {"uniform", "memory_bridge"}
     assert all(0.0 <= v <= 1.0 for v in last["needle_frame_shown"].values())
+
+
+def test_shipped_bridge_belongs_to_the_shipped_model():
+    import argparse
+
+    from longvlm.cli import _memory
+    from longvlm.compression.memory import check_bridge_model
+    from longvlm.vlm.loading import load_vlm
+
+    vlm = load_vlm("small")
+    options = _memory(argparse.Namespace(memory_bridge="small", memory_select="auto"), vlm)
+    check_bridge_model(options.bridge, vlm.model)  # trained on the shipped model: accepted
+    assert options.bridge.config.relevance_dim > 0  # with a trained relevance score

@@ -11,7 +11,13 @@ memories), with pre-norms and a learned scalar gate g. Each step costs O((M + N_
 streaming a video is linear in its length and the state is constant once the cache is full.
 
 The LLM is given m_k (as a small image block of M tokens) and the tokens of one segment: the current one, or one
-chosen for the question (`longvlm.vlm.memory_inputs`).
+chosen for the question (`longvlm.vlm.memory_inputs`). The choice scores each cache entry against the question
+(`relevance_scores`): with `relevance_dim` > 0 by learned projections, trained with a selection loss towards the
+entry that holds the answer (`longvlm.training.memory_training`),
+
+    score_k = max_j  (W_q q) . (W_k LN(c_kj)) / sqrt(d)      q: the question's mean input embedding [C]
+
+otherwise (bridges saved before this existed) by the untrained cosine similarity of q with the entry's mean memory.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from longvlm.compression.memory_state import CacheSpan, MemoryState, _merge_most_similar
+from longvlm.compression.memory_state import CacheSpan, MemoryState, _merge_adjacent
 from longvlm.compression.serialization import load_module, save_module
 from longvlm.errors import ConfigError
 
@@ -34,7 +40,9 @@ WEIGHTS_NAME = "memory_bridge.safetensors"
 class MemoryBridgeConfig:
     """`hidden_size`: the LLM hidden size; `num_memory_tokens` M; bridge `num_layers` of `num_heads` heads
     and FFN size `ffn_mult` * hidden; `cache_size`: most memories kept for retrieval; `model_signature`: the
-    `model_signature` of the VLM the bridge was trained with (recorded by training; empty: not recorded)."""
+    `model_signature` of the VLM the bridge was trained with (recorded by training; empty: not recorded);
+    `relevance_dim`: width of the learned question / cache-entry projections that score entries (0: untrained
+    cosine similarity)."""
 
     hidden_size: int
     num_memory_tokens: int = 32
@@ -44,10 +52,11 @@ class MemoryBridgeConfig:
     cache_size: int = 16
     dropout: float = 0.0
     model_signature: list[float] = field(default_factory=list)
+    relevance_dim: int = 0
 
     def __post_init__(self) -> None:
         if min(self.hidden_size, self.num_memory_tokens, self.num_layers, self.num_heads, self.ffn_mult,
-               self.cache_size) < 1:
+               self.cache_size) < 1 or self.relevance_dim < 0:
             raise ConfigError(f"memory bridge sizes must be positive, got {self}")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"memory bridge: hidden_size {self.hidden_size} is not divisible by "
@@ -69,6 +78,10 @@ class MemoryBridge(nn.Module):
         self.cache_norm = nn.LayerNorm(c)
         self.retrieval = nn.MultiheadAttention(c, config.num_heads, dropout=config.dropout, batch_first=True)
         self.retrieval_gate = nn.Parameter(torch.tensor(1.0))
+        if config.relevance_dim:
+            self.relevance_norm = nn.LayerNorm(c)
+            self.relevance_query = nn.Linear(c, config.relevance_dim)
+            self.relevance_key = nn.Linear(c, config.relevance_dim)
 
     @property
     def num_memory_tokens(self) -> int:
@@ -103,9 +116,10 @@ class MemoryBridge(nn.Module):
         state.push(memory, span, self.config.cache_size)
         return state
 
-    def unroll(self, segments: list[torch.Tensor]) -> torch.Tensor:
-        """Differentiable pass over a list of segments' tokens (training); returns the final memory [M, C].
-        The cache is bounded and merged exactly as in streaming."""
+    def unroll(self, segments: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, list[CacheSpan]]:
+        """Differentiable pass over a list of segments' tokens (training). Returns the final memory [M, C], the
+        cache [K, M, C] after the last segment (bounded and merged exactly as in streaming) and the segments
+        each cache entry covers (`CacheSpan.first_segment` .. `last_segment`)."""
         memory = self.memory_init
         entries: list[torch.Tensor] = []
         spans: list[CacheSpan] = []
@@ -114,16 +128,28 @@ class MemoryBridge(nn.Module):
             entries.append(memory)
             spans.append(CacheSpan(float(k), float(k + 1), k, k))
             while len(entries) > self.config.cache_size:
-                _merge_most_similar(entries, spans)
-        return memory
+                _merge_adjacent(entries, spans)
+        return memory, torch.stack(entries), spans
 
+    def relevance_scores(self, cache: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """Score cache entries [K, M, C] against a query vector [C] (e.g. the question's mean input embedding)
+        -> [K], differentiable: learned projections when `relevance_dim` > 0, else the cosine similarity of
+        the query with each entry's mean memory."""
+        if not self.config.relevance_dim:
+            means = cache.float().mean(dim=1)
+            return torch.nn.functional.cosine_similarity(means, query.float().reshape(1, -1).to(means.device),
+                                                         dim=-1)
+        dtype = self.relevance_query.weight.dtype
+        keys = self.relevance_key(self.relevance_norm(cache.to(dtype)))  # [K, M, d]
+        q = self.relevance_query(self.relevance_norm(query.to(keys.device, dtype)))  # [d]
+        return (keys @ q).amax(dim=1) / self.config.relevance_dim ** 0.5
+
+    @torch.no_grad()
     def relevance(self, state: MemoryState, query: torch.Tensor) -> torch.Tensor:
-        """Cosine similarity of a query vector [C] (e.g. the mean embedding of a question) with each cache
-        entry's mean memory -> [K]."""
+        """`relevance_scores` of a streaming state's cache entries (no gradients) -> [K]."""
         if state.cache.shape[0] == 0:
             return torch.zeros(0)
-        means = state.cache.float().mean(dim=1)
-        return torch.nn.functional.cosine_similarity(means, query.float().reshape(1, -1).to(means.device), dim=-1)
+        return self.relevance_scores(state.cache, query).float()
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write the config (JSON) and weights (safetensors) to a directory."""

@@ -3,9 +3,9 @@
 * `memory` [M, C]: the current memory tokens (the output of the last segment, after retrieval);
 * `cache` [K, M, C] with K <= cache_size: earlier memories. Each entry covers a contiguous time span of the
   video (`spans`: start_s, end_s, first and last segment, number of segments merged into it). When the cache
-  is full, the two adjacent entries with the most similar mean memory are merged (segment-count weighted
-  average, spans joined), so the state stays the same size however long the video is and the earliest
-  minutes keep an entry of their own until they are the most redundant;
+  is full, two adjacent entries are merged (segment-count weighted average, spans joined): among the pairs
+  covering the fewest segments, the one with the most similar mean memories. So the state stays the same size
+  however long the video is, and the entries keep balanced shares of it;
 * `meta`: JSON-able facts (video path, sampling, frame size of the stream, segments seen, seconds covered).
 
 `save(dir)` writes `memory_state.safetensors` + `memory_state.json`; `MemoryState.load(dir)` reads them back.
@@ -67,7 +67,7 @@ class MemoryState:
         entries = list(self.cache.unbind(0)) + [memory]
         spans = self.spans + [span]
         while len(entries) > cache_size:
-            _merge_most_similar(entries, spans)
+            _merge_adjacent(entries, spans)
         self.cache = torch.stack(entries)
         self.spans = spans
         self.meta["segments_seen"] = self.segments_seen + 1
@@ -105,10 +105,15 @@ class MemoryState:
         return cls(tensors["memory"], tensors["cache"], spans, data["meta"])
 
 
-def _merge_most_similar(entries: list[torch.Tensor], spans: list[CacheSpan]) -> None:
-    """Merge, in place, the adjacent pair of cache entries whose mean memories are most similar."""
+def _merge_adjacent(entries: list[torch.Tensor], spans: list[CacheSpan]) -> None:
+    """Merge, in place, one adjacent pair of cache entries: among the pairs covering the fewest segments together,
+    the one whose mean memories are most similar. Entries so keep balanced shares of the video (a recurrent
+    memory changes little from one segment to the next, and merging by similarity alone folds most of a long
+    video into one entry, too long to be shown when it is selected)."""
     means = torch.stack([e.float().mean(dim=0) for e in entries])
     sims = torch.nn.functional.cosine_similarity(means[:-1], means[1:], dim=-1)
+    sizes = torch.tensor([a.segments + b.segments for a, b in zip(spans[:-1], spans[1:])])
+    sims[sizes > sizes.min()] = -float("inf")
     k = int(sims.argmax())
     a, b = spans[k], spans[k + 1]
     total = a.segments + b.segments

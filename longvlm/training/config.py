@@ -39,8 +39,10 @@ class MemoryBridgeSection:
     """Train a memory bridge (`longvlm.compression.memory`) on video examples: its sizes, how examples are cut
     into segments (SceneTilling with `alpha`, forced cut after `max_segment_patches` temporal patches), and
     optionally a saved bridge to start from (`init`). The LLM sees the final memory plus the *last* segment, so
-    what the answer needs from earlier segments has to pass through the memory. Which VLM parts train is
-    still `trainable` (freeze everything for bridge-only training, or add `lora`)."""
+    what the answer needs from earlier segments has to pass through the memory. `relevance_dim` > 0 gives the
+    bridge learned relevance projections, trained with weight `selection_loss_weight` to pick the cache entry
+    that holds the needle (the segment shown at inference). Which VLM parts train is still `trainable` (freeze
+    everything for bridge-only training, or add `lora`)."""
 
     num_memory_tokens: int = 32
     num_layers: int = 1
@@ -49,6 +51,8 @@ class MemoryBridgeSection:
     cache_size: int = 16
     max_segment_patches: int = 4
     alpha: float = 1.0
+    relevance_dim: int = 0
+    selection_loss_weight: float = 0.0
     init: str | None = None
 
 
@@ -176,6 +180,11 @@ def config_from_dict(data: dict) -> TrainConfig:
         bad_sizes = sorted(k for k, v in sizes.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1)
         if bad_sizes:
             raise ConfigError(f"config.memory_bridge: {bad_sizes} must be positive integers")
+        if not isinstance(bridge.relevance_dim, int) or bridge.relevance_dim < 0 or bridge.selection_loss_weight < 0:
+            raise ConfigError("config.memory_bridge: relevance_dim and selection_loss_weight must be >= 0")
+        if bridge.selection_loss_weight and not bridge.relevance_dim:
+            raise ConfigError("config.memory_bridge.selection_loss_weight needs relevance_dim > 0 (learned "
+                              "relevance projections to train)")
         if not any(s.startswith("video_needle/") or s.startswith("jsonl:") for s in config.data.sources):
             raise ConfigError("config.memory_bridge trains on video examples; data.sources needs a video_needle/* "
                               "source")

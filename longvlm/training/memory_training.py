@@ -3,7 +3,10 @@
 The (frozen) vision tower encodes the example's frames; SceneTilling on the pooled temporal-patch features
 (forced cut after `max_segment_patches`) gives the segments; the bridge unrolls over them with gradients
 (`MemoryBridge.unroll`); the LLM gets the final memory and the last segment (`memory_prompt_parts`, the layout
-of inference) and the loss is on the answer tokens. Gradients reach the bridge (and LoRA adapters if any).
+of inference) and the loss is on the answer tokens. With `selection_loss_weight` > 0 (a bridge with
+`relevance_dim` > 0), a cross-entropy over the final cache entries' relevance scores for the question, towards
+the entries whose segments hold the needle frames (`meta['needle_frames']` of the synthetic tasks), trains the
+choice of the segment shown at inference. Gradients reach the bridge (and LoRA adapters if any).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from longvlm.encoders.scene_tiling import scene_tiling
 from longvlm.errors import ConfigError
 from longvlm.training.config import MemoryBridgeSection
 from longvlm.vlm.loading import VLM
-from longvlm.vlm.memory_inputs import encode_patches, memory_prompt_parts
+from longvlm.vlm.memory_inputs import encode_patches, memory_prompt_parts, question_embedding
 from longvlm.vlm.prompt import IGNORE_INDEX, build_training_inputs
 
 
@@ -32,6 +35,9 @@ def build_bridge(vlm: VLM, section: MemoryBridgeSection) -> MemoryBridge:
         if bridge.config.hidden_size != vlm.config.text_config.hidden_size:
             raise ConfigError(f"memory_bridge.init: bridge of hidden size {bridge.config.hidden_size} for a model "
                               f"of hidden size {vlm.config.text_config.hidden_size}")
+        if bridge.config.relevance_dim != section.relevance_dim:
+            raise ConfigError(f"memory_bridge.init: the bridge has relevance_dim {bridge.config.relevance_dim}, the "
+                              f"config asks for {section.relevance_dim}")
         bridge.config.model_signature = model_signature(vlm.model)  # it is trained on (and for) this model now
         return bridge
     sizes = {f.name: getattr(section, f.name) for f in fields(MemoryBridgeConfig) if hasattr(section, f.name)}
@@ -59,7 +65,15 @@ def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
     segments = scene_tiling(tokens.float().mean(dim=1).cpu().numpy(), patch_stamps, alpha=section.alpha,
                             max_segment=section.max_segment_patches)
     pieces = [tokens[s.start:s.end + 1].reshape(-1, tokens.shape[-1]) for s in segments]
-    memory = bridge.unroll(pieces)
+    memory, cache, spans = bridge.unroll(pieces)
+    selection_loss = None
+    if section.selection_loss_weight and example.meta.get("needle_frames"):
+        needle_segments = {next(i for i, s in enumerate(segments) if s.start <= f // spec.temporal_patch_size <= s.end)
+                           for f in example.meta["needle_frames"]}
+        targets = [k for k, span in enumerate(spans)
+                   if any(span.first_segment <= i <= span.last_segment for i in needle_segments)]
+        scores = bridge.relevance_scores(cache, question_embedding(vlm, question))
+        selection_loss = torch.logsumexp(scores, 0) - torch.logsumexp(scores[targets], 0)
     last = segments[-1]
     shown = pieces[-1]
     parts = [p for p in example.parts[:-1] if not isinstance(p, VideoItem)]
@@ -81,4 +95,7 @@ def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
         "video": BaseModelOutputWithPooling(pooler_output=[shown.to(device, dtype)])}
     sizes = {"tokens": int(inputs["input_ids"].shape[-1]),
              "answer_tokens": int((inputs["labels"] != IGNORE_INDEX).sum())}
-    return model(**kwargs, use_cache=False).loss, sizes
+    loss = model(**kwargs, use_cache=False).loss
+    if selection_loss is not None:
+        loss = loss + section.selection_loss_weight * selection_loss.to(loss.device)
+    return loss, sizes

@@ -25,6 +25,8 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # "small": the current shipped model; "small-v1": the first one, kept because the shipped memory bridge
 # (assets/memory-bridge-small) was trained on it and the KV-pruning figures were measured on it
 SHIPPED_MODELS = {"small": ASSETS / "longvlm-small", "small-v1": ASSETS / "longvlm-small-v1"}
+# Memory bridges shipped inside the package, by the name of the shipped model they were trained on.
+SHIPPED_BRIDGES = {"small": ASSETS / "memory-bridge-small"}
 # Small pixel bounds keep the random tiny model fast on CPU; real models use their own preprocessor config.
 TINY_VISION_SPEC = VisionSpec(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 256)
 

@@ -137,6 +137,17 @@ def stream_video(vlm: VLM, path: str, options: MemoryOptions, *, max_visual_toke
         "source": path, "sample_fps": sample_fps, "max_frames": max_frames, "height": height, "width": width,
         "tokens_per_patch": per_patch, "segment_budget": segment_budget, "duration_s": meta.duration,
         "patches": len(indices) // tp})
+    last, patches = _stream_patches(vlm, reader, indices, 0, state, options, progress, frames_per_chunk)
+    return state, last, patches
+
+
+def _stream_patches(vlm: VLM, reader: VideoReader, indices: list[int], first_patch: int, state: MemoryState,
+                    options: MemoryOptions, progress=None,
+                    frames_per_chunk: int = 16) -> tuple[CacheSpan, list[_Patch]]:
+    """Stream frames `indices` (temporal patches from `first_patch` on) through the bridge into `state`, cut by
+    online SceneTilling; returns the last segment's span and patches."""
+    bridge, tp = options.bridge, vlm.vision.temporal_patch_size
+    size = (int(state.meta["height"]), int(state.meta["width"]))
     tiler = OnlineSceneTiler(threshold=options.threshold, alpha=options.alpha,
                              max_segment=options.max_segment_patches)
     buffer: OrderedDict[int, _Patch] = OrderedDict()
@@ -147,13 +158,14 @@ def stream_video(vlm: VLM, path: str, options: MemoryOptions, *, max_visual_toke
         nonlocal last
         for seg in segments:
             patches = [buffer.pop(p) for p in range(seg.start, seg.end + 1)]
-            span = CacheSpan(seg.start_s, seg.end_s, seg.index, seg.index, 1, seg.start, seg.end)
+            span = CacheSpan(seg.start_s, seg.end_s, seg.index, seg.index, 1, first_patch + seg.start,
+                             first_patch + seg.end)
             bridge.advance(state, torch.cat([p.tokens for p in patches]), span)
             last = (span, patches)
 
     done = 0
     for frames in reader.iter_chunks(indices, chunk):
-        tokens = encode_patches(vlm, frames.frames, (height, width))
+        tokens = encode_patches(vlm, frames.frames, size)
         for k in range(tokens.shape[0]):
             p = done // tp + k
             sl = slice(k * tp, (k + 1) * tp)
@@ -164,7 +176,7 @@ def stream_video(vlm: VLM, path: str, options: MemoryOptions, *, max_visual_toke
             progress("stream", done, len(indices))
     close(tiler.finish())
     assert last is not None and not buffer
-    return state, last[0], last[1]
+    return last[0], last[1]
 
 
 def memory_prompt_parts(memory_tokens: int, segment_tokens: int, segments: int, covered_s: float, start_s: float,
@@ -251,8 +263,41 @@ def select_span(vlm: VLM, context: MemoryContext, question: str) -> tuple[CacheS
             if seconds >= context.last.start_s:
                 return context.last, "time", seconds
             return state.spans[state.entry_at(seconds)], "time", seconds
-    scores = context.options.bridge.relevance(state, question_embedding(vlm, question))
-    return state.spans[int(scores.argmax())], "relevance", None
+    query = question_embedding(vlm, question)
+    entry = int(context.options.bridge.relevance(state, query).argmax())
+    return zoom_span(vlm, context, state, entry, query), "relevance", None
+
+
+MAX_ZOOM_LEVELS = 4
+
+
+@torch.no_grad()
+def zoom_span(vlm: VLM, context: MemoryContext, state: MemoryState, entry: int, query: torch.Tensor) -> CacheSpan:
+    """The selected cache entry's span, narrowed while it holds more temporal patches than the budget shows:
+    its frames are streamed through the bridge again (from the memory before it, into an empty cache of finer
+    entries), and the most relevant of those is taken, up to `MAX_ZOOM_LEVELS` times. Costs
+    decoding the span again (about 1 / cache_size of the video per level, as merging keeps entries balanced)."""
+    tp = vlm.vision.temporal_patch_size
+    fit = max(1, int(state.meta["segment_budget"]) // int(state.meta["tokens_per_patch"]))
+    span = state.spans[entry]
+    reader = None
+    for _ in range(MAX_ZOOM_LEVELS):
+        count = span.last_patch - span.first_patch + 1
+        if count <= fit:
+            break
+        if reader is None:
+            reader = VideoReader(str(state.meta["source"]))
+            indices = stream_indices(reader.metadata, float(state.meta["sample_fps"]), state.meta["max_frames"], tp)
+        finer = context.options.bridge.initial_state(state.meta)
+        if entry > 0:
+            finer.memory = state.cache[entry - 1].clone()
+        _stream_patches(vlm, reader, indices[span.first_patch * tp:(span.last_patch + 1) * tp], span.first_patch,
+                        finer, context.options)
+        best = int(context.options.bridge.relevance(finer, query).argmax())
+        if finer.spans[best].last_patch - finer.spans[best].first_patch + 1 >= count:
+            break  # no finer split (one long scene): show the span thinned
+        state, entry, span = finer, best, finer.spans[best]
+    return span
 
 
 @torch.no_grad()
