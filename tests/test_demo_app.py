@@ -16,8 +16,8 @@ from longvlm.vlm.loading import load_vlm
 
 MAX_UPLOAD_MB = 1
 # /load_input inputs after the file and the path: budget, fps, max frames, max new tokens, compressor, ratio,
-# KV press, KV budget
-SETTINGS = (256, 1.0, 0, 16, "none", "1", "none", 1.0)
+# KV press, KV budget, memory bridge
+SETTINGS = (256, 1.0, 0, 16, "none", "1", "none", 1.0, "off")
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +41,8 @@ def client(server) -> Client:
 
 
 def load(c: Client, upload=None, path: str = "", **settings) -> dict:
-    values = dict(zip(("budget", "fps", "max_frames", "max_new", "compressor", "ratio", "press", "kv_budget"),
-                      SETTINGS))
+    values = dict(zip(("budget", "fps", "max_frames", "max_new", "compressor", "ratio", "press", "kv_budget",
+                       "memory"), SETTINGS, strict=True))
     values.update(settings)
     out = c.predict(upload, path, *values.values(), api_name="/load_input")
     names = ("status", "gallery", "hint", "video", "page", "chat", "cites", "stats", "notice")
@@ -115,6 +115,25 @@ def test_video_by_local_path_and_seek(server, short_video):
     assert video_update["playback_position"] == 12.5 and video_update["label"] == "Video at 0:12" and notice == ""
     *_, notice = c.predict("t:45", api_name="/jump")
     assert "past the end" in notice
+
+
+def test_video_through_a_memory_bridge(server, short_video, tmp_path):
+    import torch
+
+    from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig
+
+    path = shutil.copy(short_video, server.media / "clip_memory.mp4")
+    c = client(server)
+    refused = load(c, path=str(path), budget=128, fps=0.5, memory="small")  # trained for another model
+    assert "trained with another model" in refused["notice"] and "No input yet" in refused["status"]
+    assert "replaces visual compression" in load(c, path=str(path), memory="small", press="snapkv")["notice"]
+    torch.manual_seed(0)
+    bridge_dir = tmp_path / "bridge"
+    MemoryBridge(MemoryBridgeConfig(server.holder.vlm.config.text_config.hidden_size, 8)).save_pretrained(bridge_dir)
+    loaded = load(c, path=str(path), budget=128, fps=0.5, memory=str(bridge_dir))
+    assert "ready" in loaded["status"], loaded["notice"]
+    _, reply = ask(c, "What is shown?")
+    assert [m["role"] for m in reply["chat"]] == ["user", "assistant"] and reply["notice"] == ""
 
 
 def test_bad_inputs_show_a_message_and_the_app_keeps_serving(server, pdf, tmp_path):

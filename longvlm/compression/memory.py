@@ -173,13 +173,18 @@ def model_signature(model: nn.Module) -> list[float]:
     return [round(float(v), 6) for v in weight[rows, cols].float().cpu()]
 
 
-def check_bridge_model(bridge: MemoryBridge, model: nn.Module) -> None:
-    """ConfigError when `bridge` was trained with another model than `model` (sizes, or the recorded signature):
-    a bridge writes and reads the hidden states of its own model, and gives meaningless answers on another."""
+def check_bridge_size(bridge: MemoryBridge, model: nn.Module) -> None:
+    """ConfigError when `bridge` was built for another hidden size than `model`'s."""
     hidden = model.get_input_embeddings().weight.shape[1]
     if bridge.config.hidden_size != hidden:
         raise ConfigError(f"memory bridge of hidden size {bridge.config.hidden_size} for a model of hidden size "
-                          f"{hidden}")
+                          f"{hidden}: it was trained with another model")
+
+
+def check_bridge_model(bridge: MemoryBridge, model: nn.Module) -> None:
+    """ConfigError when `bridge` was trained with another model than `model` (sizes, or the recorded signature):
+    a bridge writes and reads the hidden states of its own model, and gives meaningless answers on another."""
+    check_bridge_size(bridge, model)
     recorded = bridge.config.model_signature
     if recorded:
         current = torch.tensor(model_signature(model))

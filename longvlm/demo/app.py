@@ -27,6 +27,7 @@ from longvlm.demo.session import DemoSession, ingest, stream_answer
 from longvlm.demo.settings import DOWNSAMPLE_CHOICES, DemoSettings
 from longvlm.demo.stats import stats_rows
 from longvlm.errors import BudgetError, ConfigError, InputError, LongVLMError, short_reason
+from longvlm.vlm.loading import SHIPPED_BRIDGES
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +276,10 @@ def build_demo(holder: ModelHolder, config: DemoConfig = DemoConfig()) -> gr.Blo
                                             elem_classes=off)
                         kv_budget = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="KV budget (fraction kept)"
                                               + suffix, interactive=compression.available, elem_classes=off)
+                    memory = gr.Dropdown(["off", *SHIPPED_BRIDGES], value=defaults.memory_bridge,
+                                         allow_custom_value=True, elem_id="lv-memory",
+                                         label="Memory bridge for videos: off, a shipped one (for the model of "
+                                               "the same name), or a bridge directory")
                     off = [] if rope.available else ["lv-unavailable"]
                     suffix = "" if rope.available else f" ({NOT_AVAILABLE})"
                     with gr.Row():
@@ -292,20 +297,22 @@ def build_demo(holder: ModelHolder, config: DemoConfig = DemoConfig()) -> gr.Blo
         jump_box = gr.Textbox(visible=False, elem_id="lv-jump")
 
         # -- handlers ------------------------------------------------------------------------------------
-        def settings_from(budget_v, fps_v, max_frames_v, max_new_v, comp_v, ratio_v, press_v, kv_v) -> DemoSettings:
+        def settings_from(budget_v, fps_v, max_frames_v, max_new_v, comp_v, ratio_v, press_v, kv_v,
+                          memory_v) -> DemoSettings:
             return DemoSettings(max_visual_tokens=int(budget_v), sample_fps=float(fps_v or 0),
                                 max_frames=int(max_frames_v) if max_frames_v else None,
                                 max_new_tokens=int(max_new_v), compressor=comp_v or "none",
                                 downsample=str(ratio_v or "1"), kv_press=press_v or "none",
-                                kv_budget=float(kv_v)).validated()
+                                kv_budget=float(kv_v), memory_bridge=(memory_v or "off").strip()).validated()
 
         def load_input(upload_v, path_v, budget_v, fps_v, max_frames_v, max_new_v, comp_v, ratio_v, press_v, kv_v,
-                       current, progress=gr.Progress()):
+                       memory_v, current, progress=gr.Progress()):
             def report(stage, done, total, text, unit):
                 progress((done, total) if done is not None and total else 0.0, desc=text, unit=unit)
 
             try:
-                settings = settings_from(budget_v, fps_v, max_frames_v, max_new_v, comp_v, ratio_v, press_v, kv_v)
+                settings = settings_from(budget_v, fps_v, max_frames_v, max_new_v, comp_v, ratio_v, press_v, kv_v,
+                                         memory_v)
                 path = resolve_input(upload_v, path_v, config)
                 session = ingest(holder.vlm, path, settings, model_version=holder.version,
                                  max_upload_mb=config.max_upload_mb, max_thumbnails=config.max_thumbnails,
@@ -400,7 +407,7 @@ def build_demo(holder: ModelHolder, config: DemoConfig = DemoConfig()) -> gr.Blo
                     _notice(f"Loaded model {holder.vlm.name}. Load your input again.", "info"))
 
         # -- wiring --------------------------------------------------------------------------------------
-        settings_inputs = [budget, fps, max_frames, max_new, compressor, ratio, press, kv_budget]
+        settings_inputs = [budget, fps, max_frames, max_new, compressor, ratio, press, kv_budget, memory]
         load_outputs = [session_state, status, gallery, viewer_hint, video, page, chatbot, cites, stats_md, notice]
         load_kwargs = dict(fn=load_input, inputs=[upload, local_path, *settings_inputs, session_state],
                            outputs=load_outputs, show_progress_on=[status], concurrency_id="model")

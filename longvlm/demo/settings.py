@@ -23,6 +23,7 @@ class DemoSettings:
     downsample: str = "1"
     kv_press: str = "none"
     kv_budget: float = 1.0
+    memory_bridge: str = "off"  # videos: "off", a shipped bridge ("small"), or a bridge directory
 
     def validated(self) -> DemoSettings:
         """Self, if every value is usable; `ConfigError` naming the bad one otherwise."""
@@ -38,7 +39,22 @@ class DemoSettings:
             raise ConfigError(f"compression ratio must be one of {', '.join(DOWNSAMPLE_CHOICES)}")
         if not 0.0 < self.kv_budget <= 1.0:
             raise ConfigError(f"KV budget must be a fraction in (0, 1], got {self.kv_budget!r}")
+        if self.memory_bridge != "off" and self.wants_compression:
+            raise ConfigError("the memory bridge replaces visual compression and KV pruning: turn those off, or "
+                              "set the memory bridge to off")
         return self
+
+    def memory(self, vlm):
+        """`MemoryOptions` for videos with the chosen bridge (checked against `vlm`), or None when off."""
+        if self.memory_bridge == "off":
+            return None
+        from longvlm.compression.memory import MemoryBridge, check_bridge_model
+        from longvlm.vlm.loading import SHIPPED_BRIDGES
+        from longvlm.vlm.memory_inputs import MemoryOptions
+
+        bridge = MemoryBridge.from_pretrained(SHIPPED_BRIDGES.get(self.memory_bridge, self.memory_bridge))
+        check_bridge_model(bridge, vlm.model)
+        return MemoryOptions(bridge.to(vlm.model.device))
 
     @property
     def wants_compression(self) -> bool:

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig, memory_grid, model_signature
+from longvlm.compression.memory import (MemoryBridge, MemoryBridgeConfig, check_bridge_size, memory_grid,
+                                        model_signature)
 from longvlm.datasets.examples import Example, VideoItem
 from longvlm.encoders.scene_tiling import scene_tiling
 from longvlm.errors import ConfigError
@@ -32,9 +33,7 @@ def build_bridge(vlm: VLM, section: MemoryBridgeSection) -> MemoryBridge:
     one saved at `section.init`."""
     if section.init:
         bridge = MemoryBridge.from_pretrained(section.init)
-        if bridge.config.hidden_size != vlm.config.text_config.hidden_size:
-            raise ConfigError(f"memory_bridge.init: bridge of hidden size {bridge.config.hidden_size} for a model "
-                              f"of hidden size {vlm.config.text_config.hidden_size}")
+        check_bridge_size(bridge, vlm.model)
         if bridge.config.relevance_dim != section.relevance_dim:
             raise ConfigError(f"memory_bridge.init: the bridge has relevance_dim {bridge.config.relevance_dim}, the "
                               f"config asks for {section.relevance_dim}")
