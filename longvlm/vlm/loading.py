@@ -22,9 +22,8 @@ FAMILIES = {
 TINY_PRESETS = {"tiny": "qwen2_vl", "tiny-qwen2-vl": "qwen2_vl", "tiny-qwen2.5-vl": "qwen2_5_vl"}
 # Trained checkpoints shipped inside the package (saved with save_pretrained by scripts/train.py).
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-# "small": the current shipped model; "small-v1": the first one, kept because the KV-pruning figures in
-# bench/RESULTS.md were measured on it
-SHIPPED_MODELS = {"small": ASSETS / "longvlm-small", "small-v1": ASSETS / "longvlm-small-v1"}
+# "small": the shipped model (earlier versions are in git history and bench/RESULTS.md)
+SHIPPED_MODELS = {"small": ASSETS / "longvlm-small"}
 # Memory bridges shipped inside the package, by the name of the shipped model they were trained on.
 SHIPPED_BRIDGES = {"small": ASSETS / "memory-bridge-small"}
 # Small pixel bounds keep the random tiny model fast on CPU; real models use their own preprocessor config.
