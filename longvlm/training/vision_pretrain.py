@@ -42,14 +42,18 @@ def pretrain_vision(vlm: VLM, section: VisionPretrainSection, seed: int) -> list
         width = _features(vlm, needle_frame_pairs(np.random.default_rng(seed), 1, size), size).shape[1]
         heads = torch.nn.ModuleDict({"shape": torch.nn.Linear(width, len(SHAPES)),
                                      "color": torch.nn.Linear(width, len(COLORS))})
-    params = [p for p in visual.parameters()] + list(heads.parameters())
+    device = next(visual.parameters()).device
+    heads = heads.to(device)
+    params = list(visual.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=section.lr)
     records, window, started = [], [], time.perf_counter()
     for step in range(1, section.steps + 1):
         pairs = needle_frame_pairs(rng, section.batch_size, size)
         features = _features(vlm, pairs, size)
-        loss = (torch.nn.functional.cross_entropy(heads["shape"](features), torch.as_tensor(pairs.shapes))
-                + torch.nn.functional.cross_entropy(heads["color"](features), torch.as_tensor(pairs.colors)))
+        features = features.to(heads["shape"].weight.dtype)
+        shapes, colors = (torch.as_tensor(labels, device=device) for labels in (pairs.shapes, pairs.colors))
+        loss = (torch.nn.functional.cross_entropy(heads["shape"](features), shapes)
+                + torch.nn.functional.cross_entropy(heads["color"](features), colors))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -61,8 +65,8 @@ def pretrain_vision(vlm: VLM, section: VisionPretrainSection, seed: int) -> list
     with torch.no_grad():
         visual.eval()
         features = torch.cat([_features(vlm, _slice(heldout, i, i + 100), size)
-                              for i in range(0, section.eval_pairs, 100)])
-        accuracy = {name: float((heads[name](features).argmax(-1) == torch.as_tensor(labels)).float().mean())
+                              for i in range(0, section.eval_pairs, 100)]).to(heads["shape"].weight.dtype)
+        accuracy = {name: float((heads[name](features).argmax(-1).cpu() == torch.as_tensor(labels)).float().mean())
                     for name, labels in (("shape", heldout.shapes), ("color", heldout.colors))}
     visual.train(was_training)
     records.append({"vision_pretrain_step": section.steps, "vision_eval": accuracy, "eval_pairs": section.eval_pairs})
