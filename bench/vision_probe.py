@@ -2,7 +2,7 @@
 
 Each sample is one temporal patch of a needle video (two 56x56 frames: a haystack frame and a frame with a
 saturated shape in one of six colours, in random order), as the synthetic video tasks make them. The
-vision tower + merger encode it (`encode_patches`, the same call the memory bridge uses); a logistic-regression
+vision tower + merger encode it (`pair_features`, the features the vision pretraining classifies); a logistic-regression
 probe on the concatenated merged tokens is trained on the first part of the samples and scored on the rest,
 for the shape (4 classes) and the colour (6 classes). Baseline, measured in the same run on the same samples:
 the same probe on the needle frame's pixels reduced to a 14x14 map of saturated pixels (what a shape
@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from longvlm.datasets.needles import NeedleFramePairs, needle_frame_pairs  # noqa: E402
+from longvlm.training.vision_pretrain import pair_features  # noqa: E402
 from longvlm.vlm.loading import load_vlm  # noqa: E402
-from longvlm.vlm.memory_inputs import encode_patches  # noqa: E402
 
 SIZE = 56
 
@@ -39,11 +39,9 @@ def saturation_maps(pairs: NeedleFramePairs) -> np.ndarray:
 
 @torch.no_grad()
 def tower_features(model: str, frames: np.ndarray, chunk: int = 200) -> torch.Tensor:
-    """Merged vision tokens of each frame pair, concatenated: [pairs, tokens * hidden]."""
-    vlm = load_vlm(model)
-    out = [encode_patches(vlm, frames[i:i + chunk], (SIZE, SIZE)).flatten(1).float()
-           for i in range(0, len(frames), chunk)]
-    return torch.cat(out)
+    """Merged vision tokens of each frame pair, concatenated: [pairs, tokens * hidden] (`pair_features`, what
+    the vision pretraining classifies)."""
+    return pair_features(load_vlm(model), frames, SIZE, chunk).float()
 
 
 def probe_accuracy(features: torch.Tensor, labels: np.ndarray, train: int, steps: int = 500) -> float:

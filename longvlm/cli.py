@@ -106,9 +106,9 @@ def _memory(args: argparse.Namespace, vlm):
     if args.memory_bridge == "random":
         bridge = MemoryBridge(MemoryBridgeConfig(vlm.config.text_config.hidden_size))
     else:
-        from longvlm.vlm.loading import SHIPPED_BRIDGES
+        from longvlm.vlm.loading import load_memory_bridge
 
-        bridge = MemoryBridge.from_pretrained(SHIPPED_BRIDGES.get(args.memory_bridge, args.memory_bridge))
+        bridge = load_memory_bridge(args.memory_bridge)
     return MemoryOptions(bridge.to(vlm.model.device), select=args.memory_select)
 
 

@@ -39,6 +39,11 @@ class CacheSpan:
     first_patch: int = 0
     last_patch: int = 0
 
+    @property
+    def patch_count(self) -> int:
+        """Temporal patches of the stream this span covers."""
+        return self.last_patch - self.first_patch + 1
+
     def contains(self, seconds: float) -> bool:
         return self.start_s <= seconds < self.end_s
 

@@ -122,12 +122,10 @@ def ingest(vlm: VLM, path: str, settings: DemoSettings, *, model_version: int = 
     tracker = StageTracker(kind, report, note)
     tracker.start()
     extra = {"compression": compression} if compression is not None else {}
-    if kind == "video" and settings.memory_bridge != "off":
-        extra["memory"] = settings.memory(vlm)
     if kind == "video":
         encoded = encode_video(vlm, path, max_visual_tokens=settings.max_visual_tokens,
                                sample_fps=settings.sample_fps, max_frames=settings.max_frames,
-                               progress=tracker, **extra)
+                               progress=tracker, memory=settings.memory(vlm), **extra)
     else:
         encoded = encode_pdf(vlm, path, max_visual_tokens=settings.max_visual_tokens, progress=tracker, **extra)
     started = time.perf_counter()

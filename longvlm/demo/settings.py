@@ -45,16 +45,14 @@ class DemoSettings:
         return self
 
     def memory(self, vlm):
-        """`MemoryOptions` for videos with the chosen bridge (checked against `vlm`), or None when off."""
+        """`MemoryOptions` for videos with the chosen bridge, or None when off (streaming checks that the bridge
+        was trained with `vlm`)."""
         if self.memory_bridge == "off":
             return None
-        from longvlm.compression.memory import MemoryBridge, check_bridge_model
-        from longvlm.vlm.loading import SHIPPED_BRIDGES
+        from longvlm.vlm.loading import load_memory_bridge
         from longvlm.vlm.memory_inputs import MemoryOptions
 
-        bridge = MemoryBridge.from_pretrained(SHIPPED_BRIDGES.get(self.memory_bridge, self.memory_bridge))
-        check_bridge_model(bridge, vlm.model)
-        return MemoryOptions(bridge.to(vlm.model.device))
+        return MemoryOptions(load_memory_bridge(self.memory_bridge).to(vlm.model.device))
 
     @property
     def wants_compression(self) -> bool:

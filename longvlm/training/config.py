@@ -165,6 +165,11 @@ def _build(cls, data: Any, where: str):
     return cls(**kwargs)
 
 
+def _not_positive_ints(section: Any, names: tuple[str, ...]) -> list[str]:
+    """The fields of `section` among `names` that are not positive integers (bools excluded), sorted."""
+    return sorted(n for n in names if not isinstance(v := getattr(section, n), int) or isinstance(v, bool) or v < 1)
+
+
 def config_from_dict(data: dict) -> TrainConfig:
     """Build and validate a TrainConfig from a plain dict (e.g. parsed YAML)."""
     config = _build(TrainConfig, data, "config")
@@ -175,9 +180,8 @@ def config_from_dict(data: dict) -> TrainConfig:
             raise ConfigError(f"stage {stage.name!r}: steps and max_length must be positive")
     bridge = config.memory_bridge
     if bridge is not None:
-        sizes = {k: getattr(bridge, k) for k in ("num_memory_tokens", "num_layers", "num_heads", "ffn_mult",
-                                                 "cache_size", "max_segment_patches")}
-        bad_sizes = sorted(k for k, v in sizes.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1)
+        bad_sizes = _not_positive_ints(bridge, ("num_memory_tokens", "num_layers", "num_heads", "ffn_mult",
+                                                "cache_size", "max_segment_patches"))
         if bad_sizes:
             raise ConfigError(f"config.memory_bridge: {bad_sizes} must be positive integers")
         if not isinstance(bridge.relevance_dim, int) or bridge.relevance_dim < 0 or bridge.selection_loss_weight < 0:
@@ -193,8 +197,7 @@ def config_from_dict(data: dict) -> TrainConfig:
                               "runs the plain model); set it to 0 and use scripts/compare_memory_bridge.py")
     pretrain = config.vision_pretrain
     if pretrain is not None:
-        sizes = {k: getattr(pretrain, k) for k in ("steps", "batch_size", "frame_size", "eval_pairs", "log_every")}
-        bad_sizes = sorted(k for k, v in sizes.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1)
+        bad_sizes = _not_positive_ints(pretrain, ("steps", "batch_size", "frame_size", "eval_pairs", "log_every"))
         if bad_sizes or not pretrain.lr > 0:
             raise ConfigError(f"config.vision_pretrain: {bad_sizes or ['lr']} must be positive"
                               + (" integers" if bad_sizes else ""))

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from longvlm.datasets.needles import COLORS, SHAPES, NeedleFramePairs, needle_frame_pairs
+from longvlm.datasets.needles import COLORS, SHAPES, needle_frame_pairs
 from longvlm.training.config import VisionPretrainSection
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.memory_inputs import patch_tokens
@@ -23,9 +23,11 @@ from longvlm.vlm.memory_inputs import patch_tokens
 TRAIN_SEED_OFFSET, HELDOUT_SEED_OFFSET = 1000, 2000  # frame streams apart from the mixture's
 
 
-def _features(vlm: VLM, pairs: NeedleFramePairs, size: int) -> torch.Tensor:
-    """Merged vision tokens of each pair, flattened: [pairs, tokens * hidden]."""
-    return patch_tokens(vlm, pairs.frames, (size, size)).flatten(1)
+def pair_features(vlm: VLM, frames: np.ndarray, size: int, chunk: int = 200) -> torch.Tensor:
+    """Merged vision tokens of each frame pair (temporal patch) of `frames`, flattened: [pairs, tokens * hidden];
+    encoded `chunk` frames at a time, with gradients when they are enabled."""
+    return torch.cat([patch_tokens(vlm, frames[i:i + chunk], (size, size)).flatten(1)
+                      for i in range(0, len(frames), chunk)])
 
 
 def pretrain_vision(vlm: VLM, section: VisionPretrainSection, seed: int) -> list[dict]:
@@ -39,7 +41,7 @@ def pretrain_vision(vlm: VLM, section: VisionPretrainSection, seed: int) -> list
     heldout = needle_frame_pairs(np.random.default_rng(seed + HELDOUT_SEED_OFFSET), section.eval_pairs, size)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        width = _features(vlm, needle_frame_pairs(np.random.default_rng(seed), 1, size), size).shape[1]
+        width = pair_features(vlm, needle_frame_pairs(np.random.default_rng(seed), 1, size).frames, size).shape[1]
         heads = torch.nn.ModuleDict({"shape": torch.nn.Linear(width, len(SHAPES)),
                                      "color": torch.nn.Linear(width, len(COLORS))})
     device = next(visual.parameters()).device
@@ -49,8 +51,7 @@ def pretrain_vision(vlm: VLM, section: VisionPretrainSection, seed: int) -> list
     records, window, started = [], [], time.perf_counter()
     for step in range(1, section.steps + 1):
         pairs = needle_frame_pairs(rng, section.batch_size, size)
-        features = _features(vlm, pairs, size)
-        features = features.to(heads["shape"].weight.dtype)
+        features = pair_features(vlm, pairs.frames, size).to(heads["shape"].weight.dtype)
         shapes, colors = (torch.as_tensor(labels, device=device) for labels in (pairs.shapes, pairs.colors))
         loss = (torch.nn.functional.cross_entropy(heads["shape"](features), shapes)
                 + torch.nn.functional.cross_entropy(heads["color"](features), colors))
@@ -64,15 +65,10 @@ def pretrain_vision(vlm: VLM, section: VisionPretrainSection, seed: int) -> list
             window = []
     with torch.no_grad():
         visual.eval()
-        features = torch.cat([_features(vlm, _slice(heldout, i, i + 100), size)
-                              for i in range(0, section.eval_pairs, 100)]).to(heads["shape"].weight.dtype)
+        features = pair_features(vlm, heldout.frames, size).to(heads["shape"].weight.dtype)
         accuracy = {name: float((heads[name](features).argmax(-1).cpu() == torch.as_tensor(labels)).float().mean())
                     for name, labels in (("shape", heldout.shapes), ("color", heldout.colors))}
     visual.train(was_training)
     records.append({"vision_pretrain_step": section.steps, "vision_eval": accuracy, "eval_pairs": section.eval_pairs})
     return records
 
-
-def _slice(pairs: NeedleFramePairs, start: int, stop: int) -> NeedleFramePairs:
-    return NeedleFramePairs(pairs.frames[2 * start:2 * stop], pairs.shapes[start:stop], pairs.colors[start:stop],
-                            pairs.needle_index[start:stop])

@@ -271,6 +271,11 @@ def select_span(vlm: VLM, context: MemoryContext, question: str) -> tuple[CacheS
 MAX_ZOOM_LEVELS = 4
 
 
+def shown_patches(state: MemoryState) -> int:
+    """How many temporal patches of the stream fit the segment budget next to the memory (at least 1)."""
+    return max(1, int(state.meta["segment_budget"]) // int(state.meta["tokens_per_patch"]))
+
+
 @torch.no_grad()
 def zoom_span(vlm: VLM, context: MemoryContext, state: MemoryState, entry: int, query: torch.Tensor) -> CacheSpan:
     """The selected cache entry's span, narrowed while it holds more temporal patches than the budget shows:
@@ -278,12 +283,11 @@ def zoom_span(vlm: VLM, context: MemoryContext, state: MemoryState, entry: int, 
     entries), and the most relevant of those is taken, up to `MAX_ZOOM_LEVELS` times. Costs
     decoding the span again (about 1 / cache_size of the video per level, as merging keeps entries balanced)."""
     tp = vlm.vision.temporal_patch_size
-    fit = max(1, int(state.meta["segment_budget"]) // int(state.meta["tokens_per_patch"]))
+    fit = shown_patches(state)
     span = state.spans[entry]
     reader = None
     for _ in range(MAX_ZOOM_LEVELS):
-        count = span.last_patch - span.first_patch + 1
-        if count <= fit:
+        if span.patch_count <= fit:
             break
         if reader is None:
             reader = VideoReader(str(state.meta["source"]))
@@ -294,7 +298,7 @@ def zoom_span(vlm: VLM, context: MemoryContext, state: MemoryState, entry: int, 
         _stream_patches(vlm, reader, indices[span.first_patch * tp:(span.last_patch + 1) * tp], span.first_patch,
                         finer, context.options)
         best = int(context.options.bridge.relevance(finer, query).argmax())
-        if finer.spans[best].last_patch - finer.spans[best].first_patch + 1 >= count:
+        if finer.spans[best].patch_count >= span.patch_count:
             break  # no finer split (one long scene): show the span thinned
         state, entry, span = finer, best, finer.spans[best]
     return span
@@ -307,8 +311,8 @@ def encode_span(vlm: VLM, state: MemoryState, span: CacheSpan, around_s: float |
     tp = vlm.vision.temporal_patch_size
     reader = VideoReader(str(state.meta["source"]))
     indices = stream_indices(reader.metadata, float(state.meta["sample_fps"]), state.meta["max_frames"], tp)
-    count = span.last_patch - span.first_patch + 1
-    fit = max(1, int(state.meta["segment_budget"]) // int(state.meta["tokens_per_patch"]))
+    count = span.patch_count
+    fit = shown_patches(state)
     if count <= fit:
         chosen = list(range(span.first_patch, span.last_patch + 1))
     elif around_s is not None:
