@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from longvlm.datasets.needles import NeedleFramePairs, needle_frame_pairs  # noqa: E402
+from longvlm.datasets.needles import NeedleFramePairs, needle_frame_pairs, saturated_pixels  # noqa: E402
 from longvlm.training.vision_pretrain import pair_features  # noqa: E402
 from longvlm.vlm.loading import load_vlm  # noqa: E402
 
@@ -31,10 +31,9 @@ SIZE = 56
 
 def saturation_maps(pairs: NeedleFramePairs) -> np.ndarray:
     """Each pair's needle frame reduced to a 14x14 map of saturated pixels: [pairs, 196]."""
-    needles = pairs.frames[2 * np.arange(len(pairs.shapes)) + pairs.needle_index].astype(int)
-    saturated = (needles.max(-1) - needles.min(-1)) > 100
-    return saturated.reshape(len(needles), 14, SIZE // 14, 14, SIZE // 14).mean((2, 4)).reshape(
-        len(needles), -1).astype(np.float32)
+    saturated = saturated_pixels(pairs.needle_frames())
+    return saturated.reshape(len(saturated), 14, SIZE // 14, 14, SIZE // 14).mean((2, 4)).reshape(
+        len(saturated), -1).astype(np.float32)
 
 
 @torch.no_grad()

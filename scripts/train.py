@@ -2,6 +2,7 @@
 
     python scripts/train.py --config configs/small_model.yaml [--resume] [--max-steps N] [--set a.b=value ...]
     accelerate launch --config_file configs/accelerate/ddp.yaml scripts/train.py --config ...
+    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 scripts/train.py --config ...   # data-parallel on CPU
 
 Several configs run one after the other (a recipe in parts, each part usually starting from the previous
 part's output_dir): `--config configs/small_model.yaml configs/small_model_long.yaml`. With `--resume`, parts

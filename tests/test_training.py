@@ -240,3 +240,37 @@ def test_train_script_runs_a_recipe_in_parts_and_resume_skips_finished_parts(tmp
     capsys.readouterr()
     assert script.main(["--config", *paths, "--resume"]) == 0
     assert capsys.readouterr().err.count("already finished") == 2
+
+
+def test_a_multi_process_launch_that_accelerate_does_not_see_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # e.g. torchrun on a CPU machine without ACCELERATE_USE_CPU
+    config = load_config(SMOKE, {"output_dir": str(tmp_path / "run")})
+    with pytest.raises(ConfigError, match="accelerate sees 1.*ACCELERATE_USE_CPU=true"):
+        train(config)
+    assert not (tmp_path / "run" / "training_log.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_two_process_cpu_training_logs_both_processes_samples(tmp_path):
+    """Data-parallel training on CPU (torchrun, gloo): text-only micro-batches leave the vision tower without
+    gradients on one process and must not stall DDP; the log sums both processes' samples."""
+    import os
+    import subprocess
+    import sys
+
+    from longvlm.training.trainer import BatchMaker
+
+    out = tmp_path / "run"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                    "29517", str(REPO / "scripts" / "train.py"), "--config", str(SMOKE),
+                    "--set", f"output_dir={out}", "log_every=20", "torch_threads=1"],
+                   check=True, env=env, timeout=600, capture_output=True)
+    config = load_config(SMOKE, {"output_dir": str(out)})
+    record = [r for r in map(json.loads, (out / "training_log.jsonl").read_text().splitlines()) if "step" in r][-1]
+    assert record["step"] == config.total_steps == 20
+    maker = BatchMaker(load_vlm(out), config)
+    batches = [maker.batch(step * 2 + rank, config.stage_at(step)) for step in range(20) for rank in range(2)]
+    assert record["samples"] == sum(info["samples"] for _, info in batches)
+    # the case DDP has to tolerate did occur: a micro-batch without any image or video
+    assert any("pixel_values" not in batch and "pixel_values_videos" not in batch for batch, _ in batches)

@@ -24,6 +24,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "yellow": (240, 220, 20), "magenta": (220, 40, 220), "cyan": (30, 220, 220),
 }
 SHAPES = ("circle", "square", "triangle", "cross")
+SATURATION_THRESHOLD = 100  # channel spread: haystack pixels stay below it, every needle colour is above
 FILLER = ("The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ")
 
 
@@ -74,6 +75,16 @@ class NeedleFramePairs:
     shapes: np.ndarray  # [count] index into SHAPES
     colors: np.ndarray  # [count] index into COLORS
     needle_index: np.ndarray  # [count] which frame of the pair (0 or 1) carries the shape
+
+    def needle_frames(self) -> np.ndarray:
+        """The frame of each pair that carries the shape: [count, H, W, 3]."""
+        return self.frames[2 * np.arange(len(self.shapes)) + self.needle_index]
+
+
+def saturated_pixels(images: np.ndarray) -> np.ndarray:
+    """Boolean mask [..., H, W] of the needle pixels of RGB `images`: saturated beyond any haystack pixel."""
+    images = images.astype(np.int16)
+    return (images.max(-1) - images.min(-1)) > SATURATION_THRESHOLD
 
 
 def needle_frame_pairs(rng: np.random.Generator, count: int, size: int = 56) -> NeedleFramePairs:

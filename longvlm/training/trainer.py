@@ -4,6 +4,7 @@ stages, resumable checkpoints, JSONL metrics with a progress bar, and a loss-cur
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -160,13 +161,16 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
     """Train per `config`. `resume=True` continues from the latest checkpoint in output_dir, or give a path.
     `max_steps` stops early (the schedule still spans the configured total)."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
     from tqdm.auto import tqdm
 
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
+    # a micro-batch of text rows leaves the vision tower without gradients: DDP must not wait for them
     accelerator = Accelerator(mixed_precision=config.mixed_precision,
-                              gradient_accumulation_steps=config.optim.grad_accum)
+                              gradient_accumulation_steps=config.optim.grad_accum,
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    _check_launch(accelerator)
     set_seed(config.seed)
     os.makedirs(config.output_dir, exist_ok=True)
     checkpoint = latest_checkpoint(config.output_dir) if resume is True else (resume or None)
@@ -176,6 +180,7 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
 
         tokenizer = AutoTokenizer.from_pretrained(os.path.join(checkpoint, "tokenizer"))
     vlm = build_training_model(config, tokenizer)
+    _check_same_tokenizer(accelerator, vlm)
     pretrain_records = []
     if config.vision_pretrain is not None and not checkpoint:
         from longvlm.training.vision_pretrain import pretrain_vision
@@ -255,14 +260,15 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
         bar.update(1)
         bar.set_postfix(loss=f"{last_loss:.3f}", stage=stage.name)
         done = step + 1
-        if accelerator.is_main_process and (done % config.log_every == 0 or done == end_step):
+        if done % config.log_every == 0 or done == end_step:
+            loss, totals = _across_processes(accelerator, window, counts)  # every process joins the sum
             elapsed = time.perf_counter() - started
             record = {"step": done, "stage": stage.name, "max_length": stage.max_length,
-                      "loss": sum(window) / len(window), "lr": scheduler.get_last_lr()[0],
-                      "elapsed_s": round(elapsed, 2), **counts,
-                      "samples_per_s": round(counts["samples"] / max(elapsed, 1e-9), 2), **summary}
-            with open(log_path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
+                      "loss": loss, "lr": scheduler.get_last_lr()[0], "elapsed_s": round(elapsed, 2), **totals,
+                      "samples_per_s": round(totals["samples"] / max(elapsed, 1e-9), 2), **summary}
+            if accelerator.is_main_process:
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
             window = []
         if (config.save_every and done % config.save_every == 0) or done == end_step:
             _save_checkpoint(accelerator, vlm, config, done)
@@ -278,7 +284,37 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
         _save_final(accelerator.unwrap_model(model), vlm, config)
         if bridge is not None:
             accelerator.unwrap_model(bridge).save_pretrained(os.path.join(config.output_dir, "memory_bridge"))
+    accelerator.wait_for_everyone()  # the next part of a recipe loads what the main process just saved
     return TrainResult(config.output_dir, end_step, last_loss, eval_result)
+
+
+def _check_launch(accelerator) -> None:
+    """Refuse a multi-process launch that accelerate runs as independent single processes (each would train
+    alone and write the same output_dir)."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and accelerator.num_processes != launched:
+        raise ConfigError(f"launched as {launched} processes, but accelerate sees {accelerator.num_processes}: "
+                          "on a machine without GPUs set ACCELERATE_USE_CPU=true (torchrun --nproc_per_node N)")
+
+
+def _check_same_tokenizer(accelerator, vlm: VLM) -> None:
+    """Every process must tokenize alike (a tokenizer trained per process must come out the same)."""
+    if accelerator.num_processes == 1:
+        return
+    from accelerate.utils import gather_object
+
+    vocab = json.dumps(sorted(vlm.tokenizer.get_vocab().items()))
+    if len(set(gather_object([hashlib.sha256(vocab.encode()).hexdigest()]))) > 1:
+        raise ConfigError("the training processes built different tokenizers; build the model once in a "
+                          "single-process run and start the multi-process run from its output_dir")
+
+
+def _across_processes(accelerator, window: list[float], counts: dict[str, int]) -> tuple[float, dict[str, int]]:
+    """Mean loss over `window` and summed `counts`, over all processes."""
+    local = torch.tensor([sum(window), len(window), *counts.values()], dtype=torch.float64,
+                         device=accelerator.device)
+    total = accelerator.reduce(local, reduction="sum").tolist()
+    return total[0] / max(total[1], 1), {key: int(v) for key, v in zip(counts, total[2:])}
 
 
 def _memory_loss(vlm: VLM, model, bridge, maker: BatchMaker, micro_step: int, stage: StageConfig,
