@@ -63,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"train: {path} already finished in {config.output_dir}, skipped", file=sys.stderr)
                 continue
             result = train(config, resume=args.resume, max_steps=args.max_steps)
-            print(json.dumps({"config": path, "output_dir": result.output_dir, "steps": result.steps,
-                              "final_loss": result.final_loss, "eval": result.eval}, indent=2))
+            if int(os.environ.get("RANK", "0")) == 0:  # one summary per run, not one per process
+                print(json.dumps({"config": path, "output_dir": result.output_dir, "steps": result.steps,
+                                  "final_loss": result.final_loss, "eval": result.eval}, indent=2))
     except LongVLMError as exc:
         print(f"train: error: {exc}", file=sys.stderr)
         return 2
