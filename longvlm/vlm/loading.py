@@ -26,6 +26,8 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SHIPPED_MODELS = {"small": ASSETS / "longvlm-small"}
 # Memory bridges shipped inside the package, by the name of the shipped model they were trained on.
 SHIPPED_BRIDGES = {"small": ASSETS / "memory-bridge-small"}
+# Small pixel bounds keep the random tiny model fast on CPU; real models use their own preprocessor config.
+TINY_VISION_SPEC = VisionSpec(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 256)
 
 
 def load_memory_bridge(name_or_path: str | os.PathLike):
@@ -33,8 +35,6 @@ def load_memory_bridge(name_or_path: str | os.PathLike):
     from longvlm.compression.memory import MemoryBridge
 
     return MemoryBridge.from_pretrained(SHIPPED_BRIDGES.get(str(name_or_path), name_or_path))
-# Small pixel bounds keep the random tiny model fast on CPU; real models use their own preprocessor config.
-TINY_VISION_SPEC = VisionSpec(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 256)
 
 
 @dataclass

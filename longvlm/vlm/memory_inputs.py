@@ -271,6 +271,15 @@ def select_span(vlm: VLM, context: MemoryContext, question: str) -> tuple[CacheS
 MAX_ZOOM_LEVELS = 4
 
 
+def reopen_stream(vlm: VLM, state: MemoryState) -> tuple[VideoReader, list[int]]:
+    """The streamed video's reader again, with the frame indices the stream sampled (temporal patch p is
+    frames `indices[p * temporal_patch_size:(p + 1) * temporal_patch_size]`)."""
+    reader = VideoReader(str(state.meta["source"]))
+    indices = stream_indices(reader.metadata, float(state.meta["sample_fps"]), state.meta["max_frames"],
+                             vlm.vision.temporal_patch_size)
+    return reader, indices
+
+
 def shown_patches(state: MemoryState) -> int:
     """How many temporal patches of the stream fit the segment budget next to the memory (at least 1)."""
     return max(1, int(state.meta["segment_budget"]) // int(state.meta["tokens_per_patch"]))
@@ -290,8 +299,7 @@ def zoom_span(vlm: VLM, context: MemoryContext, state: MemoryState, entry: int, 
         if span.patch_count <= fit:
             break
         if reader is None:
-            reader = VideoReader(str(state.meta["source"]))
-            indices = stream_indices(reader.metadata, float(state.meta["sample_fps"]), state.meta["max_frames"], tp)
+            reader, indices = reopen_stream(vlm, state)
         finer = context.options.bridge.initial_state(state.meta)
         if entry > 0:
             finer.memory = state.cache[entry - 1].clone()
@@ -309,8 +317,7 @@ def encode_span(vlm: VLM, state: MemoryState, span: CacheSpan, around_s: float |
     """Decode and encode a span of the stream again at the stream's size. A span longer than the budget (a
     merged cache entry) is thinned evenly, or, with `around_s`, cut to the window of patches around that time."""
     tp = vlm.vision.temporal_patch_size
-    reader = VideoReader(str(state.meta["source"]))
-    indices = stream_indices(reader.metadata, float(state.meta["sample_fps"]), state.meta["max_frames"], tp)
+    reader, indices = reopen_stream(vlm, state)
     count = span.patch_count
     fit = shown_patches(state)
     if count <= fit:
