@@ -18,12 +18,18 @@ from longvlm.datasets.examples import Example
 from longvlm.datasets.records import read_records, record_to_example
 from longvlm.errors import ConfigError
 
+
+def _video_needle(question: str) -> Callable[[np.random.Generator, int], Example]:
+    """Video needle generator of size n: 2n frames at a random timing (see `needles.random_timing`)."""
+    return lambda rng, n: needles.video_needle(rng, 2 * n, question=question, fps=None, start_s=None)
+
+
 # name -> (generator(rng, size) -> Example, smallest size). `size` is the generator's length knob.
 GENERATORS: dict[str, tuple[Callable[[np.random.Generator, int], Example], int]] = {
-    "video_needle/color": (lambda rng, n: needles.video_needle(rng, 2 * n, question="color"), 1),
-    "video_needle/shape": (lambda rng, n: needles.video_needle(rng, 2 * n, question="shape"), 1),
-    "video_needle/count": (lambda rng, n: needles.video_needle(rng, 2 * n, question="count"), 2),
-    "video_needle/order": (lambda rng, n: needles.video_needle(rng, 2 * n, question="order"), 2),
+    "video_needle/color": (_video_needle("color"), 1),
+    "video_needle/shape": (_video_needle("shape"), 1),
+    "video_needle/count": (_video_needle("count"), 2),
+    "video_needle/order": (_video_needle("order"), 2),
     "document_needle/page": (lambda rng, n: needles.document_needle(rng, n, question="page"), 1),
     "document_needle/color": (lambda rng, n: needles.document_needle(rng, n, question="color"), 1),
     "document_needle/code": (lambda rng, n: needles.document_needle(rng, n, question="code"), 1),

@@ -108,12 +108,24 @@ def _pick(rng: np.random.Generator, options, k: int = 1):
     return [options[i] for i in chosen] if k > 1 else options[chosen[0]]
 
 
+def random_timing(rng: np.random.Generator, fps: float | None, start_s: float | None) -> tuple[float, float]:
+    """(fps, start) with the None ones drawn: fps log-uniform in [1/30, 2] (a frame every 0.5 s to 30 s, as
+    when an hour is sampled into a few hundred frames), start a whole second in [0, 3600) half of the time,
+    else 0 (a video from its beginning, or a later segment of a long one)."""
+    if fps is None:
+        fps = float(np.exp(rng.uniform(np.log(1 / 30), np.log(2.0))))
+    if start_s is None:
+        start_s = float(rng.integers(0, 3600)) if rng.uniform() < 0.5 else 0.0
+    return fps, start_s
+
+
 def video_needle(rng: np.random.Generator, num_frames: int, *, question: str = "color", size: int = 56,
-                 depth: float | None = None, fps: float = 1.0) -> Example:
-    """A video of `num_frames` haystack frames with planted needle frame(s).
+                 depth: float | None = None, fps: float | None = 1.0, start_s: float | None = 0.0) -> Example:
+    """A video of `num_frames` haystack frames with planted needle frame(s), sampled at `fps` from `start_s`.
 
     question: 'color' | 'shape' (one needle at `depth` in [0, 1]), 'count' (1-4 needles of one kind),
-    'order' (two needles of different colours; which came first).
+    'order' (two needles of different colours; which came first). `fps` / `start_s` None: drawn at random
+    (`random_timing`), so that a model trained on these sees the timings of real sampled videos in the header.
     """
     if num_frames < 2:
         raise ValueError("a needle video needs at least 2 frames")
@@ -147,7 +159,9 @@ def video_needle(rng: np.random.Generator, num_frames: int, *, question: str = "
         meta.update(needle_frames=[ia, ib])
     else:
         raise ValueError(f"unknown video question {question!r}")
-    timestamps = [i / fps for i in range(num_frames)]
+    fps, start_s = random_timing(rng, fps, start_s)
+    timestamps = [start_s + i / fps for i in range(num_frames)]
+    meta.update(fps=fps, start_s=start_s)
     return Example([VideoItem(frames, timestamps), text], answer, f"video_needle/{question}", meta)
 
 

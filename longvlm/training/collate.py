@@ -17,7 +17,7 @@ from longvlm.datasets.examples import Example, ImageItem, VideoItem
 from longvlm.encoders.patches import image_patches, video_patches
 from longvlm.encoders.spec import VisionSpec
 from longvlm.errors import BudgetError
-from longvlm.vlm.prompt import IGNORE_INDEX, VisualSlot, build_training_inputs
+from longvlm.vlm.prompt import IGNORE_INDEX, build_training_inputs, example_prompt_parts, frame_interval
 
 
 @dataclass
@@ -41,22 +41,10 @@ class TokenizedExample:
 
 def tokenize_example(example: Example, tokenizer, model, spec: VisionSpec) -> TokenizedExample:
     """Tokenize `example` for `model` (a Qwen2-VL / Qwen2.5-VL ForConditionalGeneration)."""
-    parts: list[str | VisualSlot] = []
-    images, image_sizes, videos = [], [], []
-    for part in example.parts:
-        if isinstance(part, str):
-            parts.append(part)
-        elif isinstance(part, ImageItem):
-            h, w = spec.resized(*part.pixels.shape[:2])
-            images.append(part.pixels)
-            image_sizes.append((h, w))
-            parts.append(VisualSlot("image", spec.tokens(h, w)))
-        elif isinstance(part, VideoItem):
-            h, w = spec.resized(*part.frames.shape[1:3])
-            videos.append((part, (h, w)))
-            parts.append(VisualSlot("video", spec.tokens(h, w, len(part.frames))))
-        else:
-            raise TypeError(f"unsupported example part {type(part).__name__}")
+    parts = example_prompt_parts(example, spec)
+    images = [p.pixels for p in example.parts if isinstance(p, ImageItem)]
+    image_sizes = [spec.resized(*pixels.shape[:2]) for pixels in images]
+    videos = [(p, spec.resized(*p.frames.shape[1:3])) for p in example.parts if isinstance(p, VideoItem)]
     config = model.config
     inputs = build_training_inputs(tokenizer, config, parts, example.answer)
     pixel_values = image_grid = videos_pixels = video_grid = seconds = None
@@ -66,7 +54,7 @@ def tokenize_example(example: Example, tokenizer, model, spec: VisionSpec) -> To
         encoded = [video_patches(list(item.frames), size, spec) for item, size in videos]
         videos_pixels = torch.cat([e[0] for e in encoded])
         video_grid = torch.cat([e[1] for e in encoded])
-        seconds = torch.tensor([spec.temporal_patch_size * _frame_interval(item.timestamps) for item, _ in videos])
+        seconds = torch.tensor([spec.temporal_patch_size * frame_interval(item.timestamps) for item, _ in videos])
     rope_kwargs = {"second_per_grid_ts": seconds} if "second_per_grid_ts" in _rope_params(model) else {}
     if images or videos:
         positions, _ = model.model.get_rope_index(inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"],
@@ -77,10 +65,6 @@ def tokenize_example(example: Example, tokenizer, model, spec: VisionSpec) -> To
         positions = torch.arange(inputs["input_ids"].shape[1]).expand(3, -1)
     return TokenizedExample(inputs["input_ids"][0], inputs["labels"][0], inputs["mm_token_type_ids"][0], positions,
                             pixel_values, image_grid, videos_pixels, video_grid, seconds, example.task)
-
-
-def _frame_interval(timestamps: Sequence[float]) -> float:
-    return (timestamps[-1] - timestamps[0]) / (len(timestamps) - 1) if len(timestamps) > 1 else 1.0
 
 
 def _rope_params(model) -> set[str]:
@@ -149,14 +133,6 @@ def greedy_pack(samples: Sequence[TokenizedExample], max_length: int, rows: int 
 
 
 def example_length(example: Example, tokenizer, config, spec: VisionSpec) -> int:
-    """Token count of `example` exactly as `tokenize_example` produces it (text parts tokenized one by one,
-    visual items counted from their sizes), without touching pixels."""
-    total = int(build_training_inputs(tokenizer, config, [], example.answer)["input_ids"].shape[1])
-    for part in example.parts:
-        if isinstance(part, str):
-            total += len(tokenizer(part, add_special_tokens=False)["input_ids"])
-        elif isinstance(part, ImageItem):
-            total += 2 + spec.tokens(*spec.resized(*part.pixels.shape[:2]))
-        else:
-            total += 2 + spec.tokens(*spec.resized(*part.frames.shape[1:3]), len(part.frames))
-    return total
+    """Token count of `example` exactly as `tokenize_example` produces it, without touching pixels."""
+    parts = example_prompt_parts(example, spec)
+    return int(build_training_inputs(tokenizer, config, parts, example.answer)["input_ids"].shape[1])

@@ -25,7 +25,7 @@ from longvlm.errors import ConfigError
 from longvlm.training.config import MemoryBridgeSection
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.memory_inputs import encode_patches, memory_prompt_parts, question_embedding
-from longvlm.vlm.prompt import IGNORE_INDEX, build_training_inputs
+from longvlm.vlm.prompt import IGNORE_INDEX, build_training_inputs, frame_interval
 
 
 def build_bridge(vlm: VLM, section: MemoryBridgeSection) -> MemoryBridge:
@@ -76,8 +76,9 @@ def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
     last = segments[-1]
     shown = pieces[-1]
     parts = [p for p in example.parts[:-1] if not isinstance(p, VideoItem)]
+    shown_stamps = stamps[last.start * spec.temporal_patch_size:(last.end + 1) * spec.temporal_patch_size]
     parts += memory_prompt_parts(bridge.num_memory_tokens, int(shown.shape[0]), len(segments), last.end_s,
-                                 last.start_s, last.end_s) + [question]
+                                 shown_stamps) + [question]
     inputs = build_training_inputs(vlm.tokenizer, vlm.config, parts, example.answer)
     device = next(model.parameters()).device
     merge = spec.merge_size
@@ -86,8 +87,8 @@ def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
     kwargs["video_grid_thw"] = torch.tensor([spec.grid(*size, last.length * spec.temporal_patch_size)],
                                             device=device)
     if vlm.family == "qwen2_5_vl":
-        step = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else 1.0
-        kwargs["second_per_grid_ts"] = torch.tensor([spec.temporal_patch_size * step], device=device)
+        kwargs["second_per_grid_ts"] = torch.tensor([spec.temporal_patch_size * frame_interval(stamps)],
+                                                    device=device)
     dtype = next(vlm.model.model.language_model.parameters()).dtype
     kwargs["mm_encoder_outputs"] = {
         "image": BaseModelOutputWithPooling(pooler_output=[memory.to(device, dtype)]),

@@ -13,7 +13,7 @@ from longvlm.encoders.spec import VisionSpec
 from longvlm.errors import ConfigError
 from longvlm.training.config import TrainConfig
 from longvlm.vlm.loading import FAMILIES, VLM, default_attn_implementation, load_vlm, tiny_config
-from longvlm.vlm.prompt import DEFAULT_SYSTEM
+from longvlm.vlm.prompt import DEFAULT_SYSTEM, example_prompt_parts
 from longvlm.vlm.tokenizer import train_bpe_tokenizer
 
 LLM_LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -26,7 +26,7 @@ def corpus_texts(sources: list[str], count: int, seed: int) -> list[str]:
     for i in range(count):
         make, smallest = GENERATORS[sources[i % len(sources)]]
         example: Example = make(rng, smallest + 1)
-        texts.extend(p for p in example.parts if isinstance(p, str))
+        texts.extend(p for p in example_prompt_parts(example, VisionSpec()) if isinstance(p, str))
         texts.append(example.answer)
     return texts
 

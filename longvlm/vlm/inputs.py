@@ -29,7 +29,7 @@ from longvlm.encoders.planner import (Plan, PlannedImage, PlannedVideo, plan_ima
 from longvlm.errors import ConfigError, InputError, LongVLMError
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.positions import VisualBlock, video_time_interval
-from longvlm.vlm.prompt import VisualSlot
+from longvlm.vlm.prompt import VisualSlot, example_prompt_parts, frame_interval, video_prompt_parts
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -267,12 +267,10 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
     chunk_frames = max(spec.temporal_patch_size, frames_per_chunk - frames_per_chunk % spec.temporal_patch_size)
     embeds, timestamps, decode_s, encode_s = _encode_video_items(vlm, reader, items, chunk_frames, progress, visual)
     grid_thw = torch.tensor([visual.grid(vlm, it.height, it.width, it.num_frames) for it in items], dtype=torch.long)
-    step = (timestamps[-1] - timestamps[0]) / (len(timestamps) - 1) if len(timestamps) > 1 else 1.0 / meta.fps
-    second_per_grid_ts = torch.tensor([spec.temporal_patch_size * step] * len(items))
+    second_per_grid_ts = torch.tensor([spec.temporal_patch_size * frame_interval(timestamps, 1.0 / meta.fps)]
+                                      * len(items))
     duration = meta.duration
-    parts: list[str | VisualSlot] = [
-        f"Video ({duration:.0f} s, {len(frame_indices)} frames from {timestamps[0]:.1f}s to {timestamps[-1]:.1f}s):",
-        VisualSlot("video", sum(it.tokens for it in items)), "\n"]
+    parts = video_prompt_parts(sum(it.tokens for it in items), timestamps, duration)
     evidence = [Evidence("frame", i, timestamp=t) for i, t in zip(frame_indices, timestamps)]
     image_embeds: list[torch.Tensor] = []
     image_grid = None
@@ -373,19 +371,16 @@ def encode_example(vlm: VLM, example: Example) -> EncodedInput:
     size (smart-resized to the model's bounds), no budgeting. The question is the example's last text part."""
     spec = vlm.vision
     device, dtype = _vision_dtype(vlm)
-    parts: list[str | VisualSlot] = []
+    parts = example_prompt_parts(example, spec)
     items, evidence = [], []
     image_embeds, image_grids, video_embeds, video_grids, seconds = [], [], [], [], []
     for part in example.parts:
-        if isinstance(part, str):
-            parts.append(part)
-        elif isinstance(part, ImageItem):
+        if isinstance(part, ImageItem):
             h, w = spec.resized(*part.pixels.shape[:2])
             image_embeds += _encode_images(vlm, [part.pixels], [(h, w)])
             image_grids.append(spec.grid(h, w))
             items.append(PlannedImage(len(image_grids) - 1, h, w, spec.tokens(h, w)))
             evidence.append(Evidence("image", len(image_grids) - 1))
-            parts.append(VisualSlot("image", items[-1].tokens))
         elif isinstance(part, VideoItem):
             h, w = spec.resized(*part.frames.shape[1:3])
             pixels, grid = video_patches(list(part.frames), (h, w), spec)
@@ -393,12 +388,9 @@ def encode_example(vlm: VLM, example: Example) -> EncodedInput:
                                                video_grid_thw=grid.to(device))
             video_embeds.append(out.pooler_output[0])
             video_grids.append(grid[0].tolist())
-            stamps = part.timestamps
-            step = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else 1.0
-            seconds.append(spec.temporal_patch_size * step)
+            seconds.append(spec.temporal_patch_size * frame_interval(part.timestamps))
             items.append(PlannedVideo(list(range(len(part.frames))), h, w, spec.tokens(h, w, len(part.frames))))
-            evidence += [Evidence("frame", i, timestamp=t) for i, t in enumerate(stamps)]
-            parts.append(VisualSlot("video", items[-1].tokens))
+            evidence += [Evidence("frame", i, timestamp=t) for i, t in enumerate(part.timestamps)]
     plan = Plan(items, sum(item.tokens for item in items), spec.max_pixels)
     encoded = EncodedInput(example.task or "example", "example", plan, parts[:-1], evidence,
                            image_embeds=image_embeds, video_embeds=video_embeds,

@@ -8,8 +8,8 @@ and are dropped. Only the open segment's tokens and the bounded `MemoryState` ar
 the video length and time is linear.
 
 What the LLM sees (`memory_encoded_input`): "Video memory ...:" + an image block of the M memory tokens
-(grid 1 x rows x cols: transformers derives their M-RoPE positions like an image's) + "Video from a s to b s:" +
-one video block of the segment's tokens (an ordinary video item: positions from its grid; Qwen2.5-VL's
+(grid 1 x rows x cols: transformers derives their M-RoPE positions like an image's) + the video header every
+video block gets (`longvlm.vlm.prompt.video_prompt_parts`) + one video block of the segment's tokens (an ordinary video item: positions from its grid; Qwen2.5-VL's
 `second_per_grid_ts` from the real frame interval). Both blocks are ordinary items, so the positions are the
 ones `get_rope_index` computes (tested against `longvlm.vlm.positions`).
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +41,7 @@ from longvlm.encoders.planner import Plan, PlannedImage, PlannedVideo, plan_vide
 from longvlm.encoders.scene_tiling import OnlineSceneTiler
 from longvlm.errors import BudgetError, ConfigError
 from longvlm.vlm.loading import VLM
-from longvlm.vlm.prompt import VisualSlot
+from longvlm.vlm.prompt import VisualSlot, frame_interval, video_prompt_parts
 
 SELECT_MODES = ("auto", "relevance", "last")
 _MINUTES = re.compile(r"(?:\bminute\s+(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)\s*(?:min|mins|minutes?)\b)", re.IGNORECASE)
@@ -179,12 +180,13 @@ def _stream_patches(vlm: VLM, reader: VideoReader, indices: list[int], first_pat
     return last[0], last[1]
 
 
-def memory_prompt_parts(memory_tokens: int, segment_tokens: int, segments: int, covered_s: float, start_s: float,
-                        end_s: float) -> list[str | VisualSlot]:
-    """The user-turn parts that place the memory (image block) and one segment (video block); shared by
-    inference and training so that both see the same layout."""
+def memory_prompt_parts(memory_tokens: int, segment_tokens: int, segments: int, covered_s: float,
+                        segment_timestamps: Sequence[float]) -> list[str | VisualSlot]:
+    """The user-turn parts that place the memory (image block) and one segment (video block, introduced like
+    any video: `video_prompt_parts` over the seconds covered); shared by inference and training so that both
+    see the same layout."""
     return [f"Video memory ({segments} scenes, 0.0s to {covered_s:.1f}s):", VisualSlot("image", memory_tokens), "\n",
-            f"Video from {start_s:.1f}s to {end_s:.1f}s:", VisualSlot("video", segment_tokens), "\n"]
+            *video_prompt_parts(segment_tokens, segment_timestamps, covered_s)]
 
 
 def memory_encoded_input(vlm: VLM, state: MemoryState, options: MemoryOptions, span: CacheSpan,
@@ -200,13 +202,12 @@ def memory_encoded_input(vlm: VLM, state: MemoryState, options: MemoryOptions, s
     stamps = [t for p in patches for t in p.timestamps]
     tokens = torch.cat([p.tokens for p in patches])
     video_grid = spec.grid(height, width, len(indices))
-    step = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 and stamps[-1] > stamps[0] \
-        else 1.0 / float(state.meta["sample_fps"])
+    step = frame_interval(stamps, 1.0 / float(state.meta["sample_fps"]))
     items = [PlannedImage(-1, mem_grid[1] * spec.patch_size, mem_grid[2] * spec.patch_size, m),
              PlannedVideo(indices, height, width, int(tokens.shape[0]))]
     plan = Plan(items, m + int(state.meta["segment_budget"]), height * width)
     parts = memory_prompt_parts(m, int(tokens.shape[0]), state.segments_seen,
-                                float(state.meta.get("seconds_covered", 0.0)), span.start_s, span.end_s)
+                                float(state.meta.get("seconds_covered", 0.0)), stamps)
     evidence = [Evidence("frame", i, timestamp=t) for i, t in zip(indices, stamps)]
     encoded = EncodedInput(str(state.meta.get("source", "video")), "video", plan, parts, evidence,
                            image_embeds=[state.memory], image_grid_thw=torch.tensor([mem_grid]),

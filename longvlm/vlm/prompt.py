@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
+from longvlm.datasets.examples import Example, ImageItem, VideoItem
+from longvlm.encoders.spec import VisionSpec
+
 DEFAULT_SYSTEM = "You are a helpful assistant."
 TEXT, IMAGE, VIDEO = 0, 1, 2  # mm_token_type_ids values transformers uses
 
@@ -17,6 +20,47 @@ class VisualSlot:
 
     kind: str  # "image" or "video"
     tokens: int
+
+
+def frame_interval(timestamps: Sequence[float], default: float = 1.0) -> float:
+    """Mean seconds between consecutive sampled frames; `default` for one frame (or all at one time)."""
+    if len(timestamps) > 1 and timestamps[-1] > timestamps[0]:
+        return (timestamps[-1] - timestamps[0]) / (len(timestamps) - 1)
+    return default
+
+
+def video_header(duration_s: float, frames: int, start_s: float, end_s: float) -> str:
+    """The line that introduces a video block: one wording for training data, files and memory segments."""
+    return f"Video ({duration_s:.0f} s, {frames} frames from {start_s:.1f}s to {end_s:.1f}s):"
+
+
+def video_prompt_parts(tokens: int, timestamps: Sequence[float], duration_s: float | None = None
+                       ) -> list[str | VisualSlot]:
+    """A video's user-turn parts: `video_header`, the video slot of `tokens` tokens, a newline. Without
+    `duration_s` the video lasts from 0 s to one frame interval after its last frame."""
+    if not timestamps:
+        raise ValueError("a video block needs at least one frame timestamp")
+    if duration_s is None:
+        duration_s = timestamps[-1] + frame_interval(timestamps)
+    return [video_header(duration_s, len(timestamps), timestamps[0], timestamps[-1]), VisualSlot("video", tokens),
+            "\n"]
+
+
+def example_prompt_parts(example: Example, spec: VisionSpec) -> list[str | VisualSlot]:
+    """The user-turn parts of `example` as the model sees them: text as is, an image slot per image, and per
+    video the header, slot and newline of `video_prompt_parts` (the layout `encode_video` gives a file)."""
+    parts: list[str | VisualSlot] = []
+    for part in example.parts:
+        if isinstance(part, str):
+            parts.append(part)
+        elif isinstance(part, ImageItem):
+            parts.append(VisualSlot("image", spec.tokens(*spec.resized(*part.pixels.shape[:2]))))
+        elif isinstance(part, VideoItem):
+            tokens = spec.tokens(*spec.resized(*part.frames.shape[1:3]), len(part.frames))
+            parts += video_prompt_parts(tokens, part.timestamps)
+        else:
+            raise TypeError(f"unsupported example part {type(part).__name__}")
+    return parts
 
 
 def build_chat_inputs(tokenizer, config, user_parts: Sequence[str | VisualSlot],
