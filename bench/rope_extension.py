@@ -119,7 +119,7 @@ def prefill_worker(model: str, method: str, multiple: float, train_length: int |
             "peak_mb": max(peaks),
             "prefill_mb": max(growths), "repeats": len(times),
             "memory": "CUDA peak allocated" if cuda else "peak RSS", "finite": bool(torch.isfinite(out.logits).all()),
-            "train_length": length_l, "kv_cache_tokens": int(out.past_key_values.get_seq_length())}
+            "train_length": length_l, "kv_cache_tokens": int(out.cache.get_seq_length())}
 
 
 def run_prefill_row(model: str, method: str, multiple: float, train_length: int | None, repeats: int = 1) -> dict:

@@ -112,7 +112,7 @@ def test_kv_cache_bytes_matches_a_real_cache(preset):
     cache = DynamicCache(config=model.config)
     ids = torch.randint(0, 200, (1, tokens))
     with torch.no_grad():
-        model(input_ids=ids, past_key_values=cache, use_cache=True)
+        model(input_ids=ids, cache=cache, use_cache=True)
     real = sum(layer.keys.numel() * layer.keys.element_size() + layer.values.numel() * layer.values.element_size()
                for layer in cache.layers)
     assert kv_cache_bytes(model.config.text_config, tokens, torch.float32) == real

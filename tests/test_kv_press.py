@@ -121,7 +121,7 @@ def _manual_decode(vlm, batch, tokens, cache_mask, positions, cache, shift=None)
         if shift is not None:
             step_positions = step_positions - shift[None, :, None]
         out = vlm.model(input_ids=tokens[:, step:step + 1], attention_mask=cache_mask, position_ids=step_positions,
-                        past_key_values=cache, use_cache=True)
+                        cache=cache, use_cache=True)
         logits.append(out.logits[:, -1])
     return torch.stack(logits, dim=1)
 
@@ -137,7 +137,7 @@ def test_decoding_after_pruning_uses_original_positions(vlm, batch):
     # pruned path, logits step by step
     with press(vlm.model):
         cache = DynamicCache(config=vlm.model.config)
-        vlm.model(**batch, position_ids=positions, past_key_values=cache, use_cache=True)
+        vlm.model(**batch, position_ids=positions, cache=cache, use_cache=True)
         slot_mask = press.state.slot_mask.long()
         pruned_logits = _manual_decode(vlm, batch, result.tokens, slot_mask, positions, cache)
     # reference: full cache, attention mask zero outside the kept set
@@ -146,14 +146,14 @@ def test_decoding_after_pruning_uses_original_positions(vlm, batch):
     for row in range(kept.shape[0]):
         reference_mask[row, kept[row][kept[row] >= 0]] = 1
     cache = DynamicCache(config=vlm.model.config)
-    vlm.model(**batch, position_ids=positions, past_key_values=cache, use_cache=True)
+    vlm.model(**batch, position_ids=positions, cache=cache, use_cache=True)
     full_logits = _manual_decode(vlm, batch, result.tokens, reference_mask, positions, cache)
     torch.testing.assert_close(pruned_logits, full_logits, atol=1e-4, rtol=1e-4)
     assert torch.equal(pruned_logits.argmax(-1), result.tokens[:, 1:])
     # the same pruned cache decoded with cache-length positions is measurably different
     with press(vlm.model):
         cache = DynamicCache(config=vlm.model.config)
-        vlm.model(**batch, position_ids=positions, past_key_values=cache, use_cache=True)
+        vlm.model(**batch, position_ids=positions, cache=cache, use_cache=True)
         wrong = _manual_decode(vlm, batch, result.tokens, press.state.slot_mask.long(), positions, cache,
                                shift=press.state.pruned)
     assert (wrong - full_logits).abs().max() > 0.1
@@ -229,9 +229,9 @@ def test_press_guards(vlm, batch):
     with LookMPress(0.5)(vlm.model):
         cache = DynamicCache(config=vlm.model.config)
         positions = prompt_position_ids(vlm.model, single)
-        vlm.model(**single, position_ids=positions, past_key_values=cache, use_cache=True)
+        vlm.model(**single, position_ids=positions, cache=cache, use_cache=True)
         with pytest.raises(ConfigError, match="position_ids"):
-            vlm.model(input_ids=single["input_ids"][:, -1:], past_key_values=cache, use_cache=True)
+            vlm.model(input_ids=single["input_ids"][:, -1:], cache=cache, use_cache=True)
     # hooks are removed on exit
     assert [len(m._forward_hooks) for m in attention_modules(vlm.model)] == hooks_before
     with pytest.raises(ConfigError):

@@ -122,7 +122,7 @@ def generate_pruned(model: nn.Module, inputs: dict, press: KVPress | None = None
         positions = prompt_position_ids(model, {**inputs, "attention_mask": mask})
     cache = DynamicCache(config=model.config)
     prefill = {k: v for k, v in inputs.items() if v is not None}
-    prefill.update(attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
+    prefill.update(attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
                    logits_to_keep=1)
     if streamer is not None:
         streamer.put(input_ids.cpu())
@@ -153,7 +153,7 @@ def generate_pruned(model: nn.Module, inputs: dict, press: KVPress | None = None
                 break
             cache_mask = torch.cat([cache_mask, cache_mask.new_ones(batch, 1)], dim=1)
             logits = model(input_ids=token[:, None], attention_mask=cache_mask,
-                           position_ids=decode_position_ids(positions, step), past_key_values=cache,
+                           position_ids=decode_position_ids(positions, step), cache=cache,
                            use_cache=True).logits[:, -1]
             steps += 1
         _sync(device)

@@ -153,7 +153,7 @@ class KVPress(ABC):
         tokens = kwargs.get("input_ids", args[0] if args else None)
         if tokens is None:
             tokens = kwargs.get("inputs_embeds")
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get("cache")
         past = cache.get_seq_length() if cache is not None else 0
         batch, length = int(tokens.shape[0]), int(tokens.shape[1])
         mask = kwargs.get("attention_mask")
@@ -200,7 +200,7 @@ class KVPress(ABC):
     def _on_attention(self, module: nn.Module, args: tuple, kwargs: dict, output) -> None:
         if not self._armed:
             return
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get("cache")
         if cache is None:
             return
         layer = cache.layers[module.layer_idx]

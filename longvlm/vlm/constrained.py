@@ -129,9 +129,9 @@ def candidate_logprobs(lm: SmallLM, messages: Sequence[dict], candidates: Sequen
     mask = torch.tensor([[1] * prompt.shape[1] + [1] * len(r) + [0] * (width - len(r)) for r in rows],
                         device=prompt.device)
     head = lm.model(input_ids=prompt, use_cache=True)
-    cache = head.past_key_values
+    cache = head.cache
     cache.batch_repeat_interleave(len(rows))
-    tail = lm.model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True).logits.float()
+    tail = lm.model(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True).logits.float()
     # the first candidate token is predicted by the prompt's last position, the others by the candidate's own
     logits = torch.cat([head.logits[:, -1:].float().expand(len(rows), 1, -1), tail[:, :-1]], dim=1)
     logp = torch.log_softmax(logits, dim=-1).cpu()
