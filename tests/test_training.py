@@ -14,7 +14,10 @@ from longvlm.training.collate import example_length, greedy_pack, pack_rows, tok
 from longvlm.training.config import config_from_dict, load_config
 from longvlm.training.model_setup import apply_trainable, build_training_model, part_parameters
 from longvlm.training.trainer import train
+from longvlm.datasets.synthetic import write_video
+from longvlm.vlm.inputs import encode_video
 from longvlm.vlm.loading import load_vlm
+from longvlm.vlm.prompt import example_prompt_parts
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "smoke.yaml"
@@ -121,6 +124,30 @@ def test_every_generator_fits_its_bins():
         example = mixture.draw(i)
         bound = 400 if example.meta["bin"] == "a" else 1500
         assert example.meta["length"] <= bound
+
+
+def test_training_renders_a_video_as_the_pipeline_renders_the_file(tmp_path):
+    """The synthetic video tasks carry the header the pipeline gives a video file (a model trained without it
+    answered digit strings through the pipeline: bench/RESULTS.md, v1.5)."""
+    vlm = load_vlm("tiny")
+    example = needles.video_needle(np.random.default_rng(0), 8)  # 1 fps from 0 s, as written below
+    path = write_video(tmp_path / "needle.mp4", example.parts[0].frames, fps=1.0)
+    encoded = encode_video(vlm, path, max_visual_tokens=10_000)
+    parts = example_prompt_parts(example, vlm.vision)
+    assert parts[0] == "Video (8 s, 8 frames from 0.0s to 7.0s):"
+    assert encoded.user_parts == parts[:-1] and parts[-1] == example.parts[-1]
+    tokenized = tokenize_example(example, vlm.tokenizer, vlm.model, vlm.vision)
+    assert len(tokenized) == example_length(example, vlm.tokenizer, vlm.config, vlm.vision)
+    header = vlm.tokenizer(parts[0], add_special_tokens=False)["input_ids"]
+    ids = tokenized.input_ids.tolist()
+    assert any(ids[i:i + len(header)] == header for i in range(len(ids)))
+
+
+def test_mixture_videos_have_random_timings():
+    timings = {(e.meta["fps"], e.meta["start_s"]) for e in (GENERATORS["video_needle/color"][0](
+        np.random.default_rng(i), 3) for i in range(20))}
+    assert len(timings) > 10
+    assert all(1 / 30 <= fps <= 2 and 0 <= start < 3600 for fps, start in timings)
 
 
 def test_frozen_parts_and_lora():
