@@ -8,10 +8,11 @@ and are dropped. Only the open segment's tokens and the bounded `MemoryState` ar
 the video length and time is linear.
 
 What the LLM sees (`memory_encoded_input`): "Video memory ...:" + an image block of the M memory tokens
-(grid 1 x rows x cols: transformers derives their M-RoPE positions like an image's) + the video header every
-video block gets (`longvlm.vlm.prompt.video_prompt_parts`) + one video block of the segment's tokens (an ordinary video item: positions from its grid; Qwen2.5-VL's
-`second_per_grid_ts` from the real frame interval). Both blocks are ordinary items, so the positions are the
-ones `get_rope_index` computes (tested against `longvlm.vlm.positions`).
+(grid 1 x rows x cols: transformers derives their M-RoPE positions like an image's) + the header every video
+block gets (`longvlm.vlm.prompt.video_prompt_parts`) + one video block of the segment's tokens (an ordinary
+video item: positions from its grid; Qwen2.5-VL's `second_per_grid_ts` from the real frame interval). Both
+blocks are ordinary items, so the positions are the ones `get_rope_index` computes (tested against
+`longvlm.vlm.positions`).
 
 Which segment (`for_question`, called by `answer()`): the last segment by default ("current"). With
 `select="auto"`, a time named in the question ("minute 5", "5 min", "5:00", "300 s") picks the cache entry whose
