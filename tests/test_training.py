@@ -197,6 +197,24 @@ def test_resume_gives_same_next_step_loss(tmp_path):
         assert b[step] == pytest.approx(a[step], rel=1e-5), (step, a, b)
 
 
+def test_learning_rate_follows_the_schedule_in_optimizer_steps(tmp_path):
+    """One schedule step per optimizer step (not per micro-batch, nor per process), cosine over decay_steps."""
+    from longvlm.training.trainer import _lr_lambda
+
+    config = load_config(SMOKE, {"output_dir": str(tmp_path / "run"), "log_every": 1,
+                                 "stages": [{"name": "s", "max_length": 256, "steps": 6}],
+                                 "optim": {"grad_accum": 2, "rows_per_step": 1, "decay_steps": 4}})
+    train(config)
+    lrs = {r["step"]: r["lr"] for r in map(json.loads, (tmp_path / "run" / "training_log.jsonl").read_text()
+                                          .splitlines()) if "step" in r}
+    factor = _lr_lambda(config)
+    assert lrs == pytest.approx({step: config.optim.lr * factor(step) for step in range(1, 7)})
+    floor = config.optim.lr * config.optim.min_lr_ratio
+    assert lrs[4] == lrs[5] == lrs[6] == pytest.approx(floor) and lrs[2] > lrs[3] > floor
+    with pytest.raises(ConfigError, match="decay_steps"):
+        load_config(SMOKE, {"optim": {"decay_steps": 0}})
+
+
 def test_smoke_training_loss_decreases(tmp_path):
     config = load_config(SMOKE, {"output_dir": str(tmp_path / "run"), "log_every": 1})
     result = train(config)
@@ -291,11 +309,16 @@ def test_two_process_cpu_training_logs_both_processes_samples(tmp_path):
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                     "29517", str(REPO / "scripts" / "train.py"), "--config", str(SMOKE),
-                    "--set", f"output_dir={out}", "log_every=20", "torch_threads=1"],
+                    "--set", f"output_dir={out}", "log_every=10", "torch_threads=1"],
                    check=True, env=env, timeout=600, capture_output=True)
     config = load_config(SMOKE, {"output_dir": str(out)})
-    record = [r for r in map(json.loads, (out / "training_log.jsonl").read_text().splitlines()) if "step" in r][-1]
+    records = [r for r in map(json.loads, (out / "training_log.jsonl").read_text().splitlines()) if "step" in r]
+    record = records[-1]
     assert record["step"] == config.total_steps == 20
+    # the schedule advances once per optimizer step, not once per process (mid-run it would be at its floor)
+    from longvlm.training.trainer import _lr_lambda
+
+    assert [r["lr"] for r in records] == pytest.approx([config.optim.lr * _lr_lambda(config)(s) for s in (10, 20)])
     maker = BatchMaker(load_vlm(out), config)
     batches = [maker.batch(step * 2 + rank, config.stage_at(step)) for step in range(20) for rank in range(2)]
     assert record["samples"] == sum(info["samples"] for _, info in batches)

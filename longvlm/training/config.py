@@ -102,6 +102,8 @@ class OptimConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
+    # optimizer steps over which the cosine decays from lr to lr * min_lr_ratio (then flat); None: all steps
+    decay_steps: int | None = None
     rows_per_step: int = 4  # packed rows of `max_length` tokens per optimizer step (per process)
     grad_accum: int = 1
     max_grad_norm: float = 1.0
@@ -178,6 +180,8 @@ def config_from_dict(data: dict) -> TrainConfig:
     for stage in config.stages:
         if stage.steps <= 0 or stage.max_length <= 0:
             raise ConfigError(f"stage {stage.name!r}: steps and max_length must be positive")
+    if config.optim.decay_steps is not None and _not_positive_ints(config.optim, ("decay_steps",)):
+        raise ConfigError(f"config.optim.decay_steps must be a positive integer, got {config.optim.decay_steps!r}")
     bridge = config.memory_bridge
     if bridge is not None:
         bad_sizes = _not_positive_ints(bridge, ("num_memory_tokens", "num_layers", "num_heads", "ffn_mult",

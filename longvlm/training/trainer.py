@@ -138,7 +138,8 @@ def training_loss(model, batch: dict[str, torch.Tensor], text_loss_weight: float
 
 
 def _lr_lambda(config: TrainConfig):
-    warmup, total, floor = config.optim.warmup_steps, config.total_steps, config.optim.min_lr_ratio
+    warmup, floor = config.optim.warmup_steps, config.optim.min_lr_ratio
+    total = config.optim.decay_steps or config.total_steps
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -167,8 +168,11 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     # a micro-batch of text rows leaves the vision tower without gradients: DDP must not wait for them
+    # The learning-rate schedule is in optimizer steps, stepped once per step by the loop below: accelerate's
+    # default (step_scheduler_with_optimizer) advances it once per process, a schedule num_processes times faster.
     accelerator = Accelerator(mixed_precision=config.mixed_precision,
                               gradient_accumulation_steps=config.optim.grad_accum,
+                              step_scheduler_with_optimizer=False,
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     _check_launch(accelerator)
     set_seed(config.seed)
@@ -250,11 +254,11 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
                 if accelerator.sync_gradients and config.optim.max_grad_norm:
                     accelerator.clip_grad_norm_(params, config.optim.max_grad_norm)
                 optimizer.step()
-                scheduler.step()
                 optimizer.zero_grad()
             step_losses.append(float(loss.detach()))
             for key in counts:
                 counts[key] += info[key]
+        scheduler.step()
         last_loss = sum(step_losses) / len(step_losses)
         window.append(last_loss)
         bar.update(1)
