@@ -21,7 +21,7 @@ import sys
 
 from longvlm.datasets.mixture import GENERATORS
 from longvlm.eval.synthetic import NEEDLE_TASKS, generation_accuracy, heldout_examples
-from longvlm.vlm.loading import load_vlm
+from longvlm.vlm.loading import SHIPPED_MODELS, load_vlm
 from longvlm.vlm.rope import apply_position_extension
 
 
@@ -31,7 +31,7 @@ GENERATION_ROOM = 16  # tokens left for the answer (12 new tokens) within the co
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="models/longvlm-small")
+    parser.add_argument("--model", default="small", help="'small' (the shipped model) or a model directory")
     parser.add_argument("--per-task", type=int, default=50)
     parser.add_argument("--tasks", nargs="*", default=None)
     parser.add_argument("--min-length", type=int, default=None, help="default: half the training length")
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     vlm = load_vlm(args.model, device="cpu")
     train_config = {}
-    config_file = os.path.join(args.model, "train_config.json")
+    config_file = os.path.join(SHIPPED_MODELS.get(args.model, args.model), "train_config.json")
     if os.path.isfile(config_file):
         with open(config_file) as fh:
             train_config = json.load(fh)
