@@ -167,9 +167,9 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
 
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
-    # a micro-batch of text rows leaves the vision tower without gradients: DDP must not wait for them
     # The learning-rate schedule is in optimizer steps, stepped once per step by the loop below: accelerate's
     # default (step_scheduler_with_optimizer) advances it once per process, a schedule num_processes times faster.
+    # A micro-batch of text rows leaves the vision tower without gradients: DDP must not wait for them.
     accelerator = Accelerator(mixed_precision=config.mixed_precision,
                               gradient_accumulation_steps=config.optim.grad_accum,
                               step_scheduler_with_optimizer=False,
