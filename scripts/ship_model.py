@@ -5,11 +5,13 @@
 
 The last run gives the model and its records (train_config.json, training_log.jsonl, loss_curve.png); the records
 of each earlier part of a multi-part recipe are kept next to them as *_part1, *_part2, ... in the order given.
+Files an earlier ship left in the target (another model's records) are removed first.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import shutil
 import sys
@@ -27,10 +29,18 @@ def copy_file(source_dir: str, name: str, target_dir: str, target_name: str) -> 
         print(f"{target_name}: {os.path.getsize(path)} bytes")
 
 
-def with_part_suffix(name: str, part: int) -> str:
+def with_part_suffix(name: str, part: int | str) -> str:
     """`training_log.jsonl` -> `training_log_part1.jsonl`."""
     stem, ext = os.path.splitext(name)
     return f"{stem}_part{part}{ext}"
+
+
+def remove_shipped_files(target: str) -> None:
+    """Remove what an earlier ship put in `target`, so no record of another model (or part) stays behind."""
+    patterns = [*MODEL_FILES, *RECORD_FILES, *(with_part_suffix(name, "*") for name in RECORD_FILES)]
+    for pattern in patterns:
+        for path in glob.glob(os.path.join(glob.escape(target), pattern)):
+            os.remove(path)
 
 
 def ship(source: str, target: str, earlier_parts: list[str]) -> None:
@@ -38,6 +48,7 @@ def ship(source: str, target: str, earlier_parts: list[str]) -> None:
     if not os.path.isfile(os.path.join(source, "model.safetensors")):
         raise SystemExit(f"{source} holds no model.safetensors: is it a finished training run?")
     os.makedirs(target, exist_ok=True)
+    remove_shipped_files(target)
     for name in MODEL_FILES + RECORD_FILES:
         copy_file(source, name, target, name)
     for part, run in enumerate(earlier_parts, start=1):

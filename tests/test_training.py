@@ -288,10 +288,14 @@ def test_train_script_runs_a_recipe_in_parts_and_resume_skips_finished_parts(tmp
     # shipping keeps the last part's model and records, and each earlier part's records as *_partN
     ship = load_script("scripts/ship_model.py")
     shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / "training_log_part2.jsonl").write_text("a record of a model shipped before\n")
     assert ship.main([str(tmp_path / "part2"), str(shipped), "--earlier-parts", str(tmp_path / "part1")]) == 0
+    assert not (shipped / "training_log_part2.jsonl").exists()
     assert json.loads((shipped / "train_config.json").read_text())["output_dir"] == str(tmp_path / "part2")
     assert json.loads((shipped / "train_config_part1.json").read_text())["output_dir"] == str(tmp_path / "part1")
-    assert (shipped / "training_log_part1.jsonl").read_text() == (tmp_path / "part1" / "training_log.jsonl").read_text()
+    part1_log = (tmp_path / "part1" / "training_log.jsonl").read_text()
+    assert (shipped / "training_log_part1.jsonl").read_text() == part1_log
     assert not (shipped / "checkpoints").exists()
     shipped_weights, trained_weights = (load_vlm(d).model.state_dict() for d in (shipped, tmp_path / "part2"))
     assert all(torch.equal(shipped_weights[k], trained_weights[k]) for k in trained_weights)
