@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import warnings
+from typing import NoReturn
 
 from longvlm.encoders.planner import RESOLUTIONS
-from longvlm.errors import LongVLMError
+from longvlm.errors import ConfigError, InputWarning, LongVLMError
+
+DEFAULT_KV_BUDGET = 0.2
+"""KV tokens kept by --kv-press when --kv-budget is not given: a ratio of the prompt."""
 
 
 def _default_model() -> str:
@@ -17,14 +23,80 @@ def _default_model() -> str:
     return os.environ.get("LONGVLM_MODEL") or default_model()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line, `longvlm: error: ...` (exit 2), without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `message` on one line and exit with status 2 (argparse calls this for bad arguments)."""
+        self.exit(2, f"longvlm: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (not 0, negative, nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
+    return value
+
+
+def _kv_budget(text: str) -> int | float:
+    """argparse type of --kv-budget: a ratio in (0, 1] ('0.2') or a token count >= 1 ('2048')."""
+    problem = f"expected a ratio in (0, 1] such as 0.2 or a token count such as 2048, got {text!r}"
+    try:
+        value: int | float = float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(problem) from None
+    if isinstance(value, float) and not 0.0 < value <= 1.0 or isinstance(value, int) and value < 1:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
+def _port(text: str) -> int:
+    """argparse type: a TCP port, 0..65535 (0: any free port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
+    return value
+
+
 
 def _resolve_route(args: argparse.Namespace) -> str:
     """'auto': the VLM route when a model was given (--model or LONGVLM_MODEL) or an option only the VLM route
-    has (--select, --downsample, --kv-press, --rope-method, --video-resolution, --memory-bridge), else the text route when its
-    packages are installed, else the VLM route with the default model."""
+    has (`_vlm_only_options`), else the text route when its packages are installed, else the VLM route with the
+    default model. 'text' with a VLM-only option is refused (ConfigError)."""
     vlm_options = _vlm_only_options(args)
     if args.route == "text" and vlm_options:
-        raise LongVLMError(f"{', '.join(vlm_options)} only apply to the VLM route; drop them or use --route vlm")
+        verb = "does" if len(vlm_options) == 1 else "do"
+        raise ConfigError(f"{', '.join(vlm_options)} {verb} not apply to the text route (no VLM reads the "
+                          "pages/frames there); drop it or use --route vlm")
     if args.route != "auto":
         return args.route
     if args.model_given or vlm_options:
@@ -42,8 +114,10 @@ def _resolve_route(args: argparse.Namespace) -> str:
 def _vlm_only_options(args: argparse.Namespace) -> list[str]:
     """The VLM-route options set on the command line (away from their defaults)."""
     given = {"--select": args.select, "--downsample": args.downsample != "1", "--kv-press": args.kv_press,
-             "--rope-method": args.rope_method, "--video-resolution": args.video_resolution != "uniform",
-             "--memory-bridge": args.memory_bridge}
+             "--kv-budget": args.kv_budget is not None, "--max-visual-tokens": args.max_visual_tokens is not None,
+             "--rope-method": args.rope_method, "--rope-scale": args.rope_scale != 1.0,
+             "--rope-train-length": args.rope_train_length is not None,
+             "--video-resolution": args.video_resolution != "uniform", "--memory-bridge": args.memory_bridge}
     return [name for name, value in given.items() if value]
 
 
@@ -62,7 +136,10 @@ def _print_answer(result, args: argparse.Namespace, note: str = "", random_weigh
             snippet = " ".join(p["text"].split())
             print(f"  [{p['cite']}] {snippet[:300]}{' ...' if len(snippet) > 300 else ''}")
     for key, value in result.stats.items():
-        print(f"  {key:>22}: {value:.3f}" if isinstance(value, float) else f"  {key:>22}: {value}")
+        if key != "notes":
+            print(f"  {key:>22}: {value:.3f}" if isinstance(value, float) else f"  {key:>22}: {value}")
+    for line in result.stats.get("notes", []):
+        print(f"note: {line}")
 
 
 def _ask(args: argparse.Namespace) -> int:
@@ -75,7 +152,7 @@ def _ask(args: argparse.Namespace) -> int:
                                "--route vlm)")
         result = ask_text(args.question, pdf=args.pdf, video=args.video, images=args.image or None,
                           max_pages=args.max_pages, max_frames=args.max_frames, frame_every_s=1.0 / args.fps,
-                          max_new_tokens=args.max_new_tokens)
+                          **({} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}))
         _print_answer(result, args, "  (text route: no VLM read the pages/frames; a 135M-parameter LM wrote the "
                                     "answer from the retrieved passages: check them)")
         return 0
@@ -115,12 +192,14 @@ def _memory(args: argparse.Namespace, vlm):
 def _compression(args: argparse.Namespace):
     """--select / --native-pages / --downsample / --kv-press / --kv-budget -> a `Compression`, or None when
     none is asked for."""
-    if args.downsample == "1" and args.kv_press is None and not args.select:
+    if args.downsample == "1" and args.kv_press is None and args.kv_budget is None and not args.select:
         return None
     from longvlm.compression import Compression, build_press
 
+    if args.kv_budget is not None and args.kv_press is None:
+        raise ConfigError("--kv-budget sets how much of the KV cache --kv-press keeps; give --kv-press too")
     downsample = args.downsample if args.downsample == "auto" else int(args.downsample)
-    budget = float(args.kv_budget) if "." in args.kv_budget else int(args.kv_budget)
+    budget = DEFAULT_KV_BUDGET if args.kv_budget is None else args.kv_budget
     press = build_press(args.kv_press, budget) if args.kv_press else None
     selector = None
     if args.select:
@@ -141,12 +220,17 @@ def _info(args: argparse.Namespace) -> int:
             info = {"type": "pdf", "path": path, "pages": doc.page_count, "pages_with_text_layer": with_text,
                     "first_page_px_at_144dpi": f"{w}x{h}",
                     "page_labels": [doc.page_label(i) for i in range(min(doc.page_count, 8))]}
+            unusable = [i + 1 for i in range(doc.page_count) if not doc.page_usable(i)]
+            if unusable:  # pages no model or OCR can read (aspect ratio): left out when asking
+                info["pages_unusable"] = unusable
     else:
         from longvlm.datasets.video import read_video_metadata
 
         meta = read_video_metadata(path)
         info = {"type": "video", "path": path, "fps": round(meta.fps, 3), "frames": meta.num_frames,
                 "duration_s": round(meta.duration, 3), "size": f"{meta.width}x{meta.height}"}
+        if meta.truncated:  # the frames that decode; the header declares a longer video
+            info.update(truncated=True, declared_duration_s=round(meta.declared_duration_s, 3))
     print(json.dumps(info, indent=2))
     return 0
 
@@ -155,7 +239,7 @@ def _demo(args: argparse.Namespace) -> int:
     from longvlm.demo.server import launch_demo
 
     launch_demo(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
-                media_dirs=args.media_dir or ())
+                media_dirs=args.media_dir or (), models_dirs=args.models_dir or ())
     return 0
 
 
@@ -198,7 +282,7 @@ def _eval_mmlongbench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="longvlm", description="Questions about hour-long videos and long PDFs.")
+    parser = _Parser(prog="longvlm", description="Questions about hour-long videos and long PDFs.")
     sub = parser.add_subparsers(dest="command", required=True)
     ask = sub.add_parser("ask", help="answer a question about a video, a PDF or images")
     source = ask.add_mutually_exclusive_group(required=True)
@@ -209,11 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--model", default=None,
                      help="local Qwen2-VL/Qwen2.5-VL directory, or a preset: small (default, shipped), tiny, "
                           "tiny-qwen2-vl, tiny-qwen2.5-vl (random weights)")
-    ask.add_argument("--max-visual-tokens", type=int, default=4096)
-    ask.add_argument("--max-new-tokens", type=int, default=64)
-    ask.add_argument("--fps", type=float, default=1.0, help="video sampling rate before budgeting")
-    ask.add_argument("--max-frames", type=int, default=None)
-    ask.add_argument("--max-pages", type=int, default=None)
+    ask.add_argument("--max-visual-tokens", type=_positive_int, default=None,
+                     help="vlm route: visual-token budget (default: what fits the model's context after the "
+                          "prompt and the answer; a larger value is lowered to that, with a note)")
+    ask.add_argument("--max-new-tokens", type=_positive_int, default=None,
+                     help="answer length in tokens (default: 64, at most 1/8 of the model's context; lowered "
+                          "with a note when the context is full)")
+    ask.add_argument("--fps", type=_positive_float, default=1.0, help="video sampling rate before budgeting")
+    ask.add_argument("--max-frames", type=_positive_int, default=None)
+    ask.add_argument("--max-pages", type=_positive_int, default=None)
     ask.add_argument("--route", choices=["auto", "text", "vlm"], default="auto",
                      help="vlm: a vision-language model reads the pages/frames; text: retrieval over page text/OCR "
                           "and a small pretrained LM (no VLM weights needed); auto (default): vlm when --model "
@@ -222,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="vlm route: rank pages/frames against the question (BM25 + MiniLM over text/OCR); the "
                           "best get native resolution, the rest low resolution or none (composes with "
                           "--downsample and --kv-press)")
-    ask.add_argument("--native-pages", type=int, default=4, help="with --select: pages/frames at native resolution")
+    ask.add_argument("--native-pages", type=_positive_int, default=4,
+                     help="with --select: pages/frames at native resolution")
     ask.add_argument("--video-resolution", choices=RESOLUTIONS, default="uniform",
                      help="hybrid: GIRAFFE hybrid-resolution frames (groups of 4 temporal patches, the first at "
                           "high resolution, the rest at 1/3 of its tokens); auto: hybrid only when uniform "
@@ -230,15 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--rope-method", default=None,
                      help="extend the context: mrope++ (M-RoPE++), or a baseline: extrapolation, linear, ntk, yarn; "
                           "with --rope-scale")
-    ask.add_argument("--rope-scale", type=float, default=1.0,
+    ask.add_argument("--rope-scale", type=_positive_float, default=1.0,
                      help="extension factor s: the model then accepts s x its training length")
-    ask.add_argument("--rope-train-length", type=int, default=None,
+    ask.add_argument("--rope-train-length", type=_positive_int, default=None,
                      help="training length L the scale applies to (default: the model's max_position_embeddings)")
     ask.add_argument("--downsample", choices=["1", "2", "4", "auto"], default="1",
                      help="average-pool visual tokens k x k per frame/page (auto: PDFs 1, video 2, long video 4)")
     ask.add_argument("--kv-press", choices=["lookm", "snapkv", "streaming", "h2o", "random"], default=None,
                      help="prune the KV cache at prefill with this method")
-    ask.add_argument("--kv-budget", default="0.2", help="KV tokens kept: a ratio (0.2) or a count (2048)")
+    ask.add_argument("--kv-budget", type=_kv_budget, default=None,
+                     help=f"with --kv-press: KV tokens kept, a ratio (default {DEFAULT_KV_BUDGET}) or a count (2048)")
     ask.add_argument("--memory-bridge", default=None,
                      help="video: stream through a memory bridge (a directory saved by training, 'small' for the one "
                           "shipped with the small model, or 'random' for an untrained one); the model gets memory "
@@ -253,10 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     niah = suites.add_parser("niah", help="multimodal needle-in-a-haystack over a length x depth grid")
     niah.add_argument("--suite", choices=["video", "image", "document"], required=True)
     niah.add_argument("--model", default=None)
-    niah.add_argument("--lengths", type=int, nargs="+", default=[8, 16, 32],
+    niah.add_argument("--lengths", type=_positive_int, nargs="+", default=[8, 16, 32],
                       help="frames (video), images (image) or pages (document)")
-    niah.add_argument("--depths", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
-    niah.add_argument("--samples", type=int, default=5, help="samples per cell")
+    niah.add_argument("--depths", type=_fraction, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    niah.add_argument("--samples", type=_positive_int, default=5, help="samples per cell")
     niah.add_argument("--seed", type=int, default=0)
     niah.add_argument("--question", default="page", help="document suite: page, color, code, count or order")
     niah.add_argument("--haystack", nargs="*", help="video clips to loop as the haystack (default: procedural)")
@@ -268,11 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     mmlb.add_argument("--data", required=True, help="folder with samples.json and documents/")
     mmlb.add_argument("--model", default=None)
     mmlb.add_argument("--out", required=True)
-    mmlb.add_argument("--max-pages", type=int, default=120)
-    mmlb.add_argument("--dpi", type=float, default=144.0)
-    mmlb.add_argument("--max-visual-tokens", type=int, default=16384)
-    mmlb.add_argument("--min-tokens-per-page", type=int, default=64)
-    mmlb.add_argument("--limit", type=int, default=None, help="first N questions only")
+    mmlb.add_argument("--max-pages", type=_positive_int, default=120)
+    mmlb.add_argument("--dpi", type=_positive_float, default=144.0)
+    mmlb.add_argument("--max-visual-tokens", type=_positive_int, default=None,
+                      help="default: what fits the model's context")
+    mmlb.add_argument("--min-tokens-per-page", type=_positive_int, default=64)
+    mmlb.add_argument("--limit", type=_positive_int, default=None, help="first N questions only")
     mmlb.add_argument("--oracle", action="store_true", help="feed only the evidence pages (NOT comparable)")
     mmlb.add_argument("--extractor-model", help="local chat model for the official two-step answer extraction")
     mmlb.add_argument("--extractor-prompt", help="the benchmark's eval/prompt_for_answer_extraction.md")
@@ -284,8 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", default=None,
                       help="local Qwen2-VL/Qwen2.5-VL directory or a preset (default: $LONGVLM_MODEL, else the "
                            "shipped small model when installed, else the random-weight tiny model)")
+    demo.add_argument("--models-dir", action="append", metavar="DIR",
+                      help="folder whose model directories (each with a config.json) clients may choose, by "
+                           "folder name, besides the presets and --model (repeat for several)")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    demo.add_argument("--port", type=int, default=7860)
+    demo.add_argument("--port", type=_port, default=7860)
     demo.add_argument("--max-upload-mb", type=float, default=2048, help="largest accepted upload / local file")
     demo.add_argument("--media-dir", action="append", metavar="DIR",
                       help="folder whose files may be opened by local path (repeat for several; default: the "
@@ -295,15 +389,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status (2: bad arguments, a bad input file or setting)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a one-line argument error (2), already printed
+        return exc.code if isinstance(exc.code, int) else 2
     args.model_given = getattr(args, "model", None) is not None or bool(os.environ.get("LONGVLM_MODEL"))
     if getattr(args, "model", "unset") is None:
         args.model = _default_model()
-    try:
-        return args.func(args)
-    except LongVLMError as exc:
-        print(f"longvlm: error: {exc}", file=sys.stderr)
-        return 2
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # no "Loading weights" bars between the answer lines
+    with warnings.catch_warnings():  # restores warnings.showwarning on the way out
+        warnings.simplefilter("always", InputWarning)
+        warnings.showwarning = _input_warning_printer(warnings.showwarning)
+        try:
+            return args.func(args)
+        except LongVLMError as exc:
+            print(f"longvlm: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
+
+
+def _input_warning_printer(fallback):
+    """A `warnings.showwarning` that prints each distinct `InputWarning` once, on one line, as
+    `longvlm: warning: <file>: <problem>` (other warnings go to `fallback`)."""
+    shown: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if not issubclass(category, InputWarning):
+            fallback(message, category, filename, lineno, file, line)
+        elif str(message) not in shown:
+            shown.add(str(message))
+            print(f"longvlm: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    return show
 
 
 if __name__ == "__main__":

@@ -19,6 +19,17 @@ class InputError(LongVLMError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class InputWarning(UserWarning):
+    """An input file is used only in part (e.g. a truncated video: the frames that decode). Issued with
+    `warnings.warn`; the CLI prints it as `longvlm: warning: <file>: <problem>`. The message names the file as
+    given and says what was used."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
 class BudgetError(LongVLMError):
     """A request cannot fit the visual-token or context budget it was given."""
 

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +18,9 @@ from longvlm.demo import features
 from longvlm.demo.app import DemoConfig, resolve_input
 from longvlm.demo.citations import evidence_citations, parse_citations, parse_target
 from longvlm.demo.media import format_time, frame_thumbnails, input_kind, page_thumbnails, spread
-from longvlm.demo.session import StageTracker, check_upload, ingest, stream_answer
+from longvlm.demo.session import SessionFiles, StageTracker, check_upload, ingest, public_message, stream_answer
 from longvlm.demo.settings import DemoSettings
-from longvlm.demo.models import ModelHolder
+from longvlm.demo.models import ModelKey, ModelPool
 from longvlm.demo.stats import format_bytes, kv_cache_bytes, stats_rows
 from longvlm.errors import BudgetError, ConfigError, InputError, LongVLMError
 from longvlm.vlm import loading
@@ -241,7 +244,7 @@ def test_session_video_and_errors(vlm, short_video, tmp_path):
         next(stream_answer(vlm, session, "   "))
     tight = load_vlm("tiny")
     tight.model.config.text_config.max_position_embeddings = session.encoded.visual_tokens + 20
-    with pytest.raises(BudgetError, match="exceeds the model's"):
+    with pytest.raises(BudgetError, match="of the model's"):
         list(stream_answer(tight, session, "what is shown?", max_new_tokens=8))
     assert session.history == []  # a failed turn is not recorded
     broken = tmp_path / "broken.mp4"
@@ -270,16 +273,84 @@ def test_compression_settings_reach_the_pipeline(vlm, small_pdf):
 
 
 def test_position_extension_from_the_settings():
-    holder = ModelHolder("tiny")
+    pool = ModelPool("tiny")
     if not features.rope_feature().available:
         with pytest.raises(ConfigError, match="not available in this build"):
-            holder.load("tiny", rope_method="yarn", rope_scale=2.0)
-        assert holder.version == 0 and holder.position_extension == "none"
+            pool.key("tiny", rope_method="yarn", rope_scale=2.0)
         return
-    before = holder.vlm.max_context
-    holder.load("tiny", rope_method="mrope++", rope_scale=2.0)
-    assert holder.vlm.max_context == 2 * before and holder.position_extension == "mrope++ x2"
-    assert holder.version == 1
+    before = pool.vlm.max_context
+    key = pool.key("tiny", rope_method="mrope++", rope_scale=2.0)
+    extended = pool.get(key)
+    assert extended.max_context == 2 * before and key.extension == "mrope++ x2"
+    assert pool.vlm.max_context == before and pool.get(key) is extended  # the launch model is untouched
+
+
+def test_model_pool_offers_only_its_choices(tmp_path):
+    load_vlm("tiny-qwen2.5-vl").save_pretrained(tmp_path / "models" / "qwen25")
+    (tmp_path / "models" / "not-a-model").mkdir()
+    pool = ModelPool("tiny", models_dirs=[str(tmp_path / "models")], max_loaded=1)
+    assert pool.choices[0] == "tiny" and "qwen25" in pool.choices and "small" in pool.choices
+    assert "not-a-model" not in pool.choices
+    for bad in (str(tmp_path / "models" / "qwen25"), "/etc", "../models/qwen25", "tiny-qwen2-vl"):
+        with pytest.raises(ConfigError, match="unknown model"):  # no folder can be named or probed
+            pool.key(bad)
+    other = pool.get(pool.key("qwen25"))
+    assert other.family == "qwen2_5_vl" and other.name == "qwen25" and pool.vlm.name == "tiny"
+    pool.get(pool.key("small"))  # past max_loaded: qwen25 is dropped, the launch model stays
+    assert ModelKey("qwen25") not in pool._loaded and pool.default in pool._loaded
+
+
+def test_session_files_are_the_sessions_own_and_are_removed(tmp_path, small_pdf):
+    files = SessionFiles(tmp_path / "uploads")
+    copy = files.add(small_pdf, "../../report (final).pdf")
+    assert Path(copy).parent == files.folder and Path(copy).name == "report _final_.pdf"
+    assert Path(copy).read_bytes() == Path(small_pdf).read_bytes()
+    files.remove()
+    assert not files.folder.exists() and Path(small_pdf).is_file()
+    stale, fresh = SessionFiles(tmp_path / "uploads"), SessionFiles(tmp_path / "uploads")
+    stale.add(small_pdf, "a.pdf")
+    fresh.add(small_pdf, "b.pdf")
+    old = time.time() - 7200
+    os.utime(stale.folder, (old, old))
+    assert SessionFiles.sweep(tmp_path / "uploads", 3600) == 1
+    assert not stale.folder.exists() and fresh.folder.exists()
+
+
+def test_errors_name_the_file_as_given(vlm, tmp_path):
+    message = public_message(ValueError("cannot read /tmp/gradio/abc123/x.pdf: bad xref"), "/tmp/gradio/abc123/x.pdf",
+                             "x.pdf")
+    assert message == "cannot read x.pdf: bad xref"
+    assert "/home" not in public_message(OSError("/home/someone/secret/model.bin is missing"), "", "m")
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4 broken")
+    files = SessionFiles(tmp_path / "uploads")
+    with pytest.raises(InputError) as info:
+        ingest(vlm, str(broken), DemoSettings(), name="My Report.pdf", files=files)
+    assert str(info.value).startswith("My Report.pdf:") and str(tmp_path) not in str(info.value)
+    assert not files.folder.exists()  # a failed load leaves nothing behind
+
+
+def test_budget_follows_the_model(small_pdf, short_video):
+    """A 512-token model (like the shipped small one) gets a budget that fits, whatever was asked for."""
+    small = load_vlm("tiny")
+    small.model.config.text_config.max_position_embeddings = 512
+    for path in (small_pdf, short_video):
+        session = ingest(small, path, DemoSettings(max_visual_tokens=4096))
+        assert session.encoded.visual_tokens < 512 and any("lowered from 4096" in n for n in session.stats["notes"])
+        *_, (_, result) = stream_answer(small, session, "What is the secret code of page 2?")
+        assert result.stats["context_length"] + result.stats["new_tokens"] <= 512
+        *_, (_, follow) = stream_answer(small, session, "And which page mentions the number 1111 exactly?")
+        assert follow.stats["context_length"] + follow.stats["new_tokens"] <= 512
+
+
+def test_text_route_session_cites_retrieved_pages(small_pdf):
+    stages = []
+    session = ingest(None, small_pdf, DemoSettings(), route="text", report=lambda *a: stages.append(a[0]))
+    assert session.route == "text" and session.encoded is None and session.read_count == 4
+    assert stages[0] == "read" and [t.caption for t in session.thumbnails] == ["p.1", "p.2", "p.3", "p.4"]
+    *_, (text, result) = stream_answer(None, session, "What is the secret code of page 2?", max_new_tokens=16)
+    assert result.route == "text" and text == result.text and result.passages
+    assert result.evidence[0].kind == "page" and 1 <= result.evidence[0].index <= 4
 
 
 def test_cli_demo_arguments(capsys, tmp_path):
@@ -293,3 +364,20 @@ def test_cli_demo_arguments(capsys, tmp_path):
     assert "--max-upload-mb must be positive" in capsys.readouterr().err
     assert main(["demo", "--media-dir", str(tmp_path / "nope")]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("context", [512, 8192, 32768, 131072])
+def test_budget_slider_is_consistent_for_every_context(context):
+    """The budget slider's bounds and value fit the model (the shipped small model has 512 tokens, a 32K or
+    128K checkpoint far more), and Gradio accepts them."""
+    import gradio as gr
+
+    from longvlm.demo.app import budget_maximum, new_tokens_maximum
+    from longvlm.vlm.room import default_new_tokens
+
+    model = load_vlm("tiny")
+    model.model.config.text_config.max_position_embeddings = context
+    top = budget_maximum(model)
+    assert 64 <= top < context - default_new_tokens(context)
+    gr.Slider(min(64, top), top, value=top, step=1)  # raises when value > maximum
+    assert default_new_tokens(context) <= new_tokens_maximum(model) <= context // 2

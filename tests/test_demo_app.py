@@ -10,29 +10,43 @@ import pytest
 from gradio_client import Client, handle_file
 
 from longvlm.datasets.synthetic import write_encrypted_pdf, write_synthetic_pdf
-from longvlm.demo.models import ModelHolder
+from longvlm.demo.models import ModelPool
 from longvlm.demo.server import free_port, launch_demo
+from gradio.utils import get_upload_folder as gradio_upload_folder
 from longvlm.vlm.loading import load_vlm
 
 MAX_UPLOAD_MB = 1
 # /load_input inputs after the file and the path: budget, fps, max frames, max new tokens, compressor, ratio,
-# KV press, KV budget, memory bridge
-SETTINGS = (256, 1.0, 0, 16, "none", "1", "none", 1.0, "off")
+# KV press, KV budget, memory bridge, route
+SETTINGS = (256, 1.0, 0, 16, "none", "1", "none", 1.0, "off", "vlm")
 
 
 @pytest.fixture(scope="module")
-def server(fixture_dir):
+def server(fixture_dir, tmp_path_factory):
+    import torch
+
+    from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig
+    from longvlm.vlm import loading
+
     media = fixture_dir / "media"
     media.mkdir(exist_ok=True)
-    holder = ModelHolder("tiny")
+    (media / "secret.txt").write_text("not for the web")
+    models = tmp_path_factory.mktemp("models")
+    load_vlm("tiny-qwen2.5-vl").save_pretrained(models / "qwen25")
+    pool = ModelPool("tiny", models_dirs=[str(models)])
     vision_calls = []
-    holder.vlm.model.model.visual.register_forward_hook(lambda *args: vision_calls.append(1))
+    pool.vlm.model.model.visual.register_forward_hook(lambda *args: vision_calls.append(1))
+    torch.manual_seed(0)  # a bridge for the tiny model, offered like a shipped one
+    bridge_dir = tmp_path_factory.mktemp("bridge")
+    MemoryBridge(MemoryBridgeConfig(pool.vlm.config.text_config.hidden_size, 8)).save_pretrained(bridge_dir)
+    loading.SHIPPED_BRIDGES["tiny-test"] = bridge_dir
     demo = launch_demo(host="127.0.0.1", port=free_port(), max_upload_mb=MAX_UPLOAD_MB, media_dirs=[str(media)],
-                       holder=holder, block=False, quiet=True)
+                       pool=pool, block=False, quiet=True)
     try:
-        yield SimpleNamespace(url=demo.local_url, holder=holder, vision_calls=vision_calls, media=media)
+        yield SimpleNamespace(url=demo.local_url, pool=pool, vision_calls=vision_calls, media=media, models=models)
     finally:
         demo.close()
+        loading.SHIPPED_BRIDGES.pop("tiny-test")
 
 
 def client(server) -> Client:
@@ -42,7 +56,7 @@ def client(server) -> Client:
 
 def load(c: Client, upload=None, path: str = "", **settings) -> dict:
     values = dict(zip(("budget", "fps", "max_frames", "max_new", "compressor", "ratio", "press", "kv_budget",
-                       "memory"), SETTINGS, strict=True))
+                       "memory", "route"), SETTINGS, strict=True))
     values.update(settings)
     out = c.predict(upload, path, *values.values(), api_name="/load_input")
     names = ("status", "gallery", "hint", "video", "page", "chat", "cites", "stats", "notice")
@@ -54,7 +68,8 @@ def ask(c: Client, question: str) -> tuple[list, dict]:
     job = c.submit(question, 16, "none", 1.0, api_name="/ask")
     job.result()
     updates = job.outputs()
-    return updates, dict(zip(("chat", "cites", "stats", "notice", "question"), updates[-1], strict=True))
+    return updates, dict(zip(("chat", "cites", "stats", "notice", "question", "video", "page"), updates[-1],
+                             strict=True))
 
 
 def text_of(message: dict) -> str:
@@ -118,19 +133,14 @@ def test_video_by_local_path_and_seek(server, short_video):
 
 
 def test_video_through_a_memory_bridge(server, short_video, tmp_path):
-    import torch
-
-    from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig
-
     path = shutil.copy(short_video, server.media / "clip_memory.mp4")
     c = client(server)
     refused = load(c, path=str(path), budget=128, fps=0.5, memory="small")  # trained for another model
     assert "trained with another model" in refused["notice"] and "No input yet" in refused["status"]
     assert "replaces visual compression" in load(c, path=str(path), memory="small", press="snapkv")["notice"]
-    torch.manual_seed(0)
-    bridge_dir = tmp_path / "bridge"
-    MemoryBridge(MemoryBridgeConfig(server.holder.vlm.config.text_config.hidden_size, 8)).save_pretrained(bridge_dir)
-    loaded = load(c, path=str(path), budget=128, fps=0.5, memory=str(bridge_dir))
+    with pytest.raises(Exception, match="not in the list of choices"):  # no client can name a bridge folder
+        load(c, path=str(path), memory=str(tmp_path))
+    loaded = load(c, path=str(path), budget=128, fps=0.5, memory="tiny-test")
     assert "ready" in loaded["status"], loaded["notice"]
     _, reply = ask(c, "What is shown?")
     assert [m["role"] for m in reply["chat"]] == ["user", "assistant"] and reply["notice"] == ""
@@ -138,7 +148,7 @@ def test_video_through_a_memory_bridge(server, short_video, tmp_path):
 
 def test_bad_inputs_show_a_message_and_the_app_keeps_serving(server, pdf, tmp_path):
     c = client(server)
-    *_, notice, _ = ask(c, "anything?")[1].values()
+    notice = ask(c, "anything?")[1]["notice"]
     assert "nothing loaded yet" in notice
 
     corrupt = tmp_path / "corrupt.pdf"
@@ -167,19 +177,82 @@ def test_bad_inputs_show_a_message_and_the_app_keeps_serving(server, pdf, tmp_pa
     assert [m["role"] for m in good["chat"]] == ["user", "assistant"]
 
 
-def test_switching_models(server, pdf, tmp_path):
+def test_a_model_choice_is_the_sessions_own_and_folders_cannot_be_named(server, pdf, tmp_path):
+    mine, other = client(server), client(server)
+    load(mine, handle_file(pdf))
+    load(other, handle_file(pdf))
+    for probe in (str(tmp_path / "missing"), str(server.models / "qwen25"), "/etc"):
+        with pytest.raises(Exception, match="not in the list of choices"):  # Gradio refuses it before us
+            mine.predict(probe, "none", 1.0, api_name="/load_model")
+    badge, budget, max_new, notice = mine.predict("qwen25", "none", 1.0, api_name="/load_model")
+    assert "Qwen2.5-VL" in badge and "random weights" not in badge and "for this session" in notice
+    assert budget["maximum"] == budget["value"] <= 8192
+    _, stale = ask(mine, "still there?")
+    assert "load the input again" in stale["notice"]
+    assert "ready" in load(mine, handle_file(pdf))["status"]
+    _, fresh = ask(mine, "and now?")
+    assert "model: qwen25" in text_of(fresh["chat"][1])
+    _, untouched = ask(other, "which model answers me?")  # the other session still has the launch model
+    assert "model: tiny" in text_of(untouched["chat"][1]) and untouched["notice"] == ""
+
+
+def test_media_files_are_not_served_and_errors_show_no_server_paths(server, pdf, tmp_path):
+    import httpx
+
+    secret = server.media / "secret.txt"
+    for path in (secret, Path(pdf)):
+        response = httpx.get(f"{server.url}gradio_api/file={path}")
+        assert response.status_code == 403, path
+    c = client(server)
+    loaded = load(c, path=str(pdf))  # read by local path: the viewer gets the session's copy, not the original
+    assert "ready" in loaded["status"]
+    broken = tmp_path / "Quarterly Report.pdf"
+    broken.write_bytes(b"%PDF-1.4 not really")
+    notice = load(c, handle_file(str(broken)))["notice"]
+    assert "Quarterly Report.pdf: corrupt" in notice and "/tmp" not in notice and str(tmp_path) not in notice
+    notice = load(c, path=str(server.media / "missing.pdf"))["notice"]
+    assert "file not found" in notice
+    notice = load(c, path="/etc/passwd")["notice"]
+    assert "outside the folders" in notice and str(server.media) not in notice
+
+
+def test_a_sessions_files_are_removed_when_it_loads_another(server, pdf):
+    from longvlm.demo.session import SessionFiles
+
+    root = Path(gradio_upload_folder())
+    before = set(root.glob(SessionFiles.PREFIX + "*"))
     c = client(server)
     load(c, handle_file(pdf))
-    badge, _, notice = c.predict(str(tmp_path / "missing"), "none", 1.0, api_name="/load_model")
-    assert "Could not load model" in notice and "not a model directory" in notice
-    load_vlm("tiny-qwen2.5-vl").save_pretrained(tmp_path / "qwen25")
-    try:
-        badge, budget, notice = c.predict(str(tmp_path / "qwen25"), "none", 1.0, api_name="/load_model")
-        assert "Qwen2.5-VL" in badge and "random weights" not in badge and "Loaded model" in notice
-        _, stale = ask(c, "still there?")
-        assert "load the input again" in stale["notice"]
-        assert "ready" in load(c, handle_file(pdf))["status"]
-        _, fresh = ask(c, "and now?")
-        assert "model: qwen25" in text_of(fresh["chat"][1])
-    finally:
-        server.holder.load("tiny")
+    first = set(root.glob(SessionFiles.PREFIX + "*")) - before
+    assert len(first) == 1 and any(p.suffix == ".pdf" for p in next(iter(first)).iterdir())
+    load(c, handle_file(pdf))
+    second = set(root.glob(SessionFiles.PREFIX + "*")) - before
+    assert len(second) == 1 and second.isdisjoint(first)  # the first copy is gone
+
+
+def test_loading_a_slow_input_does_not_hold_up_another_sessions_question(server, tmp_path):
+    """Client A loads a scanned PDF on the text route (OCR: seconds) while client B asks about its PDF."""
+    import threading
+    import time
+
+    from bad_input_files import write_scanned_pdf
+
+    scanned = write_scanned_pdf(server.media / "scanned.pdf", 12)
+    fast = write_synthetic_pdf(server.media / "fast.pdf", 2)
+    a, b = client(server), client(server)
+    load(b, path=str(fast))
+    finished = {}
+
+    def slow_load():
+        load(a, path=str(scanned), route="text")
+        finished["a"] = time.perf_counter()
+
+    worker = threading.Thread(target=slow_load)
+    started = time.perf_counter()
+    worker.start()
+    time.sleep(1.0)
+    _, reply = ask(b, "What is the secret code of page 2?")
+    finished["b"] = time.perf_counter()
+    worker.join()
+    assert reply["notice"] == "" and [m["role"] for m in reply["chat"]] == ["user", "assistant"]
+    assert finished["b"] < finished["a"], (finished["a"] - started, finished["b"] - started)

@@ -24,7 +24,8 @@ def app(tmp_path_factory):
 
 
 def _load(client: Client, path: str, budget: int) -> list:
-    return client.predict(None, path, budget, 1.0, 0, 8, "none", "1", "none", 1.0, api_name="/load_input")
+    return client.predict(None, path, budget, 1.0, 0, 8, "none", "1", "none", 1.0, "off", "vlm",
+                          api_name="/load_input")
 
 
 def test_hour_long_video(app, tmp_path):
@@ -42,7 +43,7 @@ def test_hour_long_video(app, tmp_path):
         assert read_barcode(np.asarray(Image.open(item["image"]).convert("RGB"))) == second
     assert video_update["visible"] is True
     job = client.submit("When does the counter show 3000?", 8, "none", 1.0, api_name="/ask")
-    chat, cites, stats, notice, _ = job.result()
+    chat, cites, stats, notice, *_ = job.result()
     assert notice == "" and "route: vlm" in str(chat[-1]) and "context length" in stats
     video_update, _, notice = client.predict("t:3500", api_name="/jump")
     assert video_update["playback_position"] == 3500 and notice == ""

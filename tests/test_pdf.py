@@ -67,3 +67,33 @@ def test_largest_shared_pdf(shared_pdfs):
     with PdfDocument(biggest) as doc:
         assert doc.page_count >= 100
         assert sum(1 for _ in doc.iter_render(list(range(0, doc.page_count, 20)), dpi=20)) == 6
+
+
+def test_image_under_a_pdf_name_is_refused(tmp_path):
+    from bad_input_files import write_png_as_pdf
+
+    path = write_png_as_pdf(tmp_path / "fake.pdf")
+    with pytest.raises(InputError, match="not a PDF") as err:
+        PdfDocument(path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def test_pages_with_extreme_aspect_ratio_are_skipped(tmp_path):
+    import pymupdf
+
+    path = tmp_path / "mixed.pdf"
+    doc = pymupdf.open()
+    doc.new_page(width=595, height=842)
+    doc.new_page(width=14400, height=10)
+    doc.new_page(width=595, height=842)
+    doc.save(path)
+    doc.close()
+    with PdfDocument(path) as pdf:
+        assert [pdf.page_usable(i) for i in range(3)] == [True, False, True]
+        assert pdf.usable_pages(range(3)) == [0, 2]
+        assert list(pdf.skipped_pages) == [2] and "aspect ratio 1440:1" in pdf.skipped_pages[2]
+        with pytest.raises(InputError, match="page 2 cannot be rendered"):
+            pdf.render(1)
+        with pytest.raises(InputError, match="no usable page: page 2 is 14400x10 pt"):
+            pdf.usable_pages([1])
+        assert pdf.usable_pages([]) == []

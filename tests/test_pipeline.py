@@ -13,6 +13,7 @@ from longvlm.vlm.inputs import encode_pdf, encode_video
 from longvlm.vlm.loading import default_model, load_vlm
 from longvlm.vlm.pipeline import answer, ask
 from longvlm.vlm.prompt import build_chat_inputs
+from longvlm.vlm.room import fit_room, prompt_tokens
 
 
 @pytest.fixture(scope="module", params=["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
@@ -80,8 +81,29 @@ def test_follow_up_reuses_encoding(vlm, sixty_page_pdf):
 
 def test_context_over_model_limit_is_budget_error(vlm, sixty_page_pdf):
     encoded = encode_pdf(vlm, sixty_page_pdf, max_visual_tokens=3000, max_pages=20)
-    with pytest.raises(BudgetError, match="exceeds the model's 1000-token limit"):
+    with pytest.raises(BudgetError, match="leaves 0 of the model's 1000 tokens for the answer"):
         answer(vlm, encoded, "q", max_context=1000)
+    context = encoded.visual_tokens + 300  # room for the prompt and a few new tokens, not for 64
+    lowered = answer(vlm, encoded, "q", max_context=context, max_new_tokens=64)
+    assert lowered.stats["context_length"] + lowered.stats["new_tokens"] <= context
+    assert any("max new tokens lowered from 64" in note for note in lowered.stats["notes"])
+
+
+def test_default_budgets_follow_the_model(vlm, sixty_page_pdf, short_video):
+    """No budget given: what fits the model's context after the prompt and the answer; a larger one is
+    lowered with a note, never an error (here a 512-token context, like the shipped small model)."""
+    small = load_vlm(vlm.name)
+    small.model.config.text_config.max_position_embeddings = 512
+    for source in (dict(pdf=sixty_page_pdf), dict(video=short_video)):
+        for budget in (None, 4096):
+            result = ask(small, "What is the secret code on page 7?", max_visual_tokens=budget, **source)
+            assert result.stats["context_length"] + result.stats["new_tokens"] <= 512
+            if "pdf" in source:  # 60 pages: most of the room is used
+                assert result.stats["visual_tokens"] > 0.5 * (512 - 64 - 100)
+            notes = " ".join(result.stats.get("notes", []))
+            assert ("lowered from 4096" in notes) == (budget == 4096)
+    room = fit_room(small, question="q")
+    assert room.new_tokens == 64 and room.visual_tokens == 512 - 64 - prompt_tokens(small.tokenizer, small.config, "q")
 
 
 def test_bad_requests(vlm, sixty_page_pdf):

@@ -123,6 +123,25 @@ def test_smollm2_answers_with_a_planted_fact(lm):
     assert "4711" in lm.generate(messages, max_new_tokens=24)
 
 
+def test_reader_prompt_fits_smollm2_context(lm):
+    """With SmolLM2's own tokenizer: excerpts far past its 8,192 tokens are cut to fit, citations kept, and
+    nothing over the context is ever prefilled."""
+    from longvlm.errors import BudgetError
+    from longvlm.datasets.page_text import TextItem
+    from longvlm.vlm.text_route import Passage, fit_reader_prompt
+
+    assert lm.context == 8192
+    passages = [Passage(TextItem("page", i, "", "layer"), " ".join(f"revenue{i}x{k} grew" for k in range(3000)), 1.0)
+                for i in range(3)]
+    messages, kept = fit_reader_prompt(lm, "How did revenue change?", passages, max_new_tokens=48)
+    tokens = int(lm.chat_ids(messages).shape[1])
+    assert 0.8 * 8192 < tokens <= 8192 - 48  # cut to fit, not far below it
+    assert kept[0].text == passages[0].text or len(kept) == 1
+    assert "[p.1]" in messages[1]["content"] and messages[1]["content"].endswith("How did revenue change?")
+    with pytest.raises(BudgetError):
+        lm.generate([{"role": "user", "content": "why " * 9000}], max_new_tokens=8)
+
+
 def test_constrained_decoding(lm):
     from longvlm.eval.extract import NOT_ANSWERABLE, constrained_extract
     from longvlm.vlm.constrained import candidate_logprobs, generate_copy, token_bytes

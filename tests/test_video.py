@@ -83,3 +83,81 @@ def test_long_video_fixture_is_cheap(tmp_path):
     assert reader.metadata.duration == pytest.approx(1200)
     chunk = reader.read(reader.indices(timestamps=[1199.5]))
     assert read_barcode(chunk.frames[0]) == 1199
+
+
+def test_extreme_aspect_ratio_is_refused(tmp_path):
+    from bad_input_files import write_frames
+
+    path = write_frames(tmp_path / "wide.mp4", [np.full((16, 4000, 3), 25 * i, np.uint8) for i in range(4)])
+    with pytest.raises(InputError, match="aspect ratio 250:1") as err:
+        VideoReader(path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def _noise_mp4(tmp_path, frames=40):
+    from bad_input_files import write_frames, write_truncated_mp4
+
+    rng = np.random.default_rng(0)
+    full = write_frames(tmp_path / "noise.mp4", [rng.integers(0, 255, (64, 64, 3), np.uint8) for _ in range(frames)])
+    whole = write_truncated_mp4(full, tmp_path / "faststart.mp4", keep=1.0)  # index first, as the cut ones
+    with av.open(str(whole)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
+    return whole, packets
+
+
+def test_truncated_file_is_used_up_to_its_last_decodable_frame(tmp_path):
+    import warnings
+
+    from longvlm.datasets.video import mp4_video_duration_s
+    from longvlm.errors import InputWarning
+
+    whole, packets = _noise_mp4(tmp_path)
+    assert mp4_video_duration_s(whole) == pytest.approx(4.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a whole file: no warning
+        assert not VideoReader(whole).metadata.truncated
+    data = whole.read_bytes()
+    pos, size = packets[20]
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:pos + size])  # a download that stopped after 21 frames
+    with pytest.warns(InputWarning, match=r"cut.mp4: truncated: frames readable up to 2.1 s of 4.0 s"):
+        reader = VideoReader(cut)
+    meta = reader.metadata
+    assert meta.truncated and meta.declared_duration_s == pytest.approx(4.0) and meta.num_frames == 21
+    assert reader.notes == [f"{cut}: truncated: frames readable up to 2.1 s of 4.0 s"]
+    assert len(reader.read(list(range(meta.num_frames))).frames) == 21  # every frame it reports decodes
+    cut.write_bytes(data[:pos + size // 2])  # inside a packet: decord cannot index the file
+    with pytest.raises(InputError, match=r"truncated: the file ends at byte [0-9,]+ inside its 'mdat' box"):
+        VideoReader(cut)
+
+
+def test_frames_that_fail_late_are_found_by_bisection(short_video, monkeypatch):
+    from longvlm.errors import InputWarning
+
+    monkeypatch.setattr(VideoReader, "_probe_cache", {})
+    probes = []
+
+    def decodes(self, index):
+        probes.append(index)
+        return index < 123
+
+    monkeypatch.setattr(VideoReader, "_decodes", decodes)
+    with pytest.warns(InputWarning, match=r"truncated: frames readable up to 12.3 s of 30.0 s"):
+        reader = VideoReader(short_video)
+    assert reader.metadata.num_frames == 123 and len(probes) <= 10  # log2(300) probes
+    count = len(probes)
+    with pytest.warns(InputWarning):
+        VideoReader(short_video)
+    assert len(probes) == count  # remembered per file
+
+
+def test_mp4_duration_of_other_files(tmp_path):
+    from longvlm.datasets.video import mp4_video_duration_s
+
+    from longvlm.datasets.video import mp4_cut_short
+
+    (tmp_path / "x.mp4").write_bytes(b"\x00\x00\x00\x08free" * 3 + b"garbage")
+    assert mp4_video_duration_s(tmp_path / "x.mp4") is None
+    assert mp4_video_duration_s(tmp_path / "missing.mp4") is None
+    (tmp_path / "png.mp4").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR")
+    assert mp4_cut_short(tmp_path / "png.mp4") == mp4_cut_short(tmp_path / "x.mp4") == ""

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import struct
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from longvlm.datasets import sampling
-from longvlm.errors import InputError, LongVLMError, short_reason
+from longvlm.datasets.images import check_aspect
+from longvlm.errors import InputError, InputWarning, LongVLMError, short_reason
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,10 @@ class VideoMetadata:
     num_frames: int
     width: int
     height: int
+    # A truncated file (`VideoReader`): the length its header declares (None when not truncated or unknown);
+    # `num_frames` then counts only the frames that decode.
+    declared_duration_s: float | None = None
+    truncated: bool = False
 
     @property
     def duration(self) -> float:
@@ -42,6 +49,12 @@ class VideoReader:
 
     Frames are only ever decoded in chunks of `chunk_size`, so memory stays bounded by the chunk, not by
     the video length. `width`/`height`, if given, make decord scale frames while decoding.
+
+    Frames with an aspect ratio above `longvlm.datasets.images.MAX_ASPECT_RATIO` are refused (`InputError`).
+    A truncated file (a download cut short: the last indexed frame does not decode, or the header declares a
+    longer video) is used up to its last decodable frame (found by a binary search of single-frame probes,
+    only when the last frame fails): `metadata.num_frames` counts those, `metadata.truncated` is set, and an
+    `InputWarning` ("<file>: truncated: frames readable up to t s of T s") is issued and kept in `notes`.
     """
 
     def __init__(self, path: str | os.PathLike, *, width: int = -1, height: int = -1, num_threads: int = 1) -> None:
@@ -58,7 +71,9 @@ class VideoReader:
             num_frames = len(self._reader)
             fps = float(self._reader.get_avg_fps())
         except (decord.DECORDError, RuntimeError) as exc:
-            raise InputError(self.path, f"unreadable video ({short_reason(exc)})") from None
+            cut = mp4_cut_short(self.path)
+            raise InputError(self.path, f"{cut}, and no frame can be indexed" if cut else
+                             f"unreadable video ({short_reason(exc)})") from None
         if num_frames <= 0:
             raise InputError(self.path, "video has zero frames")
         if not fps > 0:
@@ -67,7 +82,62 @@ class VideoReader:
             first = self._reader[0].shape
         except (decord.DECORDError, RuntimeError) as exc:
             raise InputError(self.path, f"unreadable video: first frame does not decode ({short_reason(exc)})") from None
-        self.metadata = VideoMetadata(self.path, fps, num_frames, int(first[1]), int(first[0]))
+        check_aspect(self.path, int(first[1]), int(first[0]), "video frames")
+        self.notes: list[str] = []  # problems the file was used despite (the InputWarnings issued)
+        readable, declared = self._readable_frames(num_frames, fps, dict(ctx=decord.cpu(0), width=width,
+                                                                          height=height, num_threads=num_threads))
+        truncated = readable < num_frames or declared is not None
+        self.metadata = VideoMetadata(self.path, fps, readable, int(first[1]), int(first[0]),
+                                      declared_duration_s=declared if declared is not None else (
+                                          num_frames / fps if truncated else None), truncated=truncated)
+        if truncated:
+            # ffmpeg logs every read-ahead into the cut data (decord's decoder threads read past the frames
+            # asked for); the warning below says it once. Process-wide; decode failures still raise.
+            decord.logging.set_level(decord.logging.QUIET)
+            total = self.metadata.declared_duration_s
+            note = f"truncated: frames readable up to {readable / fps:.1f} s of {total:.1f} s"
+            self.notes.append(f"{self.path}: {note}")
+            warnings.warn(InputWarning(self.path, note), stacklevel=2)
+
+    # -- truncation ---------------------------------------------------------------------------------------
+    _probe_cache: dict[tuple, tuple[int, float | None]] = {}
+
+    def _readable_frames(self, num_frames: int, fps: float, options: dict) -> tuple[int, float | None]:
+        """(frames that decode, declared duration when the header says the video is longer than them, else
+        None). Probes the last frame; only when it fails, binary-searches the last decodable one (frame 0 is
+        known to decode), then reopens the reader (a failed decode can leave decord's state behind).
+        Remembered per file (path, size, mtime)."""
+        import decord
+
+        stat = os.stat(self.path)
+        key = (os.path.abspath(self.path), stat.st_size, stat.st_mtime_ns, num_frames)
+        if key not in self._probe_cache:
+            decord.logging.set_level(decord.logging.QUIET)  # ffmpeg's complaints about the cut packets
+            try:
+                readable = num_frames
+                if num_frames > 1 and not self._decodes(num_frames - 1):
+                    good, bad = 0, num_frames - 1
+                    while bad - good > 1:
+                        mid = (good + bad) // 2
+                        good, bad = (mid, bad) if self._decodes(mid) else (good, mid)
+                    readable = good + 1
+            finally:
+                decord.logging.set_level(decord.logging.ERROR)  # decord's default
+            declared = mp4_video_duration_s(self.path)
+            longer = declared is not None and declared > readable / fps + max(1.0, 0.02 * declared)
+            self._probe_cache[key] = (readable, declared if longer else None)
+            if readable < num_frames:
+                self._reader = decord.VideoReader(self.path, **options)
+        return self._probe_cache[key]
+
+    def _decodes(self, index: int) -> bool:
+        import decord
+
+        try:
+            self._reader[index].asnumpy()
+            return True
+        except (decord.DECORDError, RuntimeError):
+            return False
 
     # -- sampling ---------------------------------------------------------------------------------------
     def indices(self, *, count: int | None = None, fps: float | None = None, max_frames: int | None = None,
@@ -125,4 +195,85 @@ class VideoReader:
 def read_video_metadata(path: str | os.PathLike) -> VideoMetadata:
     """Metadata of a video file (raises `InputError` if it cannot be read)."""
     return VideoReader(path).metadata
+
+
+_FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"}  # an MP4/MOV file starts so
+_MAX_BOXES = 10_000  # boxes looked at per level when reading an MP4 header (a corrupt file cannot loop long)
+
+
+def _boxes(fh, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, declared box end) of the ISO-BMFF boxes between byte offsets `start` and `end`
+    (a box of size 0 runs to `end`; a declared end past `end` is a cut file)."""
+    offset = start
+    for _ in range(_MAX_BOXES):
+        if offset + 8 > end:
+            return
+        fh.seek(offset)
+        size, kind = struct.unpack(">I4s", fh.read(8))
+        header = 8
+        if size == 1:
+            size, header = struct.unpack(">Q", fh.read(8))[0], 16
+        elif size == 0:
+            size = end - offset
+        if size < header:
+            return
+        yield kind, offset + header, offset + size
+        offset += size
+
+
+def mp4_cut_short(path: str | os.PathLike) -> str:
+    """'truncated: ...' when an MP4/MOV file ends inside one of its top-level boxes (a download cut short),
+    else ''."""
+    try:
+        with open(path, "rb") as fh:
+            end = os.fstat(fh.fileno()).st_size
+            for n, (kind, start, stop) in enumerate(_boxes(fh, 0, end)):
+                if n == 0 and kind not in _FIRST_BOXES:  # not an MP4/MOV file
+                    break
+                if stop > end:
+                    return (f"truncated: the file ends at byte {end:,} inside its "
+                            f"'{kind.decode('latin-1')}' box, which runs to byte {stop:,}")
+    except (OSError, struct.error, ValueError, IndexError):
+        return ""
+    return ""
+
+
+def mp4_video_duration_s(path: str | os.PathLike) -> float | None:
+    """Duration in seconds of the first video track as an MP4/MOV header declares it (its media header),
+    or None for other containers or an unreadable header. Reads only the header boxes, not the media."""
+    try:
+        with open(path, "rb") as fh:
+            end = os.fstat(fh.fileno()).st_size
+            for kind, start, stop in _boxes(fh, 0, end):
+                if kind != b"moov":
+                    continue
+                for trak_kind, trak_start, trak_stop in _boxes(fh, start, min(stop, end)):
+                    if trak_kind != b"trak":
+                        continue
+                    for mdia_kind, mdia_start, mdia_stop in _boxes(fh, trak_start, min(trak_stop, end)):
+                        if mdia_kind == b"mdia":
+                            duration = _media_duration(fh, mdia_start, min(mdia_stop, end))
+                            if duration is not None:
+                                return duration
+                return None
+    except (OSError, struct.error, ValueError, IndexError):
+        return None
+    return None
+
+
+def _media_duration(fh, start: int, stop: int) -> float | None:
+    """Seconds declared by an 'mdia' box's media header when its handler is video ('vide'), else None."""
+    handler, duration = None, None
+    for kind, payload, _ in list(_boxes(fh, start, stop)):
+        fh.seek(payload)
+        if kind == b"hdlr":
+            handler = fh.read(12)[8:12]
+        elif kind == b"mdhd":
+            version = fh.read(4)[0]
+            if version == 1:
+                _, _, timescale, length = struct.unpack(">QQIQ", fh.read(28))
+            else:
+                _, _, timescale, length = struct.unpack(">IIII", fh.read(16))
+            duration = length / timescale if timescale else None
+    return duration if handler == b"vide" else None
 

@@ -1,44 +1,60 @@
-"""One user's conversation about one input: encode it once, then answer any number of questions about it.
+"""One user's conversation about one input: read it once, then answer any number of questions about it.
 
-`ingest` decodes, plans and encodes a video or PDF (reporting named stages), and makes thumbnails of what
-the model saw. `stream_answer` asks a question (the first one, or a follow-up) about the stored
-`EncodedInput`, streaming the answer text as it is generated; nothing is decoded or encoded again.
+`ingest` prepares a video or PDF for its route: the VLM route decodes, plans and encodes it (named stages);
+the text route extracts the page/frame text (text layer, OCR) for retrieval. Either way it makes thumbnails
+of what the model saw. `stream_answer` asks a question (the first one, or a follow-up), streaming the VLM's
+answer as it is generated; nothing is decoded, encoded or OCR'd again.
+
+Each session works on its own copy of the file (a hard link when possible) in its own folder under the app's
+upload folder (`SessionFiles`): the only media the app serves are those copies and what it renders, and the
+folder is deleted when the session loads something else, ends, or expires.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import TextIteratorStreamer
 
+from longvlm.datasets.page_text import TextItem
 from longvlm.demo.citations import Citation, evidence_citations, parse_citations
 from longvlm.demo.media import Thumbnail, file_size_mb, frame_thumbnails, input_kind, page_thumbnails, spread
 from longvlm.demo.settings import DemoSettings
 from longvlm.errors import InputError, LongVLMError
-from longvlm.vlm.inputs import EncodedInput, encode_pdf, encode_video
+from longvlm.vlm.inputs import EncodedInput, Evidence, encode_pdf, encode_video
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.pipeline import Answer, answer
+from longvlm.vlm.room import fit_room
 
 STAGES = ("decode", "plan", "encode", "compress")
+TEXT_STAGES = ("read", "ocr")
 StageFn = Callable[[str, int | None, int | None, str, str], None]  # (stage, done, total, description, unit)
 
 
 class StageTracker:
-    """Turns the encoders' progress callbacks into the demo's named stages (decode, plan, encode, compress).
+    """Turns the encoders' progress callbacks into the demo's named stages (decode, plan, encode, compress;
+    on the text route: read, ocr).
 
     Decoding and encoding run interleaved, chunk by chunk (a few frames or pages are decoded, then encoded,
     then dropped), so after planning the two stages advance together; visual compression, when on, runs
     on each chunk right after the vision tower.
     """
 
-    def __init__(self, kind: str, report: StageFn | None = None, compression: str = "off") -> None:
+    def __init__(self, kind: str, report: StageFn | None = None, compression: str = "off",
+                 route: str = "vlm") -> None:
         self.kind = kind
         self.unit = "frames" if kind == "video" else "pages"
         self.report = report
         self.compression = compression
+        self.route = route
         self.counts: dict[str, tuple[int, int]] = {}
 
     def _emit(self, stage: str, done: int | None, total: int | None, text: str) -> None:
@@ -49,11 +65,17 @@ class StageTracker:
 
     def start(self) -> None:
         what = "reading the video container" if self.kind == "video" else "opening the PDF"
-        self._emit("decode", None, None, f"decode: {what}")
+        self._emit("read" if self.route == "text" else "decode", None, None, f"{what}")
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage == "plan":
             self._emit("plan", done, total, f"plan: {done:,} of {total:,} {self.unit} fit the budget")
+            return
+        if stage == "ocr":
+            self._emit("ocr", done, total, f"OCR: {done:,}/{total:,} {self.unit} without a text layer")
+            return
+        if self.route == "text":
+            self._emit("read", done, total, f"reading text: {done:,}/{total:,} {self.unit}")
             return
         # "decode+encode" (video) or "encode" (PDF pages are rendered, i.e. decoded, in the same chunks)
         self._emit("decode", done, total, f"decode: {done:,}/{total:,} {self.unit}")
@@ -64,98 +86,254 @@ class StageTracker:
     def summary(self) -> list[tuple[str, str]]:
         """(stage, result) for the status panel."""
         rows = []
-        for stage in STAGES:
+        for stage in TEXT_STAGES if self.route == "text" else STAGES:
             if stage == "compress" and self.compression == "off":
                 rows.append((stage, "off"))
             elif stage in self.counts:
                 done, total = self.counts[stage]
                 rows.append((stage, f"{done:,}/{total:,} {self.unit}"))
             else:
-                rows.append((stage, "done" if stage == "decode" else "-"))
+                rows.append((stage, "done" if stage in ("decode", "read") else "-"))
         return rows
+
+
+class SessionFiles:
+    """A session's own folder under `root` (the app's upload folder) holding its copy of the loaded file.
+
+    Hard links cost nothing on the same file system; elsewhere the file is copied. `sweep` removes folders
+    of sessions idle for longer than a time-to-live (sessions that ended without saying so).
+    """
+
+    PREFIX = "longvlm-session-"
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.folder = self.root / (self.PREFIX + secrets.token_hex(16))
+
+    def add(self, source: str, name: str) -> str:
+        """Place `source` in the session folder as `name` (its base name made safe); return the new path."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        safe = re.sub(r"[^\w.\- ]", "_", Path(name).name).strip(" .") or "input"
+        target = self.folder / safe
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+        return str(target)
+
+    def remove(self) -> None:
+        """Delete the folder and what is in it."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    @classmethod
+    def sweep(cls, root: str | os.PathLike, max_age_s: float) -> int:
+        """Delete session folders under `root` not touched for `max_age_s` seconds; returns how many."""
+        removed = 0
+        now = time.time()
+        for folder in Path(root).glob(cls.PREFIX + "*"):
+            try:
+                if now - folder.stat().st_mtime > max_age_s:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed += 1
+            except OSError:
+                continue
+        return removed
 
 
 @dataclass
 class DemoSession:
-    """An encoded input and the conversation about it: (question, Answer) pairs, oldest first."""
+    """A loaded input and the conversation about it: (question, Answer) pairs, oldest first.
 
-    path: str
+    VLM route: `encoded` holds the visual features and `model` the session's model key. Text route: `items`
+    holds the text of every page/frame (`text_key` keys the retrieval caches)."""
+
+    path: str  # the session's own copy of the file
+    name: str  # the file as the user gave it (upload name or typed path): the name shown and used in errors
     kind: str  # "video" | "pdf"
-    encoded: EncodedInput
-    model_version: int
+    route: str  # "vlm" | "text"
+    stats: dict
     thumbnails: list[Thumbnail]
     stages: list[tuple[str, str]]
+    encoded: EncodedInput | None = None
+    model: object = None  # the `ModelKey` the input was encoded for (VLM route)
+    items: list[TextItem] = field(default_factory=list)
+    text_key: str | None = None
     page_count: int | None = None
     duration_s: float | None = None
+    files: SessionFiles | None = None
     history: list[tuple[str, Answer]] = field(default_factory=list)
 
     @property
-    def name(self) -> str:
-        return self.path.rsplit("/", 1)[-1]
+    def read_count(self) -> int:
+        """Pages/frames the answers draw on (VLM: given to the model; text: whose text is indexed)."""
+        return len(self.encoded.evidence) if self.encoded is not None else len(self.items)
 
     def citations(self, text: str) -> list[Citation]:
         """Pages / times the answer `text` mentions that exist in this input."""
         return parse_citations(text, page_count=self.page_count, duration_s=self.duration_s)
 
     def seen(self, limit: int = 12) -> list[Citation]:
-        """Jump targets for what the model was given."""
-        return evidence_citations(self.encoded.evidence, limit)
+        """Jump targets for what the model was given (text route: the pages/frames that were indexed)."""
+        if self.encoded is not None:
+            return evidence_citations(self.encoded.evidence, limit)
+        evidence = [Evidence("page", it.index + 1) if it.kind == "page" else
+                    Evidence("frame", it.index, timestamp=it.timestamp) for it in self.items]
+        return evidence_citations(evidence, limit)
+
+    def close(self) -> None:
+        """Delete the session's files."""
+        if self.files is not None:
+            self.files.remove()
 
 
-def check_upload(path: str, max_upload_mb: float) -> None:
-    """`InputError` if the file is missing or larger than the configured cap."""
-    size = file_size_mb(path)
+def check_upload(path: str, max_upload_mb: float, name: str | None = None) -> None:
+    """`InputError` (naming the file as `name`) if the file is missing or larger than the configured cap."""
+    try:
+        size = file_size_mb(path)
+    except InputError:
+        raise InputError(name or path, "file not found") from None
     if size > max_upload_mb:
-        raise InputError(path, f"file is {size:,.1f} MB, over this app's {max_upload_mb:,.0f} MB limit "
-                               f"(start the demo with a larger --max-upload-mb)")
+        raise InputError(name or path, f"file is {size:,.1f} MB, over this app's {max_upload_mb:,.0f} MB limit "
+                                       f"(start the demo with a larger --max-upload-mb)")
 
 
-def ingest(vlm: VLM, path: str, settings: DemoSettings, *, model_version: int = 0, max_upload_mb: float = 4096,
-           max_thumbnails: int = 24, compression=None, report: StageFn | None = None) -> DemoSession:
-    """Decode, plan and encode a video or PDF once, and make thumbnails of what the model saw."""
+def public_message(exc: BaseException, path: str, name: str) -> str:
+    """The message of `exc` as the user may see it: the file as they gave it, never a server path."""
+    message = str(exc)
+    for real in sorted({path, os.path.abspath(path), os.path.realpath(path)}, key=len, reverse=True):
+        message = message.replace(real, name)
+    return re.sub(r"(?<![\w.])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)", r"\1", message)  # any other absolute path
+
+
+def _rename(exc: LongVLMError, path: str, name: str) -> LongVLMError:
+    if isinstance(exc, InputError):
+        return InputError(name, public_message(Exception(exc.problem), path, name))
+    return type(exc)(public_message(exc, path, name))
+
+
+def ingest(vlm: VLM | None, path: str, settings: DemoSettings, *, name: str | None = None, route: str = "vlm",
+           model=None, files: SessionFiles | None = None, max_upload_mb: float = 4096, max_thumbnails: int = 24,
+           compression=None, report: StageFn | None = None) -> DemoSession:
+    """Read a video or PDF once for `route` ('vlm': decode, plan and encode with `vlm`; 'text': extract page /
+    frame text), and make thumbnails of what the model saw. With `files`, the session works on its own copy
+    of `path`. Errors name the file as `name` (default: `path`)."""
+    name = name or path
     settings = settings.validated()
-    check_upload(path, max_upload_mb)
-    kind = input_kind(path)
+    check_upload(path, max_upload_mb, name)
+    try:
+        kind = input_kind(path)
+        if files is not None:
+            path = files.add(path, name)
+        if route == "text":
+            session = _ingest_text(path, name, kind, settings, report)
+        else:
+            session = _ingest_vlm(vlm, path, name, kind, settings, compression, report)
+        session.model, session.files = model, files
+        started = time.perf_counter()
+        chosen = [it.index for it in spread(_thumbnail_sources(session), max_thumbnails)]
+        if report is not None:
+            report("preview", 0, len(chosen), f"preview: {len(chosen)} thumbnails", "thumbnails")
+        session.thumbnails = (frame_thumbnails(path, chosen) if kind == "video" else page_thumbnails(path, chosen))
+        session.stats["time_thumbnails_s"] = time.perf_counter() - started
+    except LongVLMError as exc:
+        if files is not None:
+            files.remove()
+        raise _rename(exc, path, name) from None
+    except BaseException:
+        if files is not None:
+            files.remove()
+        raise
+    return session
+
+
+def _thumbnail_sources(session: DemoSession) -> list:
+    """What the thumbnails show: the pages/frames given to the model, or (text route) every page/frame; each
+    with `.index` (1-based page number, or frame index)."""
+    if session.encoded is not None:
+        return list(session.encoded.evidence)
+    return [Evidence("page", it.index + 1) if it.kind == "page" else Evidence("frame", it.index)
+            for it in session.items]
+
+
+def _ingest_vlm(vlm: VLM, path: str, name: str, kind: str, settings: DemoSettings, compression,
+                report: StageFn | None) -> DemoSession:
     note = "off"
     if compression is not None and getattr(compression, "visual", None) is not None:
         note = f"{compression.visual.name} k={compression.downsample}"
     tracker = StageTracker(kind, report, note)
     tracker.start()
+    room = fit_room(vlm, max_visual_tokens=settings.max_visual_tokens)
+    budget = {"max_visual_tokens": room.visual_tokens, "context_room": room.context}
     extra = {"compression": compression} if compression is not None else {}
     if kind == "video":
-        encoded = encode_video(vlm, path, max_visual_tokens=settings.max_visual_tokens,
-                               sample_fps=settings.sample_fps, max_frames=settings.max_frames,
-                               progress=tracker, memory=settings.memory(vlm), **extra)
+        encoded = encode_video(vlm, path, sample_fps=settings.sample_fps, max_frames=settings.max_frames,
+                               progress=tracker, memory=settings.memory(vlm), **budget, **extra)
     else:
-        encoded = encode_pdf(vlm, path, max_visual_tokens=settings.max_visual_tokens, progress=tracker, **extra)
-    started = time.perf_counter()
-    chosen = spread(encoded.evidence, max_thumbnails)
-    if report is not None:
-        report("preview", 0, len(chosen), f"preview: {len(chosen)} thumbnails", "thumbnails")
-    if kind == "video":
-        thumbnails = frame_thumbnails(path, [e.index for e in chosen])
-    else:
-        thumbnails = page_thumbnails(path, [e.index for e in chosen])
-    encoded.stats["time_thumbnails_s"] = time.perf_counter() - started
-    return DemoSession(path, kind, encoded, model_version, thumbnails, tracker.summary(),
+        encoded = encode_pdf(vlm, path, progress=tracker, **budget, **extra)
+    if room.notes:
+        encoded.stats["notes"] = [*encoded.stats.get("notes", []), *room.notes]
+    return DemoSession(path, name, kind, "vlm", encoded.stats, [], tracker.summary(), encoded=encoded,
                        page_count=encoded.stats.get("pages_in_document"),
                        duration_s=encoded.stats.get("video_duration_s"))
 
 
-def stream_answer(vlm: VLM, session: DemoSession, question: str, *, max_new_tokens: int = 128,
+def _ingest_text(path: str, name: str, kind: str, settings: DemoSettings, report: StageFn | None) -> DemoSession:
+    from longvlm.datasets.cache import file_sha256
+    from longvlm.datasets.page_text import pdf_page_texts, video_frame_texts
+    from longvlm.vlm.text_route import merge_static_frames
+
+    tracker = StageTracker(kind, report, route="text")
+    tracker.start()
+    started = time.perf_counter()
+    stats: dict = {}
+    if kind == "video":
+        from longvlm.datasets.video import read_video_metadata
+
+        meta = read_video_metadata(path)
+        frames = video_frame_texts(path, every_s=1.0 / settings.sample_fps, max_frames=settings.max_frames,
+                                   progress=tracker)
+        items = merge_static_frames(frames)
+        stats.update(video_duration_s=meta.duration, video_fps=meta.fps, frames_read=len(frames))
+    else:
+        items = pdf_page_texts(path, progress=tracker)
+        from longvlm.datasets.pdf import PdfDocument
+
+        with PdfDocument(path) as doc:
+            stats["pages_in_document"] = doc.page_count
+    stats.update(items=len(items), items_with_text=sum(1 for it in items if it.text.strip()),
+                 ocr_items=sum(1 for it in items if "ocr" in it.source),
+                 time_text_extraction_s=time.perf_counter() - started)
+    return DemoSession(path, name, kind, "text", stats, [], tracker.summary(), items=items,
+                       text_key=file_sha256(path), page_count=stats.get("pages_in_document"),
+                       duration_s=stats.get("video_duration_s"))
+
+
+def _turns(session: DemoSession, question: str) -> tuple[str, list[tuple[str, str]]]:
+    """The first question and the (answer, next question) pairs that follow it, ending with `question`."""
+    turns = session.history
+    if not turns:
+        return question, []
+    pairs = [(turns[i][1].text, turns[i + 1][0]) for i in range(len(turns) - 1)]
+    return turns[0][0], [*pairs, (turns[-1][1].text, question)]
+
+
+def stream_answer(vlm: VLM | None, session: DemoSession, question: str, *, max_new_tokens: int | None = None,
                   kv_press=None, timeout_s: float = 600.0) -> Iterator[tuple[str, Answer | None]]:
     """Yield (text so far, None) while the model generates, then (final text, Answer) once; the turn is then
-    added to the session. Earlier turns are passed as follow-ups, with the same encoded input."""
+    added to the session. VLM route: earlier turns are passed as follow-ups, with the same encoded input.
+    Text route: each question retrieves its own passages (earlier turns are shown, not re-read)."""
     if not question or not question.strip():
         raise LongVLMError("the question is empty: type a question first")
     question = question.strip()
-    turns = session.history
-    if turns:
-        first = turns[0][0]
-        pairs = [(turns[i][1].text, turns[i + 1][0]) for i in range(len(turns) - 1)]
-        follow_ups = [*pairs, (turns[-1][1].text, question)]
-    else:
-        first, follow_ups = question, []
+    if session.route == "text":
+        from longvlm.vlm.text_route import answer_from_items
+
+        extra = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+        result = answer_from_items(question, session.items, key=session.text_key, **extra)
+        session.history.append((question, result))
+        yield result.text, result
+        return
+    first, follow_ups = _turns(session, question)
     streamer = TextIteratorStreamer(vlm.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout_s)
     outcome: dict = {}
     extra = {"kv_press": kv_press} if kv_press is not None else {}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from longvlm.demo.features import Feature, compression_feature
 from longvlm.errors import ConfigError
+from longvlm.vlm.routes import ROUTES
 
 DOWNSAMPLE_CHOICES = ("1", "2", "4", "auto")
+MAX_SAMPLE_FPS = 60.0  # no video is sampled faster than this
 
 
 @dataclass(frozen=True)
@@ -15,10 +18,11 @@ class DemoSettings:
     """What the user chose in the settings panel. Compression fields only matter when this build has
     `longvlm.compression` (see `longvlm.demo.features`); otherwise asking for them is a `ConfigError`."""
 
-    max_visual_tokens: int = 4096
+    max_visual_tokens: int | None = None  # None: what fits the model (longvlm.vlm.room)
     sample_fps: float = 1.0
     max_frames: int | None = None
-    max_new_tokens: int = 128
+    max_new_tokens: int | None = None  # None: the model's default answer room
+    route: str = "auto"  # "auto" | "text" | "vlm" (longvlm.vlm.routes)
     compressor: str = "none"
     downsample: str = "1"
     kv_press: str = "none"
@@ -27,14 +31,18 @@ class DemoSettings:
 
     def validated(self) -> DemoSettings:
         """Self, if every value is usable; `ConfigError` naming the bad one otherwise."""
-        if not isinstance(self.max_visual_tokens, int) or self.max_visual_tokens < 64:
+        if self.max_visual_tokens is not None and (not isinstance(self.max_visual_tokens, int)
+                                                   or self.max_visual_tokens < 64):
             raise ConfigError(f"visual-token budget must be an integer >= 64, got {self.max_visual_tokens!r}")
-        if not self.sample_fps > 0:
-            raise ConfigError(f"video sampling rate must be > 0 frames per second, got {self.sample_fps!r}")
+        if not (self.sample_fps > 0 and math.isfinite(self.sample_fps)) or self.sample_fps > MAX_SAMPLE_FPS:
+            raise ConfigError(f"video sampling rate must be in (0, {MAX_SAMPLE_FPS:g}] frames per second, got "
+                              f"{self.sample_fps!r}")
         if self.max_frames is not None and self.max_frames < 2:
             raise ConfigError(f"max frames must be at least 2, got {self.max_frames!r}")
-        if not 1 <= self.max_new_tokens <= 4096:
+        if self.max_new_tokens is not None and not 1 <= self.max_new_tokens <= 4096:
             raise ConfigError(f"max new tokens must be in 1..4096, got {self.max_new_tokens!r}")
+        if self.route not in ROUTES:
+            raise ConfigError(f"route must be one of {', '.join(ROUTES)}, got {self.route!r}")
         if self.downsample not in DOWNSAMPLE_CHOICES:
             raise ConfigError(f"compression ratio must be one of {', '.join(DOWNSAMPLE_CHOICES)}")
         if not 0.0 < self.kv_budget <= 1.0:

@@ -1,4 +1,4 @@
-"""lmms-eval integration: `lmms-eval --model longvlm --model_args pretrained=DIR,max_visual_tokens=16384 ...`.
+"""lmms-eval integration: `lmms-eval --model longvlm --model_args pretrained=DIR[,max_visual_tokens=N] ...`.
 
 Registered through lmms-eval's entry-point group `lmms_eval.models` (see pyproject.toml); lmms-eval is an
 optional extra (`pip install longvlm[lmms]`) and is only imported when lmms-eval itself loads this module.
@@ -21,26 +21,29 @@ def manifests():
     return [ModelManifest(model_id="longvlm", simple_class_path="longvlm.eval.lmms_model.LongVLM")]
 
 
-def answer_request(vlm, context: str, visuals: list, *, max_visual_tokens: int, max_new_tokens: int,
+def answer_request(vlm, context: str, visuals: list, *, max_visual_tokens: int | None, max_new_tokens: int | None,
                    sample_fps: float, max_frames: int | None) -> str:
-    """Answer one lmms-eval request: `context` is the task's prompt, `visuals` what doc_to_visual returned."""
+    """Answer one lmms-eval request: `context` is the task's prompt, `visuals` what doc_to_visual returned.
+    Budgets left as None are what fits the model (`longvlm.vlm.room.fit_room`); larger ones are lowered."""
     from PIL import Image
 
     from longvlm.vlm.inputs import EncodedInput, encode_images, encode_pdf, encode_video
     from longvlm.vlm.pipeline import answer
+    from longvlm.vlm.room import fit_room
 
+    room = fit_room(vlm, question=context, max_visual_tokens=max_visual_tokens, max_new_tokens=max_new_tokens)
+    budget = {"max_visual_tokens": room.visual_tokens, "context_room": room.context}
     visuals = [v for v in (visuals or []) if v is not None]
     paths = [v for v in visuals if isinstance(v, (str, os.PathLike))]
     images = [v for v in visuals if isinstance(v, Image.Image)]
     if paths and str(paths[0]).lower().endswith(".pdf"):
-        encoded = encode_pdf(vlm, str(paths[0]), max_visual_tokens=max_visual_tokens)
+        encoded = encode_pdf(vlm, str(paths[0]), **budget)
     elif paths and str(paths[0]).lower().endswith(VIDEO_SUFFIXES):
-        encoded = encode_video(vlm, str(paths[0]), max_visual_tokens=max_visual_tokens, sample_fps=sample_fps,
-                               max_frames=max_frames)
+        encoded = encode_video(vlm, str(paths[0]), sample_fps=sample_fps, max_frames=max_frames, **budget)
     elif images:
-        encoded = encode_images(vlm, images, max_visual_tokens=max_visual_tokens)
+        encoded = encode_images(vlm, images, max_visual_tokens=room.visual_tokens)
     else:
         from longvlm.encoders.planner import Plan
 
-        encoded = EncodedInput("text", "text", Plan([], max_visual_tokens, 0), [], [])
-    return answer(vlm, encoded, context, max_new_tokens=max_new_tokens).text
+        encoded = EncodedInput("text", "text", Plan([], room.visual_tokens, 0), [], [])
+    return answer(vlm, encoded, context, max_new_tokens=room.new_tokens).text

@@ -12,13 +12,16 @@ class LongVLM(lmms):
 
     is_simple = True
 
-    def __init__(self, pretrained: str = "tiny", max_visual_tokens: int = 16384, max_new_tokens: int = 128,
+    def __init__(self, pretrained: str = "small", max_visual_tokens: int | None = None,
+                 max_new_tokens: int | None = None,
                  fps: float = 1.0, max_frames: int | None = None, batch_size: int = 1, **kwargs) -> None:
         super().__init__()
         from longvlm.vlm.loading import load_vlm
 
         self.vlm = load_vlm(pretrained)
-        self.settings = {"max_visual_tokens": int(max_visual_tokens), "max_new_tokens": int(max_new_tokens),
+        # None: what fits the model (longvlm.vlm.room)
+        self.settings = {"max_visual_tokens": None if max_visual_tokens is None else int(max_visual_tokens),
+                         "max_new_tokens": None if max_new_tokens is None else int(max_new_tokens),
                          "sample_fps": float(fps), "max_frames": None if max_frames is None else int(max_frames)}
         self.batch_size = int(batch_size)
 

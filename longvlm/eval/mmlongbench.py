@@ -5,9 +5,10 @@ the same results), including its quirks, each kept by default and documented:
 
 1. `get_clean_string` means to strip trailing 'mile(s)'/'million' but discards the result, so those units
    are NOT removed ("5 miles" != "5"). Kept.
-2. Lists written as Python literals are parsed with `eval` there; here with `ast.literal_eval` (same result for
-   literals, never executes code). A prediction that fails to parse scores 0 (there the exception is caught by
-   the runner and scored 0).
+2. Lists written as Python literals are parsed with `eval` there; here with a bounded parser of Python
+   literals (`parse_literal`: lists, tuples, strings, numbers, None/True/False, at most `MAX_LIST_DEPTH`
+   levels; same result as `eval` for those, never executes code). A prediction that fails to parse scores 0
+   (there the exception is caught by the runner and scored 0); so do sets and dicts, which answers never are.
 3. Int: the prediction goes through `int(float(pred))`, so "3.9" scores as 3; anything unparsable scores 0.
 4. Float: a match within 1% relative tolerance, or equal after rounding to the shorter precision (at least
    2 decimals); the ground truth may be read as a percentage (x/100, x, x*100 all accepted).
@@ -20,6 +21,11 @@ the same results), including its quirks, each kept by default and documented:
    mass / questions whose prediction is not 'Not answerable' (unanswerable questions answered count there).
 8. Breakdowns: single-page = exactly one evidence page (unanswerable questions have none); cross-page = more
    than one page and answerable; unanswerable = ground truth 'Not answerable'.
+
+Scoring is total and bounded: any prediction gets a score in [0, 1]. A prediction longer than
+`MAX_PREDICTION_CHARS` is scored on its first `MAX_PREDICTION_CHARS` characters (`score_with_note` says so,
+and the runners record it); ANLS skips the edit distance when the lengths alone put the similarity at or
+below the threshold (exact: the distance is at least the length difference).
 """
 
 from __future__ import annotations
@@ -35,6 +41,16 @@ from collections.abc import Iterable
 NOT_ANSWERABLE = "Not answerable"
 ANLS_THRESHOLD = 0.5
 FLOAT_REL_TOL = 0.01
+
+MAX_PREDICTION_CHARS = 10_000
+"""Longest prediction scored as is: 10,000 characters (the benchmark's longest ground truth is 440; an
+extracted answer is a phrase, a number or a short list). Longer ones (a runaway generation, a 10 MB paste)
+are cut to this before cleaning, parsing and the edit distance, which would otherwise take seconds to
+minutes; the record says so."""
+
+MAX_LIST_DEPTH = 16
+"""Most nested brackets `parse_literal` follows: 16 (answers are flat lists; deeper input is refused instead of
+exhausting the parser's stack, as ~6 KB of brackets does with Python's own parser)."""
 
 
 def levenshtein(a: str, b: str) -> int:
@@ -54,6 +70,8 @@ def anls(ground_truth: str, prediction: str, threshold: float = ANLS_THRESHOLD) 
     """1 - normalised edit distance, set to 0 when it is not above `threshold`. Like the public scorer, the
     normaliser is the length of the upper-cased strings (which differs for a few characters such as 'ß')."""
     length = max(len(ground_truth.upper()), len(prediction.upper()))
+    if length and 1.0 - abs(len(ground_truth) - len(prediction)) / length <= threshold:
+        return 0.0  # distance >= length difference: the similarity cannot pass (skips a long edit distance)
     value = 1.0 - (levenshtein(ground_truth, prediction) / length if length else 0.0)
     return 0.0 if value <= threshold else value
 
@@ -102,10 +120,89 @@ def _as_float(value: object) -> float | None:
 def _as_list(value: object) -> list | None:
     if isinstance(value, str) and value.startswith("["):
         try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
+            value = parse_literal(value)
+        except ValueError:
             return None
     return value if isinstance(value, list) else [value]
+
+
+_STRING = re.compile(r"""[rRuUbB]{0,2}(?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")""")
+_NUMBER = re.compile(r"[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?")
+_NAMES = {"None": None, "True": True, "False": False}
+
+
+def parse_literal(text: str) -> object:
+    """The Python literal `text` holds: lists, tuples, strings (adjacent ones joined), ints, floats, None,
+    True, False, nested at most `MAX_LIST_DEPTH` deep, with spaces and comments around. Raises ValueError for
+    anything else; time and stack are linear in `len(text)` and bounded by the depth (nothing is evaluated)."""
+    value, pos = _literal(text, _skip(text, 0), 0)
+    if _skip(text, pos) != len(text):
+        raise ValueError(f"unexpected text at offset {pos}")
+    return value
+
+
+def _skip(text: str, pos: int) -> int:
+    """Position of the next character after spaces and comments."""
+    while pos < len(text):
+        if text[pos].isspace():
+            pos += 1
+        elif text[pos] == "#":
+            end = text.find("\n", pos)
+            pos = len(text) if end < 0 else end
+        else:
+            break
+    return pos
+
+
+def _literal(text: str, pos: int, depth: int) -> tuple[object, int]:
+    """(value, position after it) of the literal starting at `pos`."""
+    if pos >= len(text):
+        raise ValueError("unexpected end")
+    opening = text[pos]
+    if opening in "[(":
+        if depth >= MAX_LIST_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_LIST_DEPTH} levels")
+        closing = "]" if opening == "[" else ")"
+        items: list = []
+        comma = False
+        pos = _skip(text, pos + 1)
+        while pos >= len(text) or text[pos] != closing:
+            item, pos = _literal(text, pos, depth + 1)
+            items.append(item)
+            pos = _skip(text, pos)
+            if pos < len(text) and text[pos] == ",":
+                comma, pos = True, _skip(text, pos + 1)
+            elif pos >= len(text) or text[pos] != closing:
+                raise ValueError(f"expected ',' or {closing!r} at offset {pos}")
+        if opening == "[":
+            return items, pos + 1
+        return (items[0] if len(items) == 1 and not comma else tuple(items)), pos + 1
+    match = _STRING.match(text, pos)
+    if match:
+        parts = []
+        while match:  # 'a' 'b' is 'ab', as in Python
+            try:
+                parts.append(ast.literal_eval(match.group(0)))  # one string token: no nesting
+            except (SyntaxError, ValueError) as exc:
+                raise ValueError(f"bad string literal at offset {pos}") from exc
+            pos = _skip(text, match.end())
+            match = _STRING.match(text, pos)
+        if len({type(p) for p in parts}) > 1:
+            raise ValueError("cannot join bytes and str")
+        return parts[0][:0].join(parts), pos
+    match = _NUMBER.match(text, pos)
+    if match and not text[match.end():match.end() + 1].isalnum():
+        token = match.group(0)
+        try:
+            number = ast.literal_eval(token.lstrip("+-"))  # one number token
+        except (SyntaxError, ValueError) as exc:  # '007', more than 4300 digits
+            raise ValueError(f"bad number at offset {pos}") from exc
+        return (-number if token.startswith("-") else number), match.end()
+    for name, value in _NAMES.items():
+        end = pos + len(name)
+        if text.startswith(name, pos) and not text[end:end + 1].isalnum() and text[end:end + 1] != "_":
+            return value, end
+    raise ValueError(f"not a literal at offset {pos}")
 
 
 def _is_number(s: str) -> bool:
@@ -117,7 +214,30 @@ def _is_number(s: str) -> bool:
 
 
 def score_answer(ground_truth: object, prediction: object, answer_format: str) -> float:
-    """Score one extracted answer against the ground truth under the benchmark's rules (0..1)."""
+    """Score one extracted answer against the ground truth under the benchmark's rules: in [0, 1] for any
+    prediction (see `score_with_note` for predictions longer than `MAX_PREDICTION_CHARS`)."""
+    return score_with_note(ground_truth, prediction, answer_format)[0]
+
+
+def prediction_note(prediction: object) -> str:
+    """What scoring changes about `prediction` ('' for nothing): a cut to `MAX_PREDICTION_CHARS`."""
+    if isinstance(prediction, str) and len(prediction) > MAX_PREDICTION_CHARS:
+        return (f"prediction of {len(prediction):,} characters scored on its first {MAX_PREDICTION_CHARS:,} "
+                "(MAX_PREDICTION_CHARS)")
+    return ""
+
+
+def score_with_note(ground_truth: object, prediction: object, answer_format: str) -> tuple[float, str]:
+    """(score in [0, 1], `prediction_note`): a prediction longer than `MAX_PREDICTION_CHARS` is scored on its
+    first `MAX_PREDICTION_CHARS` characters."""
+    note = prediction_note(prediction)
+    if note:
+        prediction = prediction[:MAX_PREDICTION_CHARS]
+    score = _score(ground_truth, prediction, answer_format)
+    return (score if 0.0 <= score <= 1.0 else 0.0), note
+
+
+def _score(ground_truth: object, prediction: object, answer_format: str) -> float:
     if answer_format == "Int":
         try:
             return float(int(ground_truth) == int(float(prediction)))

@@ -14,22 +14,26 @@ from collections.abc import Callable, Sequence
 
 from longvlm.errors import LongVLMError
 from longvlm.eval.extract import FAILED, RULE_BASED_LABEL, official_extract, rule_based_extract
-from longvlm.eval.mmlongbench import aggregate, load_samples, score_answer
+from longvlm.eval.mmlongbench import aggregate, load_samples, prediction_note, score_answer
 from longvlm.vlm.inputs import encode_pdf
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.pipeline import answer
+from longvlm.vlm.room import fit_room
 
 ORACLE_LABEL = "oracle evidence pages only: NOT comparable with official results"
 
 
 def run_mmlongbench(vlm: VLM, data_dir: str, out_dir: str, *, max_pages: int = 120, dpi: float = 144.0,
-                    max_visual_tokens: int = 16384, min_tokens_per_page: int = 64, max_new_tokens: int = 64,
+                    max_visual_tokens: int | None = None, min_tokens_per_page: int = 64,
+                    max_new_tokens: int | None = None,
                     extractor: Callable[[str, str, str], tuple[str, str]] | None = None,
                     extractor_label: str = RULE_BASED_LABEL, oracle: bool = False,
                     limit: int | None = None) -> dict:
     """Answer, extract and score every question; write `records.jsonl` and `results.json` under `out_dir`.
 
     `extractor(question, response, answer_format) -> (raw, answer)`; default: the rule-based extractor.
+    Budgets left as None are what fits the model (`longvlm.vlm.room`): a document is encoded once for all its
+    questions, with room kept for a question and the answer.
     """
     samples_path = os.path.join(data_dir, "samples.json")
     documents = os.path.join(data_dir, "documents")
@@ -64,8 +68,7 @@ def run_records(samples: Sequence[tuple[int, dict]], documents: str, out_dir: st
     records_path = os.path.join(out_dir, "records.jsonl")
     done: dict[int, dict] = {}
     if os.path.isfile(records_path):
-        with open(records_path) as fh:
-            done = {r["qid"]: r for r in map(json.loads, fh)}
+        done = _read_records(records_path)
     with open(records_path, "a") as fh:
         for n, (qid, sample) in enumerate(samples):
             if qid in done:
@@ -84,26 +87,50 @@ def run_records(samples: Sequence[tuple[int, dict]], documents: str, out_dir: st
     return [done[qid] for qid, _ in sorted(samples, key=lambda item: item[0]) if qid in done]
 
 
+def _read_records(path: str) -> dict[int, dict]:
+    """The finished records of a run by qid; a line that is not a whole record (a run killed while writing)
+    is ignored, so its question is answered again."""
+    done: dict[int, dict] = {}
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if data and not data.endswith(b"\n"):
+        with open(path, "ab") as fh:  # the next record must start on its own line
+            fh.write(b"\n")
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("qid"), int):
+            done[record["qid"]] = record
+    return done
+
+
 def score_prediction(sample: dict, pred: str) -> float:
     """The official score of an extracted answer (0 when extraction failed)."""
     return 0.0 if pred == FAILED else score_answer(sample["answer"], pred, sample["answer_format"])
 
 
 def _answer_one(vlm: VLM, pdf: str, sample: dict, cache: dict, *, oracle: bool, max_pages: int, dpi: float,
-                max_visual_tokens: int, max_new_tokens: int, min_tokens_per_page: int, extractor) -> dict:
+                max_visual_tokens: int | None, max_new_tokens: int | None, min_tokens_per_page: int,
+                extractor) -> dict:
     started = time.perf_counter()
     try:
         if oracle:
             pages = [p - 1 for p in sample["evidence_pages"]] or [0]
-            encoded = encode_pdf(vlm, pdf, max_visual_tokens=max_visual_tokens, dpi=dpi, max_pages=max_pages,
-                                 page_order=pages, min_tokens_per_page=min_tokens_per_page, only_pages=pages)
+            room = fit_room(vlm, question=sample["question"], max_visual_tokens=max_visual_tokens,
+                            max_new_tokens=max_new_tokens)
+            encoded = encode_pdf(vlm, pdf, max_visual_tokens=room.visual_tokens, context_room=room.context, dpi=dpi,
+                                 max_pages=max_pages, page_order=pages, min_tokens_per_page=min_tokens_per_page,
+                                 only_pages=pages)
         else:
+            room = fit_room(vlm, max_visual_tokens=max_visual_tokens, max_new_tokens=max_new_tokens)
             if pdf not in cache:
                 cache.clear()  # questions are grouped by document: keep one encoded document at a time
-                cache[pdf] = encode_pdf(vlm, pdf, max_visual_tokens=max_visual_tokens, dpi=dpi,
-                                        max_pages=max_pages, min_tokens_per_page=min_tokens_per_page)
+                cache[pdf] = encode_pdf(vlm, pdf, max_visual_tokens=room.visual_tokens, context_room=room.context,
+                                        dpi=dpi, max_pages=max_pages, min_tokens_per_page=min_tokens_per_page)
             encoded = cache[pdf]
-        result = answer(vlm, encoded, sample["question"], max_new_tokens=max_new_tokens)
+        result = answer(vlm, encoded, sample["question"], max_new_tokens=room.new_tokens)
         response = result.text
         context = result.stats["context_length"]
         pages_fed = [e.index for e in result.evidence]
@@ -122,6 +149,8 @@ def _answer_one(vlm: VLM, pdf: str, sample: dict, cache: dict, *, oracle: bool, 
            "seconds": time.perf_counter() - started}
     if error:
         out["error"] = error
+    if prediction_note(pred):  # a runaway prediction: scored on its first MAX_PREDICTION_CHARS characters
+        out["score_note"] = prediction_note(pred)
     return out
 
 

@@ -20,15 +20,17 @@ from PIL import Image
 from longvlm.compression.base import Compression, VisualCompressor
 from longvlm.compression.visual import compress_item
 from longvlm.datasets.examples import Example, ImageItem, VideoItem
+from longvlm.datasets.images import image_size, open_image
 from longvlm.datasets.pdf import PdfDocument
 from longvlm.datasets.video import VideoReader
 from longvlm.encoders.hybrid import HybridConfig
 from longvlm.encoders.patches import image_patches, video_patches
 from longvlm.encoders.planner import (Plan, PlannedImage, PlannedVideo, plan_images, plan_native_frames,
                                       plan_ranked_images, plan_video)
-from longvlm.errors import ConfigError, InputError, LongVLMError
+from longvlm.errors import ConfigError, LongVLMError
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.positions import VisualBlock, video_time_interval
+from longvlm.vlm.room import fit_plan, text_tokens
 from longvlm.vlm.prompt import VisualSlot, example_prompt_parts, frame_interval, video_prompt_parts
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
@@ -136,7 +138,7 @@ def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float
                max_pages: int | None = None, page_order: Sequence[int] | None = None,
                min_tokens_per_page: int = 64, pages_per_chunk: int = 8, only_pages: Sequence[int] | None = None,
                native_pages: int | None = None, progress: ProgressFn | None = None,
-               compression: Compression | None = None) -> EncodedInput:
+               compression: Compression | None = None, context_room: int | None = None) -> EncodedInput:
     """Plan and encode the pages of a PDF (the first `max_pages` if given) into `max_visual_tokens`.
 
     `page_order` (0-based indices, best first) decides which pages are kept when not all fit;
@@ -145,31 +147,41 @@ def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float
     resolution and the others low resolution or none (`plan_ranked_images`). With `compression`, its
     visual compressor shrinks each page k x k and the budget counts compressed tokens (composes with
     `native_pages`: the ranking picks the resolutions, the compressor shrinks every page).
+    With `context_room` (`longvlm.vlm.room`), the visual tokens plus the page labels around them fit in that
+    many tokens: the budget is lowered until they do.
     """
     visual = _visual_setup(vlm, compression, "pdf")
     stats: dict = {}
     started = time.perf_counter()
     with PdfDocument(path) as doc:
         count = doc.page_count if max_pages is None else min(doc.page_count, max_pages)
-        candidates = list(range(count)) if only_pages is None else sorted({p for p in only_pages if 0 <= p < count})
+        candidates = doc.usable_pages(range(count) if only_pages is None
+                                      else sorted({p for p in only_pages if 0 <= p < count}))
         if not candidates:
             raise LongVLMError(f"{path}: none of the requested pages exist (document has {count} pages)")
         sizes = [doc.page_size(i, dpi) for i in candidates]
         stats["pages_in_document"] = doc.page_count
+        if doc.skipped_pages:  # pages no model can read (aspect ratio), left out before planning
+            stats["pages_unusable"] = [f"p.{n}: {why}" for n, why in sorted(doc.skipped_pages.items())]
         t_plan = time.perf_counter()
         position = {page: k for k, page in enumerate(candidates)}
         order = None if page_order is None else [position[p] for p in page_order if p in position]
-        if native_pages is not None and order is not None:
-            planned = plan_ranked_images(sizes, max_visual_tokens, vlm.vision, order, native=native_pages,
-                                         min_tokens_per_image=min_tokens_per_page, downsample=visual.factor)
-        else:
-            planned = plan_images(sizes, max_visual_tokens, vlm.vision, min_tokens_per_image=min_tokens_per_page,
-                                  order=order, downsample=visual.factor)
-        plan = dataclasses.replace(planned, items=[dataclasses.replace(item, source_index=candidates[item.source_index])
-                                                   for item in planned.items])
+
+        def plan_for(budget: int) -> Plan:
+            if native_pages is not None and order is not None:
+                planned = plan_ranked_images(sizes, budget, vlm.vision, order, native=native_pages,
+                                             min_tokens_per_image=min_tokens_per_page, downsample=visual.factor)
+            else:
+                planned = plan_images(sizes, budget, vlm.vision, min_tokens_per_image=min_tokens_per_page,
+                                      order=order, downsample=visual.factor)
+            return dataclasses.replace(planned, items=[dataclasses.replace(item, source_index=candidates[
+                item.source_index]) for item in planned.items])
+
+        plan = fit_plan(plan_for, lambda p: p.total_tokens + text_tokens(vlm.tokenizer, _page_parts(p.items)),
+                        max_visual_tokens, context_room)
         stats["time_plan_s"] = time.perf_counter() - t_plan
         _report(progress, "plan", len(plan.items), count)
-        embeds, parts, evidence = [], [], []
+        embeds = []
         decode_s = encode_s = 0.0
         for start in range(0, len(plan.items), pages_per_chunk):
             chunk = plan.items[start:start + pages_per_chunk]
@@ -181,11 +193,8 @@ def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float
             decode_s += t1 - t0
             encode_s += time.perf_counter() - t1
             _report(progress, "encode", start + len(chunk), len(plan.items))
-        for item in plan.items:
-            number = item.source_index + 1
-            label = doc.page_label(item.source_index)
-            parts += [f"Page {number}:", VisualSlot("image", item.tokens), "\n"]
-            evidence.append(Evidence("page", number, label))
+        parts = _page_parts(plan.items)
+        evidence = [Evidence("page", item.source_index + 1, doc.page_label(item.source_index)) for item in plan.items]
     stats.update(time_decode_s=decode_s, time_encode_s=encode_s, time_ingest_total_s=time.perf_counter() - started)
     stats.update(visual.stats())
     grid = torch.tensor([visual.grid(vlm, it.height, it.width) for it in plan.items], dtype=torch.long)
@@ -193,26 +202,46 @@ def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float
                                 stats=stats))
 
 
+def _page_parts(items: Sequence[PlannedImage]) -> list[str | VisualSlot]:
+    """The prompt parts of planned PDF pages: "Page N:", the page's slot, a newline."""
+    parts: list[str | VisualSlot] = []
+    for item in items:
+        parts += [f"Page {item.source_index + 1}:", VisualSlot("image", item.tokens), "\n"]
+    return parts
+
+
 def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_tokens: int = 4096,
                   progress: ProgressFn | None = None, compression: Compression | None = None) -> EncodedInput:
     """Plan and encode a list of images (paths or PIL images) into `max_visual_tokens` (see `encode_pdf` for
-    `compression`)."""
+    `compression`).
+
+    The plan comes from the files' headers (`longvlm.datasets.images.image_size`: nothing decoded, pixel and
+    aspect-ratio limits checked); then each kept image is decoded, bounded to 4x its planned pixels
+    (`open_image`), and encoded before the next one is decoded, so one decoded image is alive at a time.
+    """
     started = time.perf_counter()
-    loaded = [_open_image(im) for im in images]
-    if not loaded:
+    if not images:
         raise LongVLMError("no images given")
+    sizes = [image_size(im) for im in images]
     visual = _visual_setup(vlm, compression, "images")
-    plan = plan_images([(im.height, im.width) for im in loaded], max_visual_tokens, vlm.vision,
-                       downsample=visual.factor)
-    kept = [loaded[item.source_index] for item in plan.items]
-    embeds = _encode_images(vlm, kept, [(item.height, item.width) for item in plan.items], visual)
-    _report(progress, "encode", len(plan.items), len(plan.items))
+    plan = plan_images(sizes, max_visual_tokens, vlm.vision, downsample=visual.factor)
+    embeds: list[torch.Tensor] = []
+    decode_s = encode_s = 0.0
+    for done, item in enumerate(plan.items, start=1):
+        t0 = time.perf_counter()
+        image = open_image(images[item.source_index], max_pixels=4 * item.height * item.width)
+        t1 = time.perf_counter()
+        embeds += _encode_images(vlm, [image], [(item.height, item.width)], visual)
+        decode_s += t1 - t0
+        encode_s += time.perf_counter() - t1
+        _report(progress, "encode", done, len(plan.items))
     parts: list[str | VisualSlot] = []
     for item in plan.items:
         parts += [f"Image {item.source_index}:", VisualSlot("image", item.tokens), "\n"]
     grid = torch.tensor([visual.grid(vlm, it.height, it.width) for it in plan.items], dtype=torch.long)
     evidence = [Evidence("image", item.source_index) for item in plan.items]
-    stats = {"time_encode_s": time.perf_counter() - started, **visual.stats()}
+    stats = {"time_decode_s": decode_s, "time_encode_s": encode_s,
+             "time_ingest_total_s": time.perf_counter() - started, **visual.stats()}
     return _finish(EncodedInput("images", "images", plan, parts, evidence, image_embeds=embeds,
                                 image_grid_thw=grid, stats=stats))
 
@@ -222,7 +251,8 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
                  max_frames: int | None = None, frames_per_chunk: int = 16, resolution: str = "uniform",
                  hybrid: HybridConfig | None = None, frame_order: Sequence[int] | None = None,
                  native_frames: int = 0, progress: ProgressFn | None = None,
-                 compression: Compression | None = None, memory: Any = None) -> EncodedInput:
+                 compression: Compression | None = None, memory: Any = None,
+                 context_room: int | None = None) -> EncodedInput:
     """Plan and encode a video into `max_visual_tokens`, decoding `frames_per_chunk` frames at a time.
 
     `resolution`: "uniform" (one size for all frames), "hybrid" (GIRAFFE's hybrid resolution, see
@@ -242,9 +272,13 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
     streamed through the bridge segment by segment (SceneTilling) and the result holds the memory tokens plus
     one segment's tokens within `max_visual_tokens`; `answer()` picks the segment per question. Uniform
     resolution, no visual compression, no question-aware frame order.
+
+    With `context_room` (`longvlm.vlm.room`), the visual tokens plus the video header and close-up labels fit
+    in that many tokens: the budget is lowered until they do (with a memory bridge: the budget alone).
     """
     if memory is not None:
-        return _encode_with_memory(vlm, path, memory, max_visual_tokens, sample_fps, max_frames, frames_per_chunk,
+        budget = max_visual_tokens if context_room is None else min(max_visual_tokens, context_room)
+        return _encode_with_memory(vlm, path, memory, budget, sample_fps, max_frames, frames_per_chunk,
                                    resolution, progress, compression)
     started = time.perf_counter()
     reader = VideoReader(path)
@@ -252,14 +286,29 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
     t_plan = time.perf_counter()
     spec = vlm.vision
     visual = _visual_setup(vlm, compression, "video", meta.duration)
-    closeups: list[PlannedImage] = []
-    if frame_order is not None and native_frames > 0:
-        closeups = plan_native_frames(frame_order, meta.height, meta.width, max_visual_tokens, spec,
-                                      count=native_frames, downsample=visual.factor)
-    plan = plan_video(meta.num_frames, meta.fps, meta.height, meta.width,
-                      max_visual_tokens - sum(c.tokens for c in closeups), spec,
-                      sample_fps=sample_fps, max_frames=max_frames, resolution=resolution, hybrid=hybrid,
-                      downsample=visual.factor, frame_order=frame_order)
+
+    def plan_for(budget: int) -> tuple[Plan, list[PlannedImage]]:
+        closeups: list[PlannedImage] = []
+        if frame_order is not None and native_frames > 0:
+            closeups = plan_native_frames(frame_order, meta.height, meta.width, budget, spec,
+                                          count=native_frames, downsample=visual.factor)
+        return plan_video(meta.num_frames, meta.fps, meta.height, meta.width,
+                          budget - sum(c.tokens for c in closeups), spec, sample_fps=sample_fps,
+                          max_frames=max_frames, resolution=resolution, hybrid=hybrid, downsample=visual.factor,
+                          frame_order=frame_order), closeups
+
+    def context_tokens(planned: tuple[Plan, list[PlannedImage]]) -> int:
+        """Visual tokens + header + close-up labels, with timestamps estimated from the frame rate."""
+        video, shots = planned
+        stamps = [i / meta.fps for item in video.items for i in item.frame_indices]
+        parts = video_prompt_parts(video.total_tokens, stamps, meta.duration)
+        if shots:
+            parts.append("Close-up frames:\n")
+            for c in shots:
+                parts += [f"Frame at {c.source_index / meta.fps:.1f}s:", VisualSlot("image", c.tokens), "\n"]
+        return video.total_tokens + sum(c.tokens for c in shots) + text_tokens(vlm.tokenizer, parts)
+
+    plan, closeups = fit_plan(plan_for, context_tokens, max_visual_tokens, context_room)
     plan_s = time.perf_counter() - t_plan
     items = plan.items
     frame_indices = [i for item in items for i in item.frame_indices]
@@ -288,10 +337,13 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
                                       for c, t in zip(closeups, shots.timestamps)], key=lambda e: e.timestamp)
         image_grid = torch.tensor([visual.grid(vlm, c.height, c.width) for c in closeups], dtype=torch.long)
         plan = dataclasses.replace(plan, items=[*plan.items, *closeups], budget=max_visual_tokens)
-    stats = {"video_duration_s": duration, "video_fps": meta.fps, "frames_sampled": len(frame_indices),
+    stats = {"video_duration_s": duration, "video_fps": meta.fps, "frames_sampled": len(set(frame_indices)),
+             "frames_encoded": len(frame_indices),
              "native_frames": len(closeups), "resolution": plan.resolution, "time_plan_s": plan_s,
              "time_decode_s": decode_s, "time_encode_s": encode_s,
              "time_ingest_total_s": time.perf_counter() - started, **visual.stats()}
+    if reader.notes:  # e.g. a truncated file: also issued as an InputWarning, which the CLI prints
+        stats["input_warnings"] = list(reader.notes)
     blocks = None
     if plan.resolution == "hybrid":
         high, low = items[0], items[min(1, len(items) - 1)]  # each group: a high step, then low steps
@@ -411,15 +463,3 @@ def _finish(encoded: EncodedInput) -> EncodedInput:
                          visual_items=len(encoded.plan.items), skipped=encoded.plan.skipped,
                          budget=encoded.plan.budget)
     return encoded
-
-
-def _open_image(image: str | Image.Image) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    try:
-        with Image.open(image) as im:
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise InputError(image, "image file not found") from None
-    except OSError as exc:
-        raise InputError(image, f"unreadable image ({exc})") from None

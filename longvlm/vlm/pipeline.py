@@ -14,12 +14,14 @@ from longvlm.compression.decode import generate_pruned
 from longvlm.compression.press import KVPress
 from longvlm.encoders.hybrid import HybridConfig
 from longvlm.errors import BudgetError, ConfigError, LongVLMError
+from longvlm.limits import check_question
 from longvlm.profiling import peak_rss_mb
 from longvlm.vlm.inputs import EncodedInput, Evidence, ProgressFn, encode_images, encode_pdf, encode_video
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.positions import generation_position_ids
 from longvlm.vlm.prompt import build_chat_inputs
 from longvlm.vlm.rope import position_extension
+from longvlm.vlm.room import MIN_NEW_TOKENS, default_new_tokens, fit_room
 
 
 @dataclass
@@ -49,8 +51,7 @@ def model_inputs(vlm: VLM, encoded: EncodedInput, question: str, *,
     """Keyword arguments for `vlm.model(...)` / `generate(...)`: chat tokens around the encoded input, the
     pre-encoded visual features (`mm_encoder_outputs`), grids, and explicit 3D `position_ids` when the input
     has a layout transformers cannot derive from the grids (a hybrid-resolution video)."""
-    if not question or not question.strip():
-        raise LongVLMError("the question is empty")
+    question = check_question(question)  # empty or longer than MAX_QUESTION_CHARS: LongVLMError
     inputs = build_chat_inputs(vlm.tokenizer, vlm.config, [*encoded.user_parts, question.strip()],
                                follow_ups=follow_ups)
     device = vlm.model.device
@@ -74,13 +75,15 @@ def model_inputs(vlm: VLM, encoded: EncodedInput, question: str, *,
 
 @torch.no_grad()
 def answer(vlm: VLM, encoded: EncodedInput, question: str, *, follow_ups: Sequence[tuple[str, str]] = (),
-           max_new_tokens: int = 64, max_context: int | None = None, streamer=None,
+           max_new_tokens: int | None = None, max_context: int | None = None, streamer=None,
            prefill_chunk_size: int | None = None, kv_press: KVPress | None = None) -> Answer:
     """Answer `question` about an already encoded input (no re-decoding, no re-encoding).
 
     `follow_ups` are earlier (answer, question) pairs after the first question, for multi-turn chat; then
     `question` is ignored in favour of the last follow-up. `max_context` defaults to the model's limit
     (`max_position_embeddings`, which `longvlm.vlm.rope.apply_position_extension` raises to L * scale).
+    `max_new_tokens` defaults to `longvlm.vlm.room.default_new_tokens`; when the prompt leaves less room it is
+    lowered (with a note in the stats), down to `MIN_NEW_TOKENS`, below which a `BudgetError` says so.
     `kv_press` prunes the KV cache at prefill (`longvlm.compression`); decoding then runs greedily on the
     pruned cache with the original positions (`generate_pruned`); it cannot be combined with chunked prefill.
     """
@@ -93,11 +96,18 @@ def answer(vlm: VLM, encoded: EncodedInput, question: str, *, follow_ups: Sequen
     kwargs = model_inputs(vlm, encoded, question, follow_ups=follow_ups)
     context = int(kwargs["input_ids"].shape[1])
     limit = max_context or vlm.max_context
+    notes = []
+    if max_new_tokens is None:
+        max_new_tokens = default_new_tokens(limit)
     if context + max_new_tokens > limit:
-        raise BudgetError(
-            f"context of {context} tokens ({encoded.visual_tokens} visual) + {max_new_tokens} new tokens exceeds "
-            f"the model's {limit}-token limit; lower the visual-token budget (--max-visual-tokens) or extend "
-            f"the context (--rope-method/--rope-scale)")
+        if limit - context < min(MIN_NEW_TOKENS, max_new_tokens):
+            raise BudgetError(
+                f"context of {context} tokens ({encoded.visual_tokens} visual) leaves {max(0, limit - context)} "
+                f"of the model's {limit} tokens for the answer; lower the visual-token budget "
+                f"(--max-visual-tokens), ask a shorter question, or extend the context (--rope-method/--rope-scale)")
+        notes.append(f"max new tokens lowered from {max_new_tokens} to {limit - context} to fit the model's "
+                     f"{limit}-token context")
+        max_new_tokens = limit - context
     started = time.perf_counter()
     kv_stats = {}
     if kv_press is None:
@@ -114,6 +124,8 @@ def answer(vlm: VLM, encoded: EncodedInput, question: str, *, follow_ups: Sequen
     text = vlm.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
     stats = dict(encoded.stats)
     stats.update(kv_stats)
+    if notes:
+        stats["notes"] = [*stats.get("notes", []), *notes]
     extension = position_extension(vlm)
     stats.update(context_length=context, text_tokens=context - encoded.visual_tokens,
                  new_tokens=int(new_tokens.numel()), time_generate_s=generate_s, peak_rss_mb=peak_rss_mb(),
@@ -122,12 +134,16 @@ def answer(vlm: VLM, encoded: EncodedInput, question: str, *, follow_ups: Sequen
 
 
 def ask(vlm: VLM, question: str, *, video: str | None = None, pdf: str | None = None,
-        images: Sequence[str] | None = None, max_visual_tokens: int = 4096, max_new_tokens: int = 64,
+        images: Sequence[str] | None = None, max_visual_tokens: int | None = None,
+        max_new_tokens: int | None = None,
         sample_fps: float = 1.0, max_frames: int | None = None, dpi: float = 144.0, max_pages: int | None = None,
         video_resolution: str = "uniform", hybrid: HybridConfig | None = None,
         progress: ProgressFn | None = None, compression: Compression | None = None,
         memory_bridge=None) -> Answer:
     """Answer a question about exactly one of: a video, a PDF, or a list of images.
+
+    `max_visual_tokens` and `max_new_tokens` default to what fits the model (`longvlm.vlm.room.fit_room`);
+    values above that are lowered, with a note in the answer's stats (`notes`).
 
     `video_resolution` ("uniform", "hybrid", "auto") and `hybrid` are passed to `encode_video`.
     `compression` (optional) reduces the input before the LLM: `compression.selector` ranks pages (text
@@ -139,10 +155,12 @@ def ask(vlm: VLM, question: str, *, video: str | None = None, pdf: str | None = 
     """
     if sum(x is not None for x in (video, pdf, images)) != 1:
         raise LongVLMError("give exactly one of video=, pdf= or images=")
-    if not question or not question.strip():
-        raise LongVLMError("the question is empty")
+    question = check_question(question)  # empty or longer than MAX_QUESTION_CHARS: LongVLMError
     if memory_bridge is not None and video is None:
         raise ConfigError("a memory bridge works on video only")
+    room = fit_room(vlm, question=question.strip(), max_visual_tokens=max_visual_tokens,
+                    max_new_tokens=max_new_tokens)
+    max_visual_tokens, fit = room.visual_tokens, {"context_room": room.context}
     selector = compression.selector if compression is not None else None
     native = compression.native_items if compression is not None else 0
     selection: dict = {}
@@ -153,18 +171,20 @@ def ask(vlm: VLM, question: str, *, video: str | None = None, pdf: str | None = 
         encoded = encode_video(vlm, video, max_visual_tokens=max_visual_tokens, sample_fps=sample_fps,
                                max_frames=max_frames, resolution=video_resolution, hybrid=hybrid,
                                frame_order=order, native_frames=native if order is not None else 0,
-                               progress=progress, compression=compression, memory=memory_bridge)
+                               progress=progress, compression=compression, memory=memory_bridge, **fit)
     elif pdf is not None:
         order = None
         if selector is not None:
             order, selection = _rank_pages(selector, question, pdf, max_pages, native)
         encoded = encode_pdf(vlm, pdf, max_visual_tokens=max_visual_tokens, dpi=dpi, max_pages=max_pages,
                              page_order=order, native_pages=native if order is not None else None,
-                             progress=progress, compression=compression)
+                             progress=progress, compression=compression, **fit)
     else:
         encoded = encode_images(vlm, list(images), max_visual_tokens=max_visual_tokens, progress=progress,
                                 compression=compression)
-    result = answer(vlm, encoded, question, max_new_tokens=max_new_tokens,
+    if room.notes:
+        encoded.stats["notes"] = [*encoded.stats.get("notes", []), *room.notes]
+    result = answer(vlm, encoded, question, max_new_tokens=room.new_tokens,
                     kv_press=compression.kv_press if compression is not None else None)
     result.stats.update(selection)
     return result

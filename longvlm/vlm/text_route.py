@@ -8,6 +8,7 @@ best passages go, with their citations, to SmolLM2-135M-Instruct, which writes a
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 from longvlm.datasets.cache import file_sha256
 from longvlm.datasets.ocr import OcrEngine
 from longvlm.datasets.page_text import ProgressFn, TextItem, pdf_page_texts, video_frame_texts
-from longvlm.encoders.selection import QuestionSelector, chunk_words
-from longvlm.errors import LongVLMError
+from longvlm.encoders.selection import QuestionSelector, chunk_words, page_references
+from longvlm.errors import BudgetError, ConfigError, LongVLMError
+from longvlm.limits import OCR_BUDGET_S, OCR_MAX_PAGES, VIDEO_TEXT_BUDGET_S, check_question
 from longvlm.profiling import peak_rss_mb
 from longvlm.vlm.inputs import Evidence
 from longvlm.vlm.pipeline import Answer
@@ -98,6 +100,38 @@ def reader_messages(question: str, passages: Sequence[Passage]) -> list[dict]:
             {"role": "user", "content": f"Excerpts:\n{excerpts}\n\nQuestion: {question.strip()}"}]
 
 
+def fit_reader_prompt(lm: SmallLM, question: str, passages: Sequence[Passage],
+                      max_new_tokens: int) -> tuple[list[dict], list[Passage]]:
+    """The reader's messages cut to fit the small LM's context: prompt tokens <= `lm.context - max_new_tokens`.
+
+    Words are cut from the end of the lowest-ranked excerpt first (marked '...'; as many as its tokens per word
+    say are too many, again until it fits); an excerpt with no words left is left out of the prompt (its
+    citation stays in the answer's evidence and passages). Returns the messages and the passages as given to
+    the reader. Raises ConfigError when `max_new_tokens` leaves no room, BudgetError when
+    the question alone does not fit."""
+    room = lm.context - max_new_tokens
+    if room <= 0:
+        raise ConfigError(f"max_new_tokens={max_new_tokens} leaves no room in {lm.name}'s {lm.context:,}-token "
+                          "context")
+    kept = list(passages)
+    while True:
+        messages = reader_messages(question, kept)
+        excess = int(lm.chat_ids(messages).shape[1]) - room
+        if excess <= 0:
+            return messages, kept
+        if not kept:
+            raise BudgetError(f"the question does not fit {lm.name}'s {lm.context:,}-token context with "
+                              f"{max_new_tokens} new tokens; ask a shorter question")
+        last = kept[-1]
+        words = last.text.removesuffix(" ...").split()
+        own = lm.count_tokens(last.text)
+        keep = len(words) - max(1, math.ceil(len(words) * excess / max(1, own)))  # at its tokens per word
+        if excess >= own or keep <= 0:
+            kept.pop()
+        else:
+            kept[-1] = Passage(last.item, " ".join(words[:keep]) + " ...", last.score)
+
+
 def _evidence(item: TextItem) -> Evidence:
     if item.kind == "frame":
         return Evidence("frame", item.index, item.label, item.timestamp)
@@ -109,21 +143,25 @@ def _evidence(item: TextItem) -> Evidence:
 def answer_from_items(question: str, items: Sequence[TextItem], *, lm: SmallLM | None = None,
                       selector: QuestionSelector | None = None, key: str | None = None, max_passages: int = 3,
                       max_new_tokens: int = 48) -> Answer:
-    """Retrieve passages from `items` and let the small LM answer from them (route 'text')."""
-    if not question or not question.strip():
-        raise LongVLMError("the question is empty")
+    """Retrieve passages from `items` and let the small LM answer from them (route 'text'). The question must
+    pass `check_question`; the reader's prompt is cut to fit the LM's context (`fit_reader_prompt`)."""
+    question = check_question(question)
     selector = selector or QuestionSelector()
     started = time.perf_counter()
     passages = select_passages(question, items, selector, max_passages=max_passages, key=key)
     retrieve_s = time.perf_counter() - started
     lm = lm or load_small_lm()
     started = time.perf_counter()
-    messages = reader_messages(question, passages)
+    messages, read = fit_reader_prompt(lm, question, passages, max_new_tokens)
+    prompt_tokens = int(lm.chat_ids(messages).shape[1])
     text = lm.generate(messages, max_new_tokens=max_new_tokens)
     generate_s = time.perf_counter() - started
     stats = {"items": len(items), "items_with_text": sum(1 for it in items if it.text.strip()),
-             "passages": len(passages), "prompt_tokens": int(lm.chat_ids(messages).shape[1]),
-             "time_retrieve_s": retrieve_s, "time_generate_s": generate_s, "peak_rss_mb": peak_rss_mb()}
+             "passages": len(passages), "prompt_tokens": prompt_tokens, "time_retrieve_s": retrieve_s,
+             "time_generate_s": generate_s, "peak_rss_mb": peak_rss_mb()}
+    if [p.text for p in read] != [p.text for p in passages]:
+        stats["passages_cut_to_fit"] = (f"{len(read)} of {len(passages)} excerpts given to the reader, cut to fit "
+                                        f"{lm.name}'s {lm.context:,}-token context")
     return Answer(text, f"{lm.name} reading BM25 + all-MiniLM-L6-v2 retrieval", "text",
                   [_evidence(p.item) for p in passages], stats,
                   passages=[{"cite": p.cite(), "score": p.score, "text": p.text, "source": p.item.source}
@@ -134,25 +172,38 @@ def ask_text(question: str, *, pdf: str | None = None, video: str | None = None,
              images: Sequence[str] | None = None, lm: SmallLM | None = None,
              selector: QuestionSelector | None = None, ocr: str = "auto", max_pages: int | None = None,
              frame_every_s: float = 2.0, max_frames: int | None = None, max_passages: int = 3,
-             max_new_tokens: int = 48, progress: ProgressFn | None = None) -> Answer:
-    """Answer a question about exactly one of a PDF, a video or images from their text (route 'text')."""
+             max_new_tokens: int = 48, progress: ProgressFn | None = None,
+             ocr_max_pages: int | None = OCR_MAX_PAGES, ocr_budget_s: float | None = OCR_BUDGET_S,
+             video_budget_s: float | None = VIDEO_TEXT_BUDGET_S) -> Answer:
+    """Answer a question about exactly one of a PDF, a video or images from their text (route 'text').
+
+    The question is checked first (`check_question`: not empty, at most `MAX_QUESTION_CHARS`). OCR is bounded:
+    PDFs OCR at most `ocr_max_pages` pages and `ocr_budget_s` seconds per question (pages the question names
+    first, then an even spread); videos sample at most `max_frames` frames (None: `VIDEO_TEXT_MAX_FRAMES`) and
+    spend at most `video_budget_s` seconds reading and OCR'ing them. None lifts a limit. What was skipped is in
+    the answer's stats (`ocr_pages_skipped` / `frames_skipped`, `ocr_note`); OCR is cached, so asking again
+    continues with it."""
     if sum(x is not None for x in (video, pdf, images)) != 1:
         raise LongVLMError("give exactly one of video=, pdf= or images=")
-    if not question or not question.strip():
-        raise LongVLMError("the question is empty")
+    question = check_question(question)
     started = time.perf_counter()
+    extraction: dict = {}
     if pdf is not None:
-        items, key = pdf_page_texts(pdf, ocr=ocr, max_pages=max_pages, progress=progress), file_sha256(pdf)
+        named = [p - 1 for p in sorted(page_references(question)) if p >= 1]
+        pages = pdf_page_texts(pdf, ocr=ocr, max_pages=max_pages, progress=progress, ocr_max_pages=ocr_max_pages,
+                               ocr_budget_s=ocr_budget_s, priority=named)
+        items, key, extraction = pages, file_sha256(pdf), pages.stats
     elif video is not None:
-        frames = video_frame_texts(video, every_s=frame_every_s, max_frames=max_frames, progress=progress)
-        items, key = merge_static_frames(frames), file_sha256(video)
+        frames = video_frame_texts(video, every_s=frame_every_s, max_frames=max_frames, progress=progress,
+                                   budget_s=video_budget_s)
+        items, key, extraction = merge_static_frames(frames), file_sha256(video), frames.stats
     else:
-        from longvlm.vlm.inputs import _open_image
+        from longvlm.datasets.images import open_image
 
         engine = OcrEngine()
         items = []
         for i, path in enumerate(images):
-            text = engine.text(_open_image(path))
+            text = engine.text(open_image(path))
             items.append(TextItem("image", i, text, "ocr" if text else "none"))
         key = None
     text_s = time.perf_counter() - started
@@ -160,4 +211,5 @@ def ask_text(question: str, *, pdf: str | None = None, video: str | None = None,
                                max_new_tokens=max_new_tokens)
     result.stats["time_text_extraction_s"] = text_s
     result.stats["ocr_items"] = sum(1 for it in items if "ocr" in it.source)
+    result.stats.update({k: v for k, v in extraction.items() if k not in result.stats})
     return result

@@ -1,0 +1,49 @@
+"""Limits on what one question may cost, as named constants with their reasons, and the checks that apply them.
+
+Low layers (datasets, routes) import this module; it imports nothing of longvlm but the errors.
+"""
+
+from __future__ import annotations
+
+from longvlm.errors import LongVLMError
+
+MAX_QUESTION_CHARS = 2_000
+"""Longest question accepted, in characters (~500 tokens of English). A real question is one to a few
+sentences; a 120 KB one was 19,763 tokens: past the text route's 8,192-token reader (SmolLM2) and prefilled
+for minutes at GBs of memory on the VLM route. 2,000 characters leave room for a pasted paragraph."""
+
+OCR_MAX_PAGES = 200
+"""Default most PDF pages OCR'd for one question (pages already in the OCR cache are free and not counted): a
+machine-independent cap beside `OCR_BUDGET_S` (OCR takes 0.5-2 s a page on two CPU cores, so the time budget
+usually stops first)."""
+
+OCR_BUDGET_S = 15.0
+"""Default seconds of PDF-page OCR for one question (rendering + recognition; a page already started is
+finished). OCR of a 2,000-page scan took > 180 s for 375 pages; with this budget a question about it is
+answered in under a minute (process start, model loads, OCR, retrieval, answer). Pages not read are reported
+(`stats["ocr_pages_skipped"]`, `stats["ocr_note"]`), and later questions continue where this one stopped (OCR
+is cached per page, pages are taken in an even spread over the document)."""
+
+VIDEO_TEXT_MAX_FRAMES = 360
+"""Default most video frames sampled for on-screen text on the text route: one every 10 s of an hour-long
+video (at the CLI's 1 frame/s, every frame-second of videos up to 6 minutes). Each is a seek to the key frame
+before its time (~60 ms for 720p H.264) and a thumbnail; only frames whose picture changed are OCR'd."""
+
+VIDEO_TEXT_BUDGET_S = 30.0
+"""Default seconds of frame reading + OCR for one question on the text route (reading takes at most half).
+A 1-hour 720p video took > 5 minutes and 12 GB before (decord decoding ahead without bound, every frame
+OCR'd at 1-2 s); with this budget the answer comes in about a minute at < 1 GB. Frames are visited coarse to
+fine (an even spread first), so a budget-cut pass still covers the whole video; what was skipped is reported
+(`stats["frames_skipped"]`, `stats["ocr_note"]`) and later questions continue from the cache."""
+
+
+def check_question(question: object) -> str:
+    """The question stripped of surrounding space; raises LongVLMError when it is empty or longer than
+    `MAX_QUESTION_CHARS` (checked before anything is loaded or prefilled)."""
+    if not isinstance(question, str) or not question.strip():
+        raise LongVLMError("the question is empty")
+    text = question.strip()
+    if len(text) > MAX_QUESTION_CHARS:
+        raise LongVLMError(f"the question is {len(text):,} characters long; the limit is {MAX_QUESTION_CHARS:,} "
+                           "characters (ask a shorter question)")
+    return text
