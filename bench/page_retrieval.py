@@ -101,7 +101,7 @@ def recall_table(data: str, ks: list[int]) -> dict:
     for doc_id, questions in sorted(by_doc.items()):
         path = os.path.join(documents, doc_id)
         key = file_sha256(path)
-        items = pdf_page_texts(path, max_pages=120)
+        items = pdf_page_texts(path, max_pages=120, ocr_max_pages=None, ocr_budget_s=None)  # every page
         layer_only = pdf_page_texts(path, max_pages=120, ocr="never")
         pages += len(items)
         ocr_pages += sum(1 for it in items if "ocr" in it.source)

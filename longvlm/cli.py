@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from typing import NoReturn
 
 from longvlm.encoders.planner import RESOLUTIONS
@@ -31,61 +32,29 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"longvlm: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _number_type(convert: Callable[[str], float], accepts: Callable[[float], bool], expected: str):
+    """An argparse type: `convert(text)` when `accepts` the value, else a one-line error saying what was
+    expected (argparse prefixes the option's name)."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accepts(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (not 0, negative, nan or inf)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
-    return value
-
-
-def _kv_budget(text: str) -> int | float:
-    """argparse type of --kv-budget: a ratio in (0, 1] ('0.2') or a token count >= 1 ('2048')."""
-    problem = f"expected a ratio in (0, 1] such as 0.2 or a token count such as 2048, got {text!r}"
-    try:
-        value: int | float = float(text) if any(c in text for c in ".eE") else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(problem) from None
-    if isinstance(value, float) and not 0.0 < value <= 1.0 or isinstance(value, int) and value < 1:
-        raise argparse.ArgumentTypeError(problem)
-    return value
-
-
-def _port(text: str) -> int:
-    """argparse type: a TCP port, 0..65535 (0: any free port)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
-    return value
-
+_positive_int = _number_type(int, lambda v: v >= 1, "a whole number of at least 1")
+_positive_float = _number_type(float, lambda v: math.isfinite(v) and v > 0,
+                               "a positive finite number (not 0, negative, nan or inf)")
+_fraction = _number_type(float, lambda v: 0.0 <= v <= 1.0, "a number between 0 and 1")
+_port = _number_type(int, lambda v: 0 <= v <= 65535, "a port number between 0 and 65535 (0: any free port)")
+# --kv-budget: a ratio in (0, 1] ('0.2') or a token count >= 1 ('2048')
+_kv_budget = _number_type(lambda t: float(t) if any(c in t for c in ".eE") else int(t),
+                          lambda v: 0.0 < v <= 1.0 if isinstance(v, float) else v >= 1,
+                          "a ratio in (0, 1] such as 0.2 or a token count such as 2048")
 
 
 def _resolve_route(args: argparse.Namespace) -> str:
@@ -97,18 +66,13 @@ def _resolve_route(args: argparse.Namespace) -> str:
         verb = "does" if len(vlm_options) == 1 else "do"
         raise ConfigError(f"{', '.join(vlm_options)} {verb} not apply to the text route (no VLM reads the "
                           "pages/frames there); drop it or use --route vlm")
-    if args.route != "auto":
-        return args.route
-    if args.model_given or vlm_options:
-        return "vlm"
-    from longvlm.vlm.text_route import text_route_missing
+    from longvlm.vlm.routes import choose_route, text_route_missing
 
-    missing = text_route_missing()
-    if missing:
-        print(f"note: no VLM checkpoint given and the text route is not installed ({', '.join(missing)}); "
-              "using the VLM route", file=sys.stderr)
-        return "vlm"
-    return "text"
+    route = choose_route(args.route, model_given=args.model_given, vlm_options=bool(vlm_options))
+    if args.route == "auto" and route == "vlm" and not (args.model_given or vlm_options):
+        print(f"note: no VLM checkpoint given and the text route is not installed "
+              f"({', '.join(text_route_missing())}); using the VLM route", file=sys.stderr)
+    return route
 
 
 def _vlm_only_options(args: argparse.Namespace) -> list[str]:
@@ -143,6 +107,9 @@ def _print_answer(result, args: argparse.Namespace, note: str = "", random_weigh
 
 
 def _ask(args: argparse.Namespace) -> int:
+    from longvlm.limits import check_question
+
+    args.question = check_question(args.question)  # before any model is loaded
     route = _resolve_route(args)
     if route == "text":
         from longvlm.vlm.text_route import ask_text

@@ -16,24 +16,7 @@ from contextlib import contextmanager
 from PIL import Image
 
 from longvlm.errors import InputError, short_reason
-
-MAX_ASPECT_RATIO = 200.0
-"""Largest long-side / short-side ratio of an image, a video frame or a PDF page: 200. The vision models'
-resizer (Qwen2-VL `smart_resize`, `longvlm.encoders.resize`) refuses anything thinner, and such a strip (e.g.
-4000x16 pixels) has nothing OCR or a VLM can read at any token budget. Files over it are refused (pages of a
-PDF are skipped) with a message naming the file."""
-
-MAX_IMAGE_PIXELS = 180_000_000
-"""Most pixels (width x height, read from the file's header) of an image that is decoded at all: 180 Mpx.
-A 13000x13000 scan (169 Mpx) is accepted; a decompression bomb (e.g. a 110 KB PNG of 30000x30000 = 900 Mpx)
-is refused before decoding. Decoding holds the whole image once in its own mode while it is reduced: 180 MB
-for grey, 720 MB for RGB(A), the worst case (Pillow's own bomb check, which would refuse from 179 Mpx with a
-less useful message, is replaced by this one)."""
-
-DECODE_MAX_PIXELS = 4096 * 4096
-"""Most pixels of a decoded image handed to a model or OCR: 16.8 Mpx (4096x4096). Above any vision model's
-input (Qwen2-VL's largest `max_pixels` is 12.8 Mpx) and OCR's (RapidOCR scales to 2000 px a side), so no
-detail a model could use is lost; larger images are block-averaged down to it while decoding."""
+from longvlm.limits import DECODE_MAX_PIXELS, MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS
 
 _STRIP_PIXELS = 4_000_000  # pixels per strip converted/averaged at a time when reducing (bounds the copies)
 _PILLOW_CHECK = threading.Lock()

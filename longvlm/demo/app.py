@@ -170,8 +170,9 @@ def status_markdown(session: DemoSession | None) -> str:
     if session.route == "vlm":
         ready = f"ready, {session.encoded.visual_tokens:,} visual tokens (route: vlm)"
     else:
-        ready = (f"ready, text of {stats.get('items_with_text', 0):,} of {stats.get('items', 0):,} "
-                 f"{'pages' if session.kind == 'pdf' else 'frame runs'} indexed (route: text)")
+        unit = "pages" if session.kind == "pdf" else "scenes (runs of unchanged frames)"
+        ready = (f"ready, text found in {stats.get('items_with_text', 0):,} of {stats.get('items', 0):,} "
+                 f"{unit} (route: text)")
     notes = "".join(f"<br><span class='lv-note'>note: {html.escape(n)}</span>" for n in stats.get("notes", []))
     return (f"<b>{html.escape(session.name)}</b> ({what}) — {ready}."
             f"<br><span class='lv-note'>{stages}</span>{notes}")

