@@ -27,6 +27,7 @@ from bad_input_files import (write_blank_png, write_frames, write_png_as_pdf, wr
                              write_truncated_mp4, write_wide_pdf)
 from conftest import REPO, SHARED_DATA
 
+ARTIFACTS = REPO / "artifacts"
 WALL_LIMIT_S = 60.0
 RSS_LIMIT_MB = 2048.0
 QUESTION = "What is written here?"
@@ -154,6 +155,11 @@ def test_bad_input_ends_cleanly_and_bounded(name: str, workdir: Path) -> None:
     if name == "scanned-2000-pages" and not (workdir / "scanned.pdf").is_file():
         write_scanned_pdf(workdir / "scanned.pdf", 2000)
     code, stdout, stderr, wall, rss = run_cli(case.argv, workdir)
+    ARTIFACTS.mkdir(exist_ok=True)  # one line per run, for bench/RESULTS.md
+    with open(ARTIFACTS / "bad_inputs.jsonl", "a") as fh:
+        last = (stderr.strip().splitlines() or [""])[-1]
+        fh.write(json.dumps({"case": name, "exit": code, "wall_s": round(wall, 1), "peak_rss_mb": round(rss),
+                             "last_stderr_line": last[:200]}) + "\n")
     report = f"{name}: exit {code}, {wall:.1f} s, {rss:.0f} MiB\nstdout: {stdout[-2000:]}\nstderr: {stderr[-3000:]}"
     assert "Traceback" not in stderr + stdout, report
     assert wall < WALL_LIMIT_S, report

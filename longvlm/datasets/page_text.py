@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ from longvlm.datasets.cache import cache_dir, file_sha256, read_json, write_json
 from longvlm.datasets.ocr import OcrEngine
 from longvlm.datasets.pdf import PdfDocument
 from longvlm.datasets.video import VideoReader
-from longvlm.errors import ConfigError, InputError, short_reason
+from longvlm.errors import ConfigError, InputError
 from longvlm.limits import OCR_BUDGET_S, OCR_MAX_PAGES, VIDEO_TEXT_BUDGET_S, VIDEO_TEXT_MAX_FRAMES
 
 OCR_POLICIES = ("auto", "always", "never")
@@ -183,61 +182,27 @@ def frame_changed(a: np.ndarray, b: np.ndarray, change_fraction: float = 0.002, 
 
 
 class _FrameGrabber:
-    """Single frames of a video by seeking (decord), for sparse sampling of long videos.
+    """The text route's frame reads: single frames of a `VideoReader` (`read_frame`: a seek, the decoder parked
+    after every read), sampled near key frames (`VideoReader.snap_to_key_frame`). A frame that does not decode
+    (a damaged stretch of the file) comes back as None, its reason kept in `errors`: it is skipped now and
+    tried again by the next call."""
 
-    decord's reader keeps decoding ahead after every read, without bound (on a 1-hour 720p video: +400 MB a
-    second, 12 GB in 5 minutes while OCR ran), until it is told to seek; so after each frame it is parked by a
-    seek to that frame's key frame. A frame within `tolerance` frames after a key frame is read as that key
-    frame (a seek and one decoded picture); others are decoded exactly (from the key frame before them).
-    """
-
-    def __init__(self, path: str, num_frames: int) -> None:
-        import decord
-
-        self.path, self.num_frames = path, num_frames
-        try:
-            self._reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
-            keys = sorted({int(k) for k in self._reader.get_key_indices()})
-        except (decord.DECORDError, RuntimeError) as exc:
-            raise InputError(path, f"unreadable video ({short_reason(exc)})") from None
-        self.keys = [k for k in keys if k < num_frames] or [0]
-        self._key_set = set(self.keys)
+    def __init__(self, video: VideoReader | str | os.PathLike) -> None:
+        self.video = video if isinstance(video, VideoReader) else VideoReader(video)
         self.errors: list[str] = []  # why frames did not decode
 
-    def key_before(self, index: int) -> int:
-        """The last key frame at or before `index` (0 when none is known)."""
-        return self.keys[max(0, bisect_right(self.keys, index) - 1)]
-
-    def snap(self, index: int, tolerance: int) -> int:
-        """`index`, or the key frame before it when that is at most `tolerance` frames earlier."""
-        key = self.key_before(index)
-        return key if index - key <= tolerance else index
+    @property
+    def keys(self) -> list[int]:
+        """The video's key frames (`VideoReader.key_frames`)."""
+        return self.video.key_frames
 
     def frame(self, index: int) -> np.ndarray | None:
-        """The RGB frame `index` (None when it does not decode: a damaged stretch of the file)."""
-        import decord
-
+        """The RGB frame `index` (None when it does not decode)."""
         try:
-            if index in self._key_set:
-                self._reader.seek(index)
-            else:
-                self._reader.seek_accurate(index)
-            frame = self._reader.next().asnumpy()
-        except (decord.DECORDError, RuntimeError, StopIteration) as exc:
-            self.errors.append(f"frame {index}: {short_reason(exc)}")
-            frame = None
-        try:
-            self._reader.seek(self.key_before(index))  # park the decoder (see the class docstring)
-        except (decord.DECORDError, RuntimeError):
-            pass
-        return frame
-
-    def timestamp(self, indices: Sequence[int]) -> list[float]:
-        """Start time (seconds) of each frame, from the container."""
-        if not indices:
-            return []
-        stamps = np.asarray(self._reader.get_frame_timestamp(list(indices))).reshape(len(indices), -1)
-        return [float(t) for t in stamps[:, 0]]
+            return self.video.read_frame(index)
+        except InputError as exc:
+            self.errors.append(exc.problem)
+            return None
 
 
 def _ocr_input(frame: np.ndarray, max_pixels: int) -> np.ndarray:
@@ -303,11 +268,10 @@ def video_frame_texts(path: str | os.PathLike, *, every_s: float = 2.0, engine: 
     reader = VideoReader(path)  # checks the file (InputError), warns when it is truncated
     meta = reader.metadata
     targets = reader.indices(fps=1.0 / every_s, max_frames=cap)
-    del reader  # its decord reader decodes ahead without bound once a frame was read (see `_FrameGrabber`)
     engine = engine or OcrEngine()
-    grab = _FrameGrabber(str(path), meta.num_frames)
+    grab = _FrameGrabber(reader)
     interval = (targets[-1] - targets[0]) / (len(targets) - 1) if len(targets) > 1 else every_s * meta.fps
-    chosen = sorted({grab.snap(i, int(0.75 * interval)) for i in targets})
+    chosen = sorted({reader.snap_to_key_frame(i, int(0.75 * interval)) for i in targets})
     stem = cache_dir("ocr") / f"{file_sha256(path)}-frames"
     thumb_file = stem.with_name(stem.name + "-thumbs.npz")
     text_file = stem.with_name(stem.name + f"-{ocr_max_pixels}-{engine.min_score:g}.json")
@@ -360,7 +324,7 @@ def video_frame_texts(path: str | os.PathLike, *, every_s: float = 2.0, engine: 
         if progress is not None:
             progress("ocr", len(runs) - len(pending) + ocr_now, len(runs))
     items = TextItems()
-    stamps = dict(zip(frames, grab.timestamp(frames)))
+    stamps = dict(zip(frames, reader.timestamps(frames)))
     skipped: list[int] = []
     spans: list[list[float]] = []  # time spans of the runs not OCR'd (adjacent ones merged)
     previous_skipped = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 import warnings
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -47,8 +48,12 @@ class FrameChunk:
 class VideoReader:
     """Reads frames from a video file through decord.
 
-    Frames are only ever decoded in chunks of `chunk_size`, so memory stays bounded by the chunk, not by
-    the video length. `width`/`height`, if given, make decord scale frames while decoding.
+    Frames are only ever decoded in chunks of `chunk_size` (`iter_chunks`) or one at a time (`read_frame`), so
+    memory stays bounded by the chunk, not by the video length. decord's reader, once it has read a frame,
+    keeps decoding the frames after it in the background without bound (about +400 MB a second on a 720p
+    H.264 video; a 1-hour video reached 12 GB) until it is told to seek; so after every read (the
+    constructor's probes, each chunk, each single frame) the reader is parked by a seek (`_park`).
+    `width`/`height`, if given, make decord scale frames while decoding.
 
     Frames with an aspect ratio above `longvlm.datasets.images.MAX_ASPECT_RATIO` are refused (`InputError`).
     A truncated file (a download cut short: the last indexed frame does not decode, or the header declares a
@@ -59,6 +64,7 @@ class VideoReader:
 
     def __init__(self, path: str | os.PathLike, *, width: int = -1, height: int = -1, num_threads: int = 1) -> None:
         self.path = str(path)
+        self._keys: list[int] | None = None  # `key_frames`, read when first needed
         if not os.path.isfile(self.path):
             raise InputError(self.path, "video file not found")
         if os.path.getsize(self.path) == 0:
@@ -98,6 +104,20 @@ class VideoReader:
             note = f"truncated: frames readable up to {readable / fps:.1f} s of {total:.1f} s"
             self.notes.append(f"{self.path}: {note}")
             warnings.warn(InputWarning(self.path, note), stacklevel=2)
+        self._park(0)  # after the probes (frame 0, and the last frame unless remembered)
+
+    # -- read-ahead ---------------------------------------------------------------------------------------
+    def _park(self, last: int) -> None:
+        """Stop decord's background read-ahead (see the class docstring) by a seek to the key frame at or
+        before `last`, the last frame read: never the reader's current position (the frame after the last
+        one read), where a seek is a no-op that stops nothing. The next read decodes from that key frame, so
+        a chunk that starts inside the previous chunk's last GOP decodes up to one GOP again."""
+        import decord
+
+        try:
+            self._reader.seek(self.key_frame_before(last))
+        except (decord.DECORDError, RuntimeError):
+            pass
 
     # -- truncation ---------------------------------------------------------------------------------------
     _probe_cache: dict[tuple, tuple[int, float | None]] = {}
@@ -163,7 +183,51 @@ class VideoReader:
         stamps = self._reader.get_frame_timestamp(list(indices))
         return [float(s) for s in np.asarray(stamps).reshape(len(indices), -1)[:, 0]]
 
+    # -- key frames ------------------------------------------------------------------------------------
+    @property
+    def key_frames(self) -> list[int]:
+        """Sorted indices of the key frames below `metadata.num_frames` ([0] when the container lists none)."""
+        if self._keys is None:
+            import decord
+
+            try:
+                keys = sorted({int(k) for k in self._reader.get_key_indices()})
+            except (decord.DECORDError, RuntimeError):
+                keys = []
+            self._keys = [k for k in keys if k < self.metadata.num_frames] or [0]
+        return self._keys
+
+    def key_frame_before(self, index: int) -> int:
+        """The last key frame at or before `index` (the first key frame when none is)."""
+        keys = self.key_frames
+        return keys[max(0, bisect_right(keys, index) - 1)]
+
+    def snap_to_key_frame(self, index: int, tolerance: int) -> int:
+        """`index`, or the key frame before it when that is at most `tolerance` frames earlier: a sample of a
+        long video that `read_frame` reads with a seek and one decoded picture instead of a GOP's worth."""
+        key = self.key_frame_before(index)
+        return key if index - key <= tolerance else index
+
     # -- decoding ---------------------------------------------------------------------------------------
+    def read_frame(self, index: int) -> np.ndarray:
+        """Frame `index` alone ([H, W, 3] uint8 RGB), by a seek: a key frame costs one decoded picture, any
+        other frame is decoded exactly from the key frame before it. For sparse samples of long videos
+        (`snap_to_key_frame`); `iter_chunks` for runs of frames. Raises `InputError` when it does not decode."""
+        if not 0 <= index < self.metadata.num_frames:
+            raise InputError(self.path, f"frame index out of range 0..{self.metadata.num_frames - 1}")
+        import decord
+
+        try:
+            if self.key_frame_before(index) == index:
+                self._reader.seek(index)
+            else:
+                self._reader.seek_accurate(index)
+            return self._reader.next().asnumpy()
+        except (decord.DECORDError, RuntimeError, StopIteration) as exc:
+            raise InputError(self.path, f"frame {index} does not decode ({short_reason(exc)})") from None
+        finally:
+            self._park(index)
+
     def iter_chunks(self, indices: list[int], chunk_size: int = 16) -> Iterator[FrameChunk]:
         """Decode `indices` (non-decreasing; repeats allowed) `chunk_size` frames at a time, in that order."""
         if not indices:
@@ -183,6 +247,8 @@ class VideoReader:
                 frames = self._reader.get_batch(part).asnumpy()
             except (decord.DECORDError, RuntimeError) as exc:
                 raise InputError(self.path, f"frames {part[0]}..{part[-1]} do not decode ({short_reason(exc)})") from None
+            finally:
+                self._park(part[-1])  # before the caller gets the chunk: it may take long with it
             yield FrameChunk(frames, part, self.timestamps(part))
 
     def read(self, indices: list[int]) -> FrameChunk:
