@@ -6,7 +6,7 @@ the files have short relative names, and checks:
 - "error": exit code 2, no traceback, one line `longvlm: error: <file as given>: <problem>` (the last line of
   stderr), naming the file as the user typed it (no absolute or temporary path);
 - "answer": exit code 0 and an answer printed; "warn": the same plus a `longvlm: warning:` line naming the file;
-- always: wall time under 60 s and peak RSS under 2 GiB (the process's own maximum resident set, from wait4).
+- always: wall time under 60 s and peak RSS under 2 GiB (the process's own high-water mark, VmHWM).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,23 +127,37 @@ def workdir(tmp_path_factory) -> Path:
     return folder
 
 
+# The CLI in a fresh process that writes its peak RSS (VmHWM: the high-water mark of its own address space,
+# in kB) when it exits. wait4's ru_maxrss is not used: Linux folds the parent's RSS at fork into it.
+CLI_WITH_PEAK_RSS = """
+import atexit, os, sys
+def _peak():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                with open(os.environ["LONGVLM_TEST_PEAK_FILE"], "w") as out:
+                    out.write(line.split()[1])
+atexit.register(_peak)
+from longvlm.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def run_cli(argv: list[str], cwd: Path, timeout_s: float = WALL_LIMIT_S + 30) -> tuple[int, str, str, float, float]:
-    """(exit code, stdout, stderr, wall seconds, peak RSS MiB) of `python -m longvlm.cli argv` in `cwd`."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    out, err = cwd / ".stdout", cwd / ".stderr"
+    """(exit code, stdout, stderr, wall seconds, peak RSS MiB) of `longvlm argv` run in `cwd`."""
+    peak = cwd / ".peak_kb"
+    peak.unlink(missing_ok=True)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", LONGVLM_TEST_PEAK_FILE=str(peak))
     started = time.perf_counter()
-    with open(out, "w") as fo, open(err, "w") as fe:
-        proc = subprocess.Popen([sys.executable, "-m", "longvlm.cli", *argv], cwd=cwd, env=env, stdout=fo,
-                                stderr=fe, stdin=subprocess.DEVNULL)
-        killer = threading.Timer(timeout_s, proc.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            killer.cancel()
+    try:
+        done = subprocess.run([sys.executable, "-c", CLI_WITH_PEAK_RSS, *argv], cwd=cwd, env=env,
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        text = [x.decode(errors="replace") if isinstance(x, bytes) else (x or "") for x in (exc.stdout, exc.stderr)]
+        return -9, text[0], text[1], time.perf_counter() - started, float("inf")
     wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, out.read_text(), err.read_text(), wall, usage.ru_maxrss / 1024
+    rss = int(peak.read_text()) / 1024 if peak.is_file() else float("inf")
+    return done.returncode, done.stdout, done.stderr, wall, rss
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=case.marks) for name, case in CASES.items()])

@@ -168,20 +168,23 @@ def test_hour_long_real_video_by_local_path(shipped_demo):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)
-            for route in ("auto", "vlm"):
+            for route, answered_by in (("auto", "text"), ("vlm", "vlm")):
                 page.locator("#lv-settings").click()  # open the settings
-                page.locator("#lv-route input").fill(route)
-                page.locator("#lv-route input").press("Enter")
+                page.locator("#lv-route input").click()
+                page.get_by_role("option", name=route, exact=True).click()
+                expect(page.locator("#lv-route input")).to_have_value(route)
                 page.locator("#lv-settings").click()  # and close them
                 page.fill("#lv-path textarea", "hour.mp4")
                 started = time.perf_counter()
                 page.click("#lv-load")
-                expect(page.locator("#lv-status")).to_contain_text("ready", timeout=TIMEOUT_MS * 2)
+                expect(page.locator("#lv-status")).to_contain_text(f"(route: {answered_by})",
+                                                                   timeout=TIMEOUT_MS * 2)
                 expect(page.locator("#lv-status")).to_contain_text("1:00:0")
                 ready_s = time.perf_counter() - started
                 started = time.perf_counter()
                 answer = _ask(page, "What is the person doing at 30:00?")
                 answer_s = time.perf_counter() - started
+                expect(answer).to_contain_text(f"route: {answered_by}")
                 expect(page.locator('#lv-cites [data-jump^="t:"]').first).to_be_visible()
                 timings[route] = {"time_to_ready_s": round(ready_s, 1), "time_to_answer_s": round(answer_s, 1),
                                   "answer": answer.inner_text()[:300]}

@@ -143,7 +143,11 @@ def answer_from_items(question: str, items: Sequence[TextItem], *, lm: SmallLM |
     started = time.perf_counter()
     messages, read = fit_reader_prompt(lm, question, passages, max_new_tokens)
     prompt_tokens = int(lm.chat_ids(messages).shape[1])
-    text = lm.generate(messages, max_new_tokens=max_new_tokens)
+    if passages:
+        text = lm.generate(messages, max_new_tokens=max_new_tokens)
+    else:  # nothing to read: say so instead of letting the reader make something up
+        text = (f"Not answerable from text: no text was found in the {len(items):,} pages/frames read (the text "
+                f"route reads text only; a vision-language model is needed for what is shown)")
     generate_s = time.perf_counter() - started
     stats = {"items": len(items), "items_with_text": sum(1 for it in items if it.text.strip()),
              "passages": len(passages), "prompt_tokens": prompt_tokens, "time_retrieve_s": retrieve_s,
