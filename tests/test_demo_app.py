@@ -230,12 +230,14 @@ def test_a_sessions_files_are_removed_when_it_loads_another(server, pdf):
     assert len(second) == 1 and second.isdisjoint(first)  # the first copy is gone
 
 
-def test_loading_a_slow_input_does_not_hold_up_another_sessions_question(server, tmp_path):
+def test_loading_a_slow_input_does_not_hold_up_another_sessions_question(server, tmp_path, monkeypatch):
     """Client A loads a scanned PDF on the text route (OCR: seconds) while client B asks about its PDF."""
     import threading
     import time
 
     from bad_input_files import write_scanned_pdf
+
+    monkeypatch.setenv("LONGVLM_CACHE", str(tmp_path / "cache"))  # no OCR results from an earlier run
 
     scanned = write_scanned_pdf(server.media / "scanned.pdf", 12)
     fast = write_synthetic_pdf(server.media / "fast.pdf", 2)
