@@ -321,6 +321,7 @@ def test_errors_name_the_file_as_given(vlm, tmp_path):
                              "x.pdf")
     assert message == "cannot read x.pdf: bad xref"
     assert "/home" not in public_message(OSError("/home/someone/secret/model.bin is missing"), "", "m")
+    assert public_message(ValueError("not a model directory"), "", "m") == "not a model directory"  # no path
     broken = tmp_path / "broken.pdf"
     broken.write_bytes(b"%PDF-1.4 broken")
     files = SessionFiles(tmp_path / "uploads")

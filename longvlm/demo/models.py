@@ -72,7 +72,6 @@ class ModelPool:
             self.default = ModelKey(name)
         for name, path in model_directories(models_dirs).items():
             self._targets.setdefault(name, path)
-        self.given_at_launch = model is not None
         first = self._loader(self._targets[self.default.name])
         first.name = self.default.name
         self._loaded[self.default] = first

@@ -32,7 +32,7 @@ from longvlm.errors import InputError, LongVLMError
 from longvlm.vlm.inputs import EncodedInput, Evidence, encode_pdf, encode_video
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.pipeline import Answer, answer
-from longvlm.vlm.room import fit_room
+from longvlm.vlm.room import add_notes, fit_room
 
 STAGES = ("decode", "plan", "encode", "compress")
 TEXT_STAGES = ("read", "ocr")
@@ -200,7 +200,8 @@ def check_upload(path: str, max_upload_mb: float, name: str | None = None) -> No
 def public_message(exc: BaseException, path: str, name: str) -> str:
     """The message of `exc` as the user may see it: the file as they gave it, never a server path."""
     message = str(exc)
-    for real in sorted({path, os.path.abspath(path), os.path.realpath(path)}, key=len, reverse=True):
+    reals = {path, os.path.abspath(path), os.path.realpath(path)} if path else set()  # "" is no path
+    for real in sorted(reals, key=len, reverse=True):
         message = message.replace(real, name)
     return re.sub(r"(?<![\w.])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)", r"\1", message)  # any other absolute path
 
@@ -263,53 +264,41 @@ def _ingest_vlm(vlm: VLM, path: str, name: str, kind: str, settings: DemoSetting
     tracker = StageTracker(kind, report, note)
     tracker.start()
     room = fit_room(vlm, max_visual_tokens=settings.max_visual_tokens)
-    budget = {"max_visual_tokens": room.visual_tokens, "context_room": room.context}
+    budget = room.encoder_budget
     extra = {"compression": compression} if compression is not None else {}
     if kind == "video":
         encoded = encode_video(vlm, path, sample_fps=settings.sample_fps, max_frames=settings.max_frames,
                                progress=tracker, memory=settings.memory(vlm), **budget, **extra)
     else:
         encoded = encode_pdf(vlm, path, progress=tracker, **budget, **extra)
-    if room.notes:
-        encoded.stats["notes"] = [*encoded.stats.get("notes", []), *room.notes]
+    add_notes(encoded.stats, room.notes)
     return DemoSession(path, name, kind, "vlm", encoded.stats, [], tracker.summary(), encoded=encoded,
                        page_count=encoded.stats.get("pages_in_document"),
                        duration_s=encoded.stats.get("video_duration_s"))
 
 
 def _ingest_text(path: str, name: str, kind: str, settings: DemoSettings, report: StageFn | None) -> DemoSession:
-    from longvlm.datasets.cache import file_sha256
-    from longvlm.datasets.page_text import pdf_page_texts, video_frame_texts
-    from longvlm.vlm.text_route import merge_static_frames
+    from longvlm.vlm.text_route import read_texts
 
     tracker = StageTracker(kind, report, route="text")
     tracker.start()
-    started = time.perf_counter()
-    stats: dict = {}
     if kind == "video":
         from longvlm.datasets.video import read_video_metadata
 
         meta = read_video_metadata(path)
-        frames = video_frame_texts(path, every_s=1.0 / settings.sample_fps, max_frames=settings.max_frames,
-                                   progress=tracker)
-        items = merge_static_frames(frames)
-        stats.update(frames.stats)
+        items, key, stats = read_texts(video=path, frame_every_s=1.0 / settings.sample_fps,
+                                       max_frames=settings.max_frames, progress=tracker)
         stats.update(video_duration_s=meta.duration, video_fps=meta.fps)
     else:
-        items = pdf_page_texts(path, progress=tracker)
-        stats.update(items.stats)
         from longvlm.datasets.pdf import PdfDocument
 
+        items, key, stats = read_texts(pdf=path, progress=tracker)
         with PdfDocument(path) as doc:
             stats["pages_in_document"] = doc.page_count
-    if stats.get("ocr_note"):
-        stats["notes"] = [stats["ocr_note"]]
-    stats.update(items=len(items), items_with_text=sum(1 for it in items if it.text.strip()),
-                 ocr_items=sum(1 for it in items if "ocr" in it.source),
-                 time_text_extraction_s=time.perf_counter() - started)
-    return DemoSession(path, name, kind, "text", stats, [], tracker.summary(), items=items,
-                       text_key=file_sha256(path), page_count=stats.get("pages_in_document"),
-                       duration_s=stats.get("video_duration_s"))
+    add_notes(stats, [stats["ocr_note"]] if stats.get("ocr_note") else [])
+    stats.update(items=len(items), items_with_text=sum(1 for it in items if it.text.strip()))
+    return DemoSession(path, name, kind, "text", stats, [], tracker.summary(), items=items, text_key=key,
+                       page_count=stats.get("pages_in_document"), duration_s=stats.get("video_duration_s"))
 
 
 def _turns(session: DemoSession, question: str) -> tuple[str, list[tuple[str, str]]]:

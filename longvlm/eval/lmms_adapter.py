@@ -32,7 +32,7 @@ def answer_request(vlm, context: str, visuals: list, *, max_visual_tokens: int |
     from longvlm.vlm.room import fit_room
 
     room = fit_room(vlm, question=context, max_visual_tokens=max_visual_tokens, max_new_tokens=max_new_tokens)
-    budget = {"max_visual_tokens": room.visual_tokens, "context_room": room.context}
+    budget = room.encoder_budget
     visuals = [v for v in (visuals or []) if v is not None]
     paths = [v for v in visuals if isinstance(v, (str, os.PathLike))]
     images = [v for v in visuals if isinstance(v, Image.Image)]
@@ -41,7 +41,7 @@ def answer_request(vlm, context: str, visuals: list, *, max_visual_tokens: int |
     elif paths and str(paths[0]).lower().endswith(VIDEO_SUFFIXES):
         encoded = encode_video(vlm, str(paths[0]), sample_fps=sample_fps, max_frames=max_frames, **budget)
     elif images:
-        encoded = encode_images(vlm, images, max_visual_tokens=room.visual_tokens)
+        encoded = encode_images(vlm, images, **budget)
     else:
         from longvlm.encoders.planner import Plan
 

@@ -120,15 +120,14 @@ def _answer_one(vlm: VLM, pdf: str, sample: dict, cache: dict, *, oracle: bool, 
             pages = [p - 1 for p in sample["evidence_pages"]] or [0]
             room = fit_room(vlm, question=sample["question"], max_visual_tokens=max_visual_tokens,
                             max_new_tokens=max_new_tokens)
-            encoded = encode_pdf(vlm, pdf, max_visual_tokens=room.visual_tokens, context_room=room.context, dpi=dpi,
-                                 max_pages=max_pages, page_order=pages, min_tokens_per_page=min_tokens_per_page,
-                                 only_pages=pages)
+            encoded = encode_pdf(vlm, pdf, dpi=dpi, max_pages=max_pages, page_order=pages,
+                                 min_tokens_per_page=min_tokens_per_page, only_pages=pages, **room.encoder_budget)
         else:
             room = fit_room(vlm, max_visual_tokens=max_visual_tokens, max_new_tokens=max_new_tokens)
             if pdf not in cache:
                 cache.clear()  # questions are grouped by document: keep one encoded document at a time
-                cache[pdf] = encode_pdf(vlm, pdf, max_visual_tokens=room.visual_tokens, context_room=room.context,
-                                        dpi=dpi, max_pages=max_pages, min_tokens_per_page=min_tokens_per_page)
+                cache[pdf] = encode_pdf(vlm, pdf, dpi=dpi, max_pages=max_pages,
+                                        min_tokens_per_page=min_tokens_per_page, **room.encoder_budget)
             encoded = cache[pdf]
         result = answer(vlm, encoded, sample["question"], max_new_tokens=room.new_tokens)
         response = result.text

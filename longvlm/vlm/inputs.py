@@ -202,18 +202,36 @@ def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float
                                 stats=stats))
 
 
-def _page_parts(items: Sequence[PlannedImage]) -> list[str | VisualSlot]:
-    """The prompt parts of planned PDF pages: "Page N:", the page's slot, a newline."""
+def _labelled_parts(labels: Sequence[str], items: Sequence[PlannedImage]) -> list[str | VisualSlot]:
+    """Prompt parts of planned images, each "<label>:", its slot and a newline."""
     parts: list[str | VisualSlot] = []
-    for item in items:
-        parts += [f"Page {item.source_index + 1}:", VisualSlot("image", item.tokens), "\n"]
+    for label, item in zip(labels, items, strict=True):
+        parts += [f"{label}:", VisualSlot("image", item.tokens), "\n"]
     return parts
 
 
+def _page_parts(items: Sequence[PlannedImage]) -> list[str | VisualSlot]:
+    """The prompt parts of planned PDF pages: "Page N:", the page's slot, a newline."""
+    return _labelled_parts([f"Page {item.source_index + 1}" for item in items], items)
+
+
+def _image_parts(items: Sequence[PlannedImage]) -> list[str | VisualSlot]:
+    """The prompt parts of planned images: "Image i:", the image's slot, a newline."""
+    return _labelled_parts([f"Image {item.source_index}" for item in items], items)
+
+
+def _closeup_parts(closeups: Sequence[PlannedImage], timestamps: Sequence[float]) -> list[str | VisualSlot]:
+    """The prompt parts of a video's native-resolution close-ups, after the video block."""
+    if not closeups:
+        return []
+    return ["Close-up frames:\n", *_labelled_parts([f"Frame at {t:.1f}s" for t in timestamps], closeups)]
+
+
 def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_tokens: int = 4096,
-                  progress: ProgressFn | None = None, compression: Compression | None = None) -> EncodedInput:
+                  progress: ProgressFn | None = None, compression: Compression | None = None,
+                  context_room: int | None = None) -> EncodedInput:
     """Plan and encode a list of images (paths or PIL images) into `max_visual_tokens` (see `encode_pdf` for
-    `compression`).
+    `compression` and `context_room`).
 
     The plan comes from the files' headers (`longvlm.datasets.images.image_size`: nothing decoded, pixel and
     aspect-ratio limits checked); then each kept image is decoded, bounded to 4x its planned pixels
@@ -224,7 +242,9 @@ def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_t
         raise LongVLMError("no images given")
     sizes = [image_size(im) for im in images]
     visual = _visual_setup(vlm, compression, "images")
-    plan = plan_images(sizes, max_visual_tokens, vlm.vision, downsample=visual.factor)
+    plan = fit_plan(lambda budget: plan_images(sizes, budget, vlm.vision, downsample=visual.factor),
+                    lambda p: p.total_tokens + text_tokens(vlm.tokenizer, _image_parts(p.items)), max_visual_tokens,
+                    context_room)
     embeds: list[torch.Tensor] = []
     decode_s = encode_s = 0.0
     for done, item in enumerate(plan.items, start=1):
@@ -235,9 +255,7 @@ def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_t
         decode_s += t1 - t0
         encode_s += time.perf_counter() - t1
         _report(progress, "encode", done, len(plan.items))
-    parts: list[str | VisualSlot] = []
-    for item in plan.items:
-        parts += [f"Image {item.source_index}:", VisualSlot("image", item.tokens), "\n"]
+    parts = _image_parts(plan.items)
     grid = torch.tensor([visual.grid(vlm, it.height, it.width) for it in plan.items], dtype=torch.long)
     evidence = [Evidence("image", item.source_index) for item in plan.items]
     stats = {"time_decode_s": decode_s, "time_encode_s": encode_s,
@@ -301,11 +319,8 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
         """Visual tokens + header + close-up labels, with timestamps estimated from the frame rate."""
         video, shots = planned
         stamps = [i / meta.fps for item in video.items for i in item.frame_indices]
-        parts = video_prompt_parts(video.total_tokens, stamps, meta.duration)
-        if shots:
-            parts.append("Close-up frames:\n")
-            for c in shots:
-                parts += [f"Frame at {c.source_index / meta.fps:.1f}s:", VisualSlot("image", c.tokens), "\n"]
+        parts = [*video_prompt_parts(video.total_tokens, stamps, meta.duration),
+                 *_closeup_parts(shots, [c.source_index / meta.fps for c in shots])]
         return video.total_tokens + sum(c.tokens for c in shots) + text_tokens(vlm.tokenizer, parts)
 
     plan, closeups = fit_plan(plan_for, context_tokens, max_visual_tokens, context_room)
@@ -330,9 +345,7 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
         image_embeds = _encode_images(vlm, list(shots.frames), [(c.height, c.width) for c in closeups], visual)
         decode_s += t1 - t0
         encode_s += time.perf_counter() - t1
-        parts.append("Close-up frames:\n")
-        for c, t in zip(closeups, shots.timestamps):
-            parts += [f"Frame at {t:.1f}s:", VisualSlot("image", c.tokens), "\n"]
+        parts += _closeup_parts(closeups, shots.timestamps)
         evidence = sorted(evidence + [Evidence("frame", c.source_index, "native", t)
                                       for c, t in zip(closeups, shots.timestamps)], key=lambda e: e.timestamp)
         image_grid = torch.tensor([visual.grid(vlm, c.height, c.width) for c in closeups], dtype=torch.long)

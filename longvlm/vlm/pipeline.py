@@ -21,7 +21,7 @@ from longvlm.vlm.loading import VLM
 from longvlm.vlm.positions import generation_position_ids
 from longvlm.vlm.prompt import build_chat_inputs
 from longvlm.vlm.rope import position_extension
-from longvlm.vlm.room import MIN_NEW_TOKENS, default_new_tokens, fit_room
+from longvlm.vlm.room import MIN_NEW_TOKENS, add_notes, default_new_tokens, fit_room
 
 
 @dataclass
@@ -52,7 +52,7 @@ def model_inputs(vlm: VLM, encoded: EncodedInput, question: str, *,
     pre-encoded visual features (`mm_encoder_outputs`), grids, and explicit 3D `position_ids` when the input
     has a layout transformers cannot derive from the grids (a hybrid-resolution video)."""
     question = check_question(question)  # empty or longer than MAX_QUESTION_CHARS: LongVLMError
-    inputs = build_chat_inputs(vlm.tokenizer, vlm.config, [*encoded.user_parts, question.strip()],
+    inputs = build_chat_inputs(vlm.tokenizer, vlm.config, [*encoded.user_parts, question],
                                follow_ups=follow_ups)
     device = vlm.model.device
     kwargs = {k: v.to(device) for k, v in inputs.items()}
@@ -124,8 +124,7 @@ def answer(vlm: VLM, encoded: EncodedInput, question: str, *, follow_ups: Sequen
     text = vlm.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
     stats = dict(encoded.stats)
     stats.update(kv_stats)
-    if notes:
-        stats["notes"] = [*stats.get("notes", []), *notes]
+    add_notes(stats, notes)
     extension = position_extension(vlm)
     stats.update(context_length=context, text_tokens=context - encoded.visual_tokens,
                  new_tokens=int(new_tokens.numel()), time_generate_s=generate_s, peak_rss_mb=peak_rss_mb(),
@@ -158,9 +157,7 @@ def ask(vlm: VLM, question: str, *, video: str | None = None, pdf: str | None = 
     question = check_question(question)  # empty or longer than MAX_QUESTION_CHARS: LongVLMError
     if memory_bridge is not None and video is None:
         raise ConfigError("a memory bridge works on video only")
-    room = fit_room(vlm, question=question.strip(), max_visual_tokens=max_visual_tokens,
-                    max_new_tokens=max_new_tokens)
-    max_visual_tokens, fit = room.visual_tokens, {"context_room": room.context}
+    room = fit_room(vlm, question=question, max_visual_tokens=max_visual_tokens, max_new_tokens=max_new_tokens)
     selector = compression.selector if compression is not None else None
     native = compression.native_items if compression is not None else 0
     selection: dict = {}
@@ -168,22 +165,21 @@ def ask(vlm: VLM, question: str, *, video: str | None = None, pdf: str | None = 
         order = None
         if selector is not None:
             order, selection = _rank_frames(selector, question, video, sample_fps, max_frames, native)
-        encoded = encode_video(vlm, video, max_visual_tokens=max_visual_tokens, sample_fps=sample_fps,
-                               max_frames=max_frames, resolution=video_resolution, hybrid=hybrid,
+        encoded = encode_video(vlm, video, sample_fps=sample_fps, max_frames=max_frames, resolution=video_resolution, hybrid=hybrid,
                                frame_order=order, native_frames=native if order is not None else 0,
-                               progress=progress, compression=compression, memory=memory_bridge, **fit)
+                               progress=progress, compression=compression, memory=memory_bridge,
+                               **room.encoder_budget)
     elif pdf is not None:
         order = None
         if selector is not None:
             order, selection = _rank_pages(selector, question, pdf, max_pages, native)
-        encoded = encode_pdf(vlm, pdf, max_visual_tokens=max_visual_tokens, dpi=dpi, max_pages=max_pages,
+        encoded = encode_pdf(vlm, pdf, dpi=dpi, max_pages=max_pages,
                              page_order=order, native_pages=native if order is not None else None,
-                             progress=progress, compression=compression, **fit)
+                             progress=progress, compression=compression, **room.encoder_budget)
     else:
-        encoded = encode_images(vlm, list(images), max_visual_tokens=max_visual_tokens, progress=progress,
-                                compression=compression)
-    if room.notes:
-        encoded.stats["notes"] = [*encoded.stats.get("notes", []), *room.notes]
+        encoded = encode_images(vlm, list(images), progress=progress, compression=compression,
+                                **room.encoder_budget)
+    add_notes(encoded.stats, room.notes)
     result = answer(vlm, encoded, question, max_new_tokens=room.new_tokens,
                     kv_press=compression.kv_press if compression is not None else None)
     result.stats.update(selection)

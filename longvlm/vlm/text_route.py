@@ -161,35 +161,30 @@ def answer_from_items(question: str, items: Sequence[TextItem], *, lm: SmallLM |
                             for p in passages])
 
 
-def ask_text(question: str, *, pdf: str | None = None, video: str | None = None,
-             images: Sequence[str] | None = None, lm: SmallLM | None = None,
-             selector: QuestionSelector | None = None, ocr: str = "auto", max_pages: int | None = None,
-             frame_every_s: float = 2.0, max_frames: int | None = None, max_passages: int = 3,
-             max_new_tokens: int = 48, progress: ProgressFn | None = None,
-             ocr_max_pages: int | None = OCR_MAX_PAGES, ocr_budget_s: float | None = OCR_BUDGET_S,
-             video_budget_s: float | None = VIDEO_TEXT_BUDGET_S) -> Answer:
-    """Answer a question about exactly one of a PDF, a video or images from their text (route 'text').
-
-    The question is checked first (`check_question`: not empty, at most `MAX_QUESTION_CHARS`). OCR is bounded:
-    PDFs OCR at most `ocr_max_pages` pages and `ocr_budget_s` seconds per question (pages the question names
-    first, then an even spread); videos sample at most `max_frames` frames (None: `VIDEO_TEXT_MAX_FRAMES`) and
-    spend at most `video_budget_s` seconds reading and OCR'ing them. None lifts a limit. What was skipped is in
-    the answer's stats (`ocr_pages_skipped` / `frames_skipped`, `ocr_note`); OCR is cached, so asking again
-    continues with it."""
+def read_texts(*, pdf: str | None = None, video: str | None = None, images: Sequence[str] | None = None,
+               question: str = "", ocr: str = "auto", max_pages: int | None = None, frame_every_s: float = 2.0,
+               max_frames: int | None = None, progress: ProgressFn | None = None,
+               ocr_max_pages: int | None = OCR_MAX_PAGES, ocr_budget_s: float | None = OCR_BUDGET_S,
+               video_budget_s: float | None = VIDEO_TEXT_BUDGET_S) -> tuple[list[TextItem], str | None, dict]:
+    """The text the text route reads from exactly one of a PDF, a video or images: (items, the key of the
+    retrieval caches, extraction stats). PDFs: text layer, OCR for pages without one (pages `question` names
+    first, then an even spread), at most `ocr_max_pages` pages and `ocr_budget_s` seconds; videos: on-screen
+    text of at most `max_frames` frames (None: `VIDEO_TEXT_MAX_FRAMES`) in `video_budget_s` seconds, unchanged
+    runs merged. None lifts a limit. The stats say what was read and skipped (`ocr_note`), `ocr_items` and
+    `time_text_extraction_s`."""
     if sum(x is not None for x in (video, pdf, images)) != 1:
         raise LongVLMError("give exactly one of video=, pdf= or images=")
-    question = check_question(question)
     started = time.perf_counter()
     extraction: dict = {}
     if pdf is not None:
         named = [p - 1 for p in sorted(page_references(question)) if p >= 1]
         pages = pdf_page_texts(pdf, ocr=ocr, max_pages=max_pages, progress=progress, ocr_max_pages=ocr_max_pages,
                                ocr_budget_s=ocr_budget_s, priority=named)
-        items, key, extraction = pages, file_sha256(pdf), pages.stats
+        items, key, extraction = pages, file_sha256(pdf), dict(pages.stats)
     elif video is not None:
         frames = video_frame_texts(video, every_s=frame_every_s, max_frames=max_frames, progress=progress,
                                    budget_s=video_budget_s)
-        items, key, extraction = merge_static_frames(frames), file_sha256(video), frames.stats
+        items, key, extraction = merge_static_frames(frames), file_sha256(video), dict(frames.stats)
     else:
         from longvlm.datasets.images import open_image
 
@@ -199,10 +194,31 @@ def ask_text(question: str, *, pdf: str | None = None, video: str | None = None,
             text = engine.text(open_image(path))
             items.append(TextItem("image", i, text, "ocr" if text else "none"))
         key = None
-    text_s = time.perf_counter() - started
+    extraction.update(time_text_extraction_s=time.perf_counter() - started,
+                      ocr_items=sum(1 for it in items if "ocr" in it.source))
+    return items, key, extraction
+
+
+def ask_text(question: str, *, pdf: str | None = None, video: str | None = None,
+             images: Sequence[str] | None = None, lm: SmallLM | None = None,
+             selector: QuestionSelector | None = None, ocr: str = "auto", max_pages: int | None = None,
+             frame_every_s: float = 2.0, max_frames: int | None = None, max_passages: int = 3,
+             max_new_tokens: int = 48, progress: ProgressFn | None = None,
+             ocr_max_pages: int | None = OCR_MAX_PAGES, ocr_budget_s: float | None = OCR_BUDGET_S,
+             video_budget_s: float | None = VIDEO_TEXT_BUDGET_S) -> Answer:
+    """Answer a question about exactly one of a PDF, a video or images from their text (route 'text').
+
+    The question is checked first (`check_question`: not empty, at most `MAX_QUESTION_CHARS`); the text is read
+    within the OCR budgets of `read_texts`. What was skipped is in the answer's stats (`ocr_pages_skipped` /
+    `frames_skipped`, `ocr_note`); OCR is cached, so asking again continues with it."""
+    if sum(x is not None for x in (video, pdf, images)) != 1:
+        raise LongVLMError("give exactly one of video=, pdf= or images=")
+    question = check_question(question)
+    items, key, extraction = read_texts(pdf=pdf, video=video, images=images, question=question, ocr=ocr,
+                                        max_pages=max_pages, frame_every_s=frame_every_s, max_frames=max_frames,
+                                        progress=progress, ocr_max_pages=ocr_max_pages,
+                                        ocr_budget_s=ocr_budget_s, video_budget_s=video_budget_s)
     result = answer_from_items(question, items, lm=lm, selector=selector, key=key, max_passages=max_passages,
                                max_new_tokens=max_new_tokens)
-    result.stats["time_text_extraction_s"] = text_s
-    result.stats["ocr_items"] = sum(1 for it in items if "ocr" in it.source)
     result.stats.update({k: v for k, v in extraction.items() if k not in result.stats})
     return result
