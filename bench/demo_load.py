@@ -95,8 +95,8 @@ def pick_documents(documents: Path, samples: Path, count: int) -> list[Document]
     """`count` PDFs that need no OCR (every page has a usable text layer) and have questions in `samples`;
     distinct page counts first (so the page count alone tells documents apart), then any; each document's
     questions are its own (a question text asked of two documents is dropped from both)."""
-    from longvlm.datasets.page_text import needs_ocr
-    from longvlm.datasets.pdf import PdfDocument
+    from longvlm.retrieval.page_text import needs_ocr
+    from longvlm.ingest.pdf import PdfDocument
 
     by_doc: dict[str, list[str]] = {}
     for sample in json.loads(samples.read_text()):

@@ -68,7 +68,7 @@ def main() -> None:
 
     import torch
 
-    from longvlm.datasets.synthetic import write_barcode_video, write_synthetic_pdf
+    from longvlm.testing import write_barcode_video, write_synthetic_pdf
     from longvlm.demo.settings import DemoSettings
     from longvlm.vlm.loading import load_vlm
 

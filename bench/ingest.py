@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def _prepare(kind: str, path: str):
     """Open the input and return a function that does the measured work and returns the item count."""
     if kind == "decord":  # the longvlm reader: decord seeks to each sampled frame, 16 frames per chunk
-        from longvlm.datasets.video import VideoReader
+        from longvlm.ingest.video import VideoReader
 
         reader = VideoReader(path)
         indices = reader.indices(fps=1.0)
@@ -45,7 +45,7 @@ def _prepare(kind: str, path: str):
 
         return decode_sequentially
     if kind == "pdf":
-        from longvlm.datasets.pdf import PdfDocument
+        from longvlm.ingest.pdf import PdfDocument
 
         doc = PdfDocument(path)
         return lambda: sum(1 for _ in doc.iter_render(dpi=144))
@@ -83,7 +83,7 @@ def main() -> None:
         print(json.dumps(worker(*args.worker)))
         return
 
-    from longvlm.datasets.synthetic import write_barcode_video, write_synthetic_pdf
+    from longvlm.testing import write_barcode_video, write_synthetic_pdf
 
     workdir = args.out_dir or tempfile.mkdtemp(prefix="longvlm-bench-")
     os.makedirs(workdir, exist_ok=True)

@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from transformers.modeling_outputs import BaseModelOutputWithPooling  # noqa: E402
 
-from longvlm.compression import KVPress, build_press, generate_pruned  # noqa: E402
+from longvlm.presses import KVPress, build_press, generate_pruned  # noqa: E402
 from longvlm.errors import ConfigError  # noqa: E402
 from longvlm.vlm.loading import FAMILIES, TINY_VISION_SPEC, VLM, load_vlm, tiny_config  # noqa: E402
 from longvlm.vlm.prompt import VisualSlot, build_chat_inputs  # noqa: E402
@@ -118,7 +118,7 @@ def long_prompt(vlm: VLM, context: int, seed: int = 0) -> dict:
 class NeedleSample:
     """An encoded input, a question about one planted fact, and its exact answer."""
 
-    encoded: object  # longvlm.vlm.inputs.EncodedInput
+    encoded: object  # longvlm.pipeline.encode.EncodedInput
     question: str
     answer: str
 
@@ -128,7 +128,7 @@ def synthetic_needle_samples(vlm: VLM, per_task: int = 8, tasks: tuple[str, ...]
     """Held-out examples of the synthetic needle tasks (default: all of `NEEDLE_TASKS`), lengths in the upper
     half of the training length."""
     from longvlm.eval.synthetic import NEEDLE_TASKS, heldout_examples
-    from longvlm.vlm.inputs import encode_example
+    from longvlm.pipeline.encode import encode_example
 
     length = vlm.max_context
     samples = []
@@ -144,7 +144,7 @@ def needle_accuracy(vlm: VLM, samples: list[NeedleSample], press: KVPress | None
     """Fraction of exact (normalised) answers with `press` pruning the KV cache. Meaningful only for a trained
     model; random weights answer at chance."""
     from longvlm.eval.synthetic import normalize_answer
-    from longvlm.vlm.pipeline import answer
+    from longvlm.pipeline.answer import answer
 
     hits = sum(normalize_answer(answer(vlm, s.encoded, s.question, max_new_tokens=max_new_tokens,
                                        kv_press=press).text) == normalize_answer(s.answer) for s in samples)

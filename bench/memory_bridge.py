@@ -22,12 +22,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig  # noqa: E402
-from longvlm.datasets.synthetic import write_barcode_video  # noqa: E402
-from longvlm.datasets.video import VideoReader  # noqa: E402
+from longvlm.memory.bridge import MemoryBridge, MemoryBridgeConfig  # noqa: E402
+from longvlm.testing import write_barcode_video  # noqa: E402
+from longvlm.ingest.video import VideoReader  # noqa: E402
 from longvlm.profiling import RssSampler  # noqa: E402
 from longvlm.vlm.loading import load_vlm  # noqa: E402
-from longvlm.vlm.memory_inputs import MemoryOptions, encode_patches, stream_indices, stream_size, stream_video  # noqa: E402
+from longvlm.memory.streaming import MemoryOptions, encode_patches, stream_indices, stream_size, stream_video  # noqa: E402
 
 MEMORY_TOKENS, SEGMENT_PATCHES, BUDGET, FPS = 16, 16, 16 + 16 * 16, 0.5
 

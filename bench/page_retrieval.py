@@ -36,9 +36,9 @@ TIMING_QUESTION = "How do I descale the machine?"
 
 def rankers():
     """Name -> function(question, items, key) -> ranked page positions."""
-    from longvlm.datasets import sampling
-    from longvlm.encoders.selection import QuestionSelector
-    from longvlm.encoders.text_embed import MiniLMEmbedder
+    from longvlm.ingest import sampling
+    from longvlm.retrieval.ranking import QuestionSelector
+    from longvlm.retrieval.embeddings import MiniLMEmbedder
 
     embedder = MiniLMEmbedder()
     bm25 = QuestionSelector(False, reference_weight=0.0)
@@ -66,7 +66,7 @@ def rankers():
 
 def unreachable(samples: list[dict], documents: str) -> int:
     """Questions whose evidence pages all lie beyond the PDF's last page (no ranker can find them)."""
-    from longvlm.datasets.pdf import PdfDocument
+    from longvlm.ingest.pdf import PdfDocument
 
     counts: dict[str, int] = {}
     for s in samples:
@@ -77,14 +77,14 @@ def unreachable(samples: list[dict], documents: str) -> int:
 
 
 def uniform_at(n: int, k: int) -> list[int]:
-    from longvlm.datasets import sampling
+    from longvlm.ingest import sampling
 
     return sampling.indices_by_count(n, min(n, k))
 
 
 def recall_table(data: str, ks: list[int]) -> dict:
-    from longvlm.datasets.cache import file_sha256
-    from longvlm.datasets.page_text import pdf_page_texts
+    from longvlm.ingest.cache import file_sha256
+    from longvlm.retrieval.page_text import pdf_page_texts
     from longvlm.eval.mmlongbench import load_samples
 
     samples = load_samples(os.path.join(data, "samples.json"))
@@ -124,10 +124,10 @@ def recall_table(data: str, ks: list[int]) -> dict:
 def timing_worker(mode: str, path: str) -> dict:
     """Index `path` for one question in this process; mode: 'dense-all', 'hybrid' (the default 16-page
     shortlist) or 'hybrid-32' (a 32-page shortlist)."""
-    from longvlm.datasets.cache import file_sha256
-    from longvlm.datasets.page_text import pdf_page_texts
-    from longvlm.encoders.selection import QuestionSelector
-    from longvlm.encoders.text_embed import MiniLMEmbedder
+    from longvlm.ingest.cache import file_sha256
+    from longvlm.retrieval.page_text import pdf_page_texts
+    from longvlm.retrieval.ranking import QuestionSelector
+    from longvlm.retrieval.embeddings import MiniLMEmbedder
 
     embedder = MiniLMEmbedder()  # model load is not part of indexing (it is loaded once per process)
     embedder.embed(["warm-up"])

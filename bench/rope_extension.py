@@ -177,8 +177,8 @@ def needle_accuracy(vlm, samples: list[NeedleSample], *, methods: list[str] | No
     case-insensitively). Each sample is encoded once; every method is applied at `scale` (default: the
     smallest that fits the longest sample's context over the training length L) and the model's own rope is
     restored afterwards. Only meaningful with trained weights."""
-    from longvlm.vlm.inputs import encode_pdf, encode_video
-    from longvlm.vlm.pipeline import answer, model_inputs
+    from longvlm.pipeline.encode import encode_pdf, encode_video
+    from longvlm.pipeline.answer import answer, model_inputs
     from longvlm.vlm.rope import apply_position_extension, position_extension
 
     methods = [m for m in (methods or ALL_METHODS) if m != BASELINE]  # none == extrapolation past L

@@ -11,11 +11,17 @@ import warnings
 from collections.abc import Callable
 from typing import NoReturn
 
-from longvlm.encoders.planner import RESOLUTIONS
+from longvlm.compression import VISUAL_COMPRESSORS
 from longvlm.errors import ConfigError, InputWarning, LongVLMError
-
-DEFAULT_KV_BUDGET = 0.2
-"""KV tokens kept by --kv-press when --kv-budget is not given: a ratio of the prompt."""
+from longvlm.eval.niah import QUESTION_KINDS, SUITES
+from longvlm.memory.loading import SHIPPED_BRIDGES, UNTRAINED_BRIDGE
+from longvlm.memory.streaming import SELECT_MODES
+from longvlm.options import DOWNSAMPLE_CHOICES
+from longvlm.planning.planner import RESOLUTIONS
+from longvlm.presses import DEFAULT_KV_BUDGET, PRESSES
+from longvlm.routes import ROUTES
+from longvlm.vlm.loading import PRESETS
+from longvlm.vlm.rope import METHODS as ROPE_METHODS
 
 
 def _default_model() -> str:
@@ -66,7 +72,7 @@ def _resolve_route(args: argparse.Namespace) -> str:
         verb = "does" if len(vlm_options) == 1 else "do"
         raise ConfigError(f"{', '.join(vlm_options)} {verb} not apply to the text route (no VLM reads the "
                           "pages/frames there); drop it or use --route vlm")
-    from longvlm.vlm.routes import choose_route, text_route_missing
+    from longvlm.routes import choose_route, text_route_missing
 
     route = choose_route(args.route, model_given=args.model_given, vlm_options=bool(vlm_options))
     if args.route == "auto" and route == "vlm" and not (args.model_given or vlm_options):
@@ -77,7 +83,8 @@ def _resolve_route(args: argparse.Namespace) -> str:
 
 def _vlm_only_options(args: argparse.Namespace) -> list[str]:
     """The VLM-route options set on the command line (away from their defaults)."""
-    given = {"--select": args.select, "--downsample": args.downsample != "1", "--kv-press": args.kv_press,
+    given = {"--select": args.select, "--downsample": args.downsample != "1", "--compressor": args.compressor,
+             "--compressor-weights": args.compressor_weights, "--kv-press": args.kv_press,
              "--kv-budget": args.kv_budget is not None, "--max-visual-tokens": args.max_visual_tokens is not None,
              "--rope-method": args.rope_method, "--rope-scale": args.rope_scale != 1.0,
              "--rope-train-length": args.rope_train_length is not None,
@@ -93,7 +100,7 @@ def _print_answer(result, args: argparse.Namespace, note: str = "", random_weigh
         return
     print(f"answer: {result.text!r}")
     print(f"route: {result.route}  model: {result.model}{note}")
-    print(f"evidence: {result.citations()}")
+    print(f"evidence: {result.evidence_summary()}")
     if result.passages:
         print("passages (retrieved, best first):")
         for p in result.passages:
@@ -112,7 +119,7 @@ def _ask(args: argparse.Namespace) -> int:
     args.question = check_question(args.question)  # before any model is loaded
     route = _resolve_route(args)
     if route == "text":
-        from longvlm.vlm.text_route import ask_text
+        from longvlm.retrieval.text_route import ask_text
 
         if args.model_given:
             raise LongVLMError("--model names a VLM; the text route uses its own small LM (drop --model or use "
@@ -123,63 +130,45 @@ def _ask(args: argparse.Namespace) -> int:
         _print_answer(result, args, "  (text route: no VLM read the pages/frames; a 135M-parameter LM wrote the "
                                     "answer from the retrieved passages: check them)")
         return 0
+    from longvlm.pipeline.ask import ask
     from longvlm.vlm.loading import load_vlm
-    from longvlm.vlm.pipeline import ask
     from longvlm.vlm.rope import apply_position_extension
 
     vlm = load_vlm(args.model)
     if args.rope_method is not None:
         apply_position_extension(vlm, args.rope_method, args.rope_scale, train_length=args.rope_train_length)
-    result = ask(vlm, args.question, video=args.video, pdf=args.pdf, images=args.image or None,
-                 max_visual_tokens=args.max_visual_tokens, max_new_tokens=args.max_new_tokens,
-                 sample_fps=args.fps, max_frames=args.max_frames, max_pages=args.max_pages,
-                 video_resolution=args.video_resolution, compression=_compression(args),
-                 memory_bridge=_memory(args, vlm))
+    source = args.image if args.image else (args.video or args.pdf)
+    result = ask(vlm, args.question, source, _options(args, vlm))
     note = "  (random-weight test model: the answer is meaningless)" if vlm.is_random else ""
     _print_answer(result, args, note, vlm.is_random)
     return 0
 
 
-def _memory(args: argparse.Namespace, vlm):
-    """--memory-bridge DIR|small|random / --memory-select -> `MemoryOptions`, or None."""
-    if args.memory_bridge is None:
-        return None
-    from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig
-    from longvlm.vlm.memory_inputs import MemoryOptions
+def _options(args: argparse.Namespace, vlm):
+    """The VLM route's `Options` from the command line (the same builder as the demo and lmms-eval)."""
+    from longvlm.options import build_options
 
-    if args.memory_bridge == "random":
-        bridge = MemoryBridge(MemoryBridgeConfig(vlm.config.text_config.hidden_size))
-    else:
-        from longvlm.vlm.loading import load_memory_bridge
-
-        bridge = load_memory_bridge(args.memory_bridge)
-    return MemoryOptions(bridge.to(vlm.model.device), select=args.memory_select)
-
-
-def _compression(args: argparse.Namespace):
-    """--select / --native-pages / --downsample / --kv-press / --kv-budget -> a `Compression`, or None when
-    none is asked for."""
-    if args.downsample == "1" and args.kv_press is None and args.kv_budget is None and not args.select:
-        return None
-    from longvlm.compression import Compression, build_press
-
-    if args.kv_budget is not None and args.kv_press is None:
-        raise ConfigError("--kv-budget sets how much of the KV cache --kv-press keeps; give --kv-press too")
-    downsample = args.downsample if args.downsample == "auto" else int(args.downsample)
-    budget = DEFAULT_KV_BUDGET if args.kv_budget is None else args.kv_budget
-    press = build_press(args.kv_press, budget) if args.kv_press else None
-    selector = None
-    if args.select:
-        from longvlm.encoders.selection import QuestionSelector
-
-        selector = QuestionSelector()
-    return Compression(downsample=downsample, kv_press=press, selector=selector, native_items=args.native_pages)
+    return build_options(vlm, memory_bridge=args.memory_bridge, memory_select=args.memory_select,
+                         select=args.select, native_items=args.native_pages, compressor=args.compressor,
+                         downsample=args.downsample, compressor_weights=args.compressor_weights,
+                         kv_press=args.kv_press, kv_budget=args.kv_budget, max_visual_tokens=args.max_visual_tokens,
+                         max_new_tokens=args.max_new_tokens, sample_fps=args.fps, max_frames=args.max_frames,
+                         max_pages=args.max_pages, video_resolution=args.video_resolution)
 
 
 def _info(args: argparse.Namespace) -> int:
+    from longvlm.ingest.kinds import detect_kind
+
     path = args.file
-    if path.lower().endswith(".pdf"):
-        from longvlm.datasets.pdf import PdfDocument
+    kind = detect_kind(path)
+    if kind == "image":
+        from longvlm.ingest.images import image_size
+
+        height, width = image_size(path)
+        print(json.dumps({"type": "image", "path": path, "size": f"{width}x{height}"}, indent=2))
+        return 0
+    if kind == "pdf":
+        from longvlm.ingest.pdf import PdfDocument
 
         with PdfDocument(path) as doc:
             with_text = sum(1 for i in range(doc.page_count) if doc.page_text(i).strip())
@@ -191,7 +180,7 @@ def _info(args: argparse.Namespace) -> int:
             if unusable:  # pages no model or OCR can read (aspect ratio): left out when asking
                 info["pages_unusable"] = unusable
     else:
-        from longvlm.datasets.video import read_video_metadata
+        from longvlm.ingest.video import read_video_metadata
 
         meta = read_video_metadata(path)
         info = {"type": "video", "path": path, "fps": round(meta.fps, 3), "frames": meta.num_frames,
@@ -258,8 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--image", action="append", help="image file (repeat for several)")
     ask.add_argument("--question", "-q", required=True)
     ask.add_argument("--model", default=None,
-                     help="local Qwen2-VL/Qwen2.5-VL directory, or a preset: small (default, shipped), tiny, "
-                          "tiny-qwen2-vl, tiny-qwen2.5-vl (random weights)")
+                     help=f"local Qwen2-VL/Qwen2.5-VL directory, or a preset: {', '.join(PRESETS)} (small: the "
+                          "shipped default; tiny*: random weights)")
     ask.add_argument("--max-visual-tokens", type=_positive_int, default=None,
                      help="vlm route: visual-token budget (default: what fits the model's context after the "
                           "prompt and the answer; a larger value is lowered to that, with a note)")
@@ -269,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--fps", type=_positive_float, default=1.0, help="video sampling rate before budgeting")
     ask.add_argument("--max-frames", type=_positive_int, default=None)
     ask.add_argument("--max-pages", type=_positive_int, default=None)
-    ask.add_argument("--route", choices=["auto", "text", "vlm"], default="auto",
+    ask.add_argument("--route", choices=ROUTES, default="auto",
                      help="vlm: a vision-language model reads the pages/frames; text: retrieval over page text/OCR "
                           "and a small pretrained LM (no VLM weights needed); auto (default): vlm when --model "
                           "(or LONGVLM_MODEL) is given, else text")
@@ -283,24 +272,29 @@ def build_parser() -> argparse.ArgumentParser:
                      help="hybrid: GIRAFFE hybrid-resolution frames (groups of 4 temporal patches, the first at "
                           "high resolution, the rest at 1/3 of its tokens); auto: hybrid only when uniform "
                           "frames at 240 tokens do not fit the budget")
-    ask.add_argument("--rope-method", default=None,
-                     help="extend the context: mrope++ (M-RoPE++), or a baseline: extrapolation, linear, ntk, yarn; "
-                          "with --rope-scale")
+    ask.add_argument("--rope-method", choices=ROPE_METHODS, default=None,
+                     help="extend the context: mrope++ (M-RoPE++), or a baseline; with --rope-scale")
     ask.add_argument("--rope-scale", type=_positive_float, default=1.0,
                      help="extension factor s: the model then accepts s x its training length")
     ask.add_argument("--rope-train-length", type=_positive_int, default=None,
                      help="training length L the scale applies to (default: the model's max_position_embeddings)")
-    ask.add_argument("--downsample", choices=["1", "2", "4", "auto"], default="1",
-                     help="average-pool visual tokens k x k per frame/page (auto: PDFs 1, video 2, long video 4)")
-    ask.add_argument("--kv-press", choices=["lookm", "snapkv", "streaming", "h2o", "random"], default=None,
+    ask.add_argument("--downsample", choices=DOWNSAMPLE_CHOICES, default="1",
+                     help="compress visual tokens k x k per frame/page with --compressor (default: average "
+                          "pooling); auto: PDFs 1, video 2, long video 4")
+    ask.add_argument("--compressor", choices=tuple(VISUAL_COMPRESSORS), default=None,
+                     help="visual compressor for --downsample (default avgpool; oryx is trainable: untrained it "
+                          "equals average pooling, load trained weights with --compressor-weights)")
+    ask.add_argument("--compressor-weights", metavar="DIR", default=None,
+                     help="a trained compressor saved with save_pretrained (oryx)")
+    ask.add_argument("--kv-press", choices=tuple(PRESSES), default=None,
                      help="prune the KV cache at prefill with this method")
     ask.add_argument("--kv-budget", type=_kv_budget, default=None,
                      help=f"with --kv-press: KV tokens kept, a ratio (default {DEFAULT_KV_BUDGET}) or a count (2048)")
     ask.add_argument("--memory-bridge", default=None,
-                     help="video: stream through a memory bridge (a directory saved by training, 'small' for the one "
-                          "shipped with the small model, or 'random' for an untrained one); the model gets memory "
-                          "tokens + one segment")
-    ask.add_argument("--memory-select", choices=("auto", "relevance", "last"), default="auto",
+                     help=f"video: stream through a memory bridge (a directory saved by training, "
+                          f"{', '.join(map(repr, SHIPPED_BRIDGES))} for the one shipped with the small model, or "
+                          f"{UNTRAINED_BRIDGE!r} for an untrained one); the model gets memory tokens + one segment")
+    ask.add_argument("--memory-select", choices=SELECT_MODES, default="auto",
                      help="which segment goes with the memory: auto (a time named in the question, else the most "
                           "relevant), relevance, or last")
     ask.add_argument("--json", action="store_true", help="print a JSON record")
@@ -308,14 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="benchmarks: needle-in-a-haystack suites, MMLongBench-Doc")
     suites = evaluate.add_subparsers(dest="benchmark", required=True)
     niah = suites.add_parser("niah", help="multimodal needle-in-a-haystack over a length x depth grid")
-    niah.add_argument("--suite", choices=["video", "image", "document"], required=True)
+    niah.add_argument("--suite", choices=SUITES, required=True)
     niah.add_argument("--model", default=None)
     niah.add_argument("--lengths", type=_positive_int, nargs="+", default=[8, 16, 32],
                       help="frames (video), images (image) or pages (document)")
     niah.add_argument("--depths", type=_fraction, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     niah.add_argument("--samples", type=_positive_int, default=5, help="samples per cell")
     niah.add_argument("--seed", type=int, default=0)
-    niah.add_argument("--question", default="page", help="document suite: page, color, code, count or order")
+    niah.add_argument("--question", choices=QUESTION_KINDS, default="page", help="document suite: what is asked")
     niah.add_argument("--haystack", nargs="*", help="video clips to loop as the haystack (default: procedural)")
     niah.add_argument("--needles", help="V-NIAH needle file (json with image paths, prompts, answers)")
     niah.add_argument("--scoring", choices=["generate", "teacher", "both"], default="both")

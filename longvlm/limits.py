@@ -39,7 +39,7 @@ fine (an even spread first), so a budget-cut pass still covers the whole video; 
 
 MAX_ASPECT_RATIO = 200.0
 """Largest long-side / short-side ratio of an image, a video frame or a PDF page: 200. The vision models'
-resizer (Qwen2-VL `smart_resize`, `longvlm.encoders.resize`) refuses anything thinner, and such a strip (e.g.
+resizer (Qwen2-VL `smart_resize`, `longvlm.processing.resize`) refuses anything thinner, and such a strip (e.g.
 4000x16 pixels) has nothing OCR or a VLM can read at any token budget. Files over it are refused (pages of a
 PDF are skipped) with a message naming the file."""
 

@@ -27,13 +27,13 @@ import torch  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig
+    from longvlm.memory.bridge import MemoryBridge, MemoryBridgeConfig
     from longvlm.datasets.needles import video_needle
-    from longvlm.datasets.synthetic import write_video
-    from longvlm.vlm.inputs import encode_video
+    from longvlm.testing import write_video
+    from longvlm.pipeline.encode import encode_video
     from longvlm.vlm.loading import load_vlm
-    from longvlm.vlm.memory_inputs import SELECT_MODES, MemoryOptions
-    from longvlm.vlm.pipeline import answer
+    from longvlm.memory.streaming import SELECT_MODES, MemoryOptions
+    from longvlm.pipeline.answer import answer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)

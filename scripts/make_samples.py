@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from longvlm.datasets.synthetic import write_barcode_video, write_text_pdf
+from longvlm.testing import write_barcode_video, write_text_pdf
 
 HERE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
 

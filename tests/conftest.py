@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from longvlm.datasets.synthetic import write_barcode_video, write_synthetic_pdf
+from longvlm.testing import write_barcode_video, write_synthetic_pdf
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LONGVLM_SHARED_DATA", REPO.parent / "shared" / "data"))

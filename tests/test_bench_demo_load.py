@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from longvlm.datasets.synthetic import page_fact, write_barcode_video, write_text_pdf
+from longvlm.testing import page_fact, write_barcode_video, write_text_pdf
 
 
 def write_docs(folder: Path) -> Path:

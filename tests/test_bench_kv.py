@@ -12,9 +12,9 @@ from longvlm.datasets import needles
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 import kv_compression  # noqa: E402
 
-from longvlm.compression import LookMPress  # noqa: E402
+from longvlm.presses import LookMPress  # noqa: E402
 from longvlm.vlm.loading import load_vlm  # noqa: E402
-from longvlm.vlm.pipeline import model_inputs  # noqa: E402
+from longvlm.pipeline.answer import model_inputs  # noqa: E402
 
 
 def test_bench_rows(tmp_path, capsys):

@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from longvlm.datasets.synthetic import read_barcode, write_synthetic_pdf
+from longvlm.testing import read_barcode, write_synthetic_pdf
 from longvlm.demo import features
 from longvlm.demo.app import DemoConfig, resolve_input
 from longvlm.demo.citations import evidence_citations, parse_citations, parse_target
@@ -24,9 +24,9 @@ from longvlm.demo.models import ModelKey, ModelPool
 from longvlm.demo.stats import format_bytes, kv_cache_bytes, stats_rows
 from longvlm.errors import BudgetError, ConfigError, InputError, LongVLMError
 from longvlm.vlm import loading
-from longvlm.vlm.inputs import Evidence
+from longvlm.encoded import Evidence
 from longvlm.vlm.loading import load_vlm
-from longvlm.vlm.pipeline import answer
+from longvlm.pipeline.answer import answer
 
 
 @pytest.fixture(scope="module")

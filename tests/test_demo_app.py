@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from gradio_client import Client, handle_file
 
-from longvlm.datasets.synthetic import write_encrypted_pdf, write_synthetic_pdf
+from longvlm.testing import write_encrypted_pdf, write_synthetic_pdf
 from longvlm.demo.models import ModelPool
 from longvlm.demo.server import free_port, launch_demo
 from gradio.utils import get_upload_folder as gradio_upload_folder
@@ -25,7 +25,7 @@ SETTINGS = (256, 1.0, 0, 16, "none", "1", "none", 1.0, "off", "vlm")
 def server(fixture_dir, tmp_path_factory):
     import torch
 
-    from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig
+    from longvlm.memory.bridge import MemoryBridge, MemoryBridgeConfig
     from longvlm.vlm import loading
 
     media = fixture_dir / "media"

@@ -7,7 +7,7 @@ import pytest
 from gradio_client import Client
 from PIL import Image
 
-from longvlm.datasets.synthetic import read_barcode, write_barcode_video, write_synthetic_pdf
+from longvlm.testing import read_barcode, write_barcode_video, write_synthetic_pdf
 from longvlm.demo.server import free_port, launch_demo
 
 pytestmark = pytest.mark.slow

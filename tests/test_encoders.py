@@ -5,9 +5,9 @@ from PIL import Image
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as hf_smart_resize
 
-from longvlm.encoders.patches import image_patches, patchify, video_patches
-from longvlm.encoders.resize import smart_resize
-from longvlm.encoders.spec import VisionSpec
+from longvlm.processing.patches import image_patches, patchify, video_patches
+from longvlm.processing.resize import smart_resize
+from longvlm.processing.spec import VisionSpec
 from longvlm.errors import LongVLMError
 
 

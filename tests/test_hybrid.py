@@ -7,16 +7,16 @@ import pytest
 import torch
 
 from longvlm.cli import main
-from longvlm.datasets.synthetic import write_barcode_video
-from longvlm.datasets.video import VideoReader
-from longvlm.encoders.hybrid import HybridConfig, Segment, hybrid_segments
-from longvlm.encoders.patches import video_patches
-from longvlm.encoders.planner import PlannedVideo, plan_video
-from longvlm.encoders.spec import VisionSpec
+from longvlm.testing import write_barcode_video
+from longvlm.ingest.video import VideoReader
+from longvlm.planning.hybrid import HybridConfig, Segment, hybrid_segments
+from longvlm.processing.patches import video_patches
+from longvlm.planning.planner import PlannedVideo, plan_video
+from longvlm.processing.spec import VisionSpec
 from longvlm.errors import BudgetError, ConfigError
-from longvlm.vlm.inputs import encode_video
+from longvlm.pipeline.encode import encode_video
 from longvlm.vlm.loading import load_vlm
-from longvlm.vlm.pipeline import answer, model_inputs
+from longvlm.pipeline.answer import answer, model_inputs
 from longvlm.vlm.positions import mrope_position_ids
 
 SPEC = VisionSpec()

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from bad_input_files import write_blank_png
-from longvlm.datasets.images import (DECODE_MAX_PIXELS, MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, image_size,
+from longvlm.ingest.images import (DECODE_MAX_PIXELS, MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, image_size,
                                      open_image)
 from longvlm.errors import InputError
 
@@ -78,7 +78,7 @@ def test_broken_files_name_the_file(tmp_path):
 
 
 def test_encode_images_plans_from_headers_and_decodes_one_at_a_time(tmp_path, monkeypatch):
-    from longvlm.vlm import inputs
+    from longvlm.pipeline import encode
     from longvlm.vlm.loading import load_vlm
 
     vlm = load_vlm("tiny-qwen2-vl")

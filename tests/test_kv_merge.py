@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from longvlm.compression import merge as merge_module
-from longvlm.compression.merge import assign_to_kept, merge_evicted
-from longvlm.compression.selection import KVBudget, gather_slots, select_tokens
+from longvlm.presses import merging as merge_module
+from longvlm.presses.merging import assign_to_kept, merge_evicted
+from longvlm.presses.budget import KVBudget, gather_slots, select_tokens
 from longvlm.errors import ConfigError
 
 

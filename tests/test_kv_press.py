@@ -6,11 +6,12 @@ import torch
 from compression_helpers import MIXED_ROWS, batch_inputs, sharp_vlm
 from transformers import DynamicCache
 
-from longvlm.compression import (Compression, H2OPress, KVBudget, LookMPress, RandomPress, SnapKVPress,
-                                 StreamingLLMPress, build_press, generate_pruned)
-from longvlm.compression.decode import decode_position_ids, prompt_position_ids
-from longvlm.compression.press import KVPress, attention_modules
-from longvlm.compression.scoring import attention_probs
+from longvlm.options import Compression
+from longvlm.presses import (H2OPress, KVBudget, LookMPress, RandomPress, SnapKVPress, StreamingLLMPress, build_press,
+                             generate_pruned)
+from longvlm.presses.decode import decode_position_ids, prompt_position_ids
+from longvlm.presses.base import KVPress, attention_modules
+from longvlm.presses.scoring import attention_probs
 from longvlm.errors import ConfigError
 from longvlm.vlm.prompt import TEXT
 
@@ -243,9 +244,9 @@ def test_press_guards(vlm, batch):
 def test_explicit_positions_hybrid_video(vlm, short_video):
     """Inputs with explicit position_ids (a hybrid-resolution video, positions computed by longvlm): the
     press path keeps them and decodes like generate() at 100%."""
-    from longvlm.encoders.hybrid import HybridConfig
-    from longvlm.vlm.inputs import encode_video
-    from longvlm.vlm.pipeline import model_inputs
+    from longvlm.planning.hybrid import HybridConfig
+    from longvlm.pipeline.encode import encode_video
+    from longvlm.pipeline.answer import model_inputs
 
     encoded = encode_video(vlm, short_video, max_visual_tokens=400, sample_fps=1.0, resolution="hybrid",
                            hybrid=HybridConfig(group=4, high_tokens=64, ratio=4.0))

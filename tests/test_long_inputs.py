@@ -2,9 +2,9 @@
 
 import pytest
 
-from longvlm.datasets.synthetic import write_barcode_video
+from longvlm.testing import write_barcode_video
 from longvlm.profiling import RssSampler
-from longvlm.vlm.inputs import encode_video
+from longvlm.pipeline.encode import encode_video
 from longvlm.vlm.loading import load_vlm
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from longvlm.compression.memory import MemoryBridge, MemoryBridgeConfig, memory_grid
-from longvlm.compression.memory_state import CacheSpan, MemoryState
+from longvlm.memory.bridge import MemoryBridge, MemoryBridgeConfig, memory_grid
+from longvlm.memory.state import CacheSpan, MemoryState
 from longvlm.errors import ConfigError
 
 C = 64
@@ -78,7 +78,7 @@ def test_bad_configs():
 
 @pytest.fixture(scope="module")
 def long_video(tmp_path_factory):
-    from longvlm.datasets.synthetic import write_barcode_video
+    from longvlm.testing import write_barcode_video
 
     return write_barcode_video(tmp_path_factory.mktemp("mem") / "ten_min.mp4", 600, fps=1, scene_seconds=60)
 
@@ -91,7 +91,7 @@ def vlm(request):
 
 
 def _options(vlm):
-    from longvlm.vlm.memory_inputs import MemoryOptions
+    from longvlm.memory.streaming import MemoryOptions
 
     torch.manual_seed(0)
     return MemoryOptions(MemoryBridge(MemoryBridgeConfig(vlm.config.text_config.hidden_size, 8, cache_size=4)),
@@ -99,8 +99,8 @@ def _options(vlm):
 
 
 def test_pipeline_memory_plus_selected_segment(vlm, long_video):
-    from longvlm.vlm.inputs import encode_video
-    from longvlm.vlm.pipeline import answer, model_inputs
+    from longvlm.pipeline.encode import encode_video
+    from longvlm.pipeline.answer import answer, model_inputs
     from longvlm.vlm.positions import blocks_for_items, generation_position_ids
 
     encoded = encode_video(vlm, long_video, max_visual_tokens=8 + 8 * 8, sample_fps=0.5, memory=_options(vlm))
@@ -130,8 +130,8 @@ def test_pipeline_memory_plus_selected_segment(vlm, long_video):
 
 
 def test_relevance_selection_zooms_into_a_long_entry(vlm, long_video):
-    from longvlm.vlm.inputs import encode_video
-    from longvlm.vlm.memory_inputs import MemoryOptions, for_question, zoom_span
+    from longvlm.pipeline.encode import encode_video
+    from longvlm.memory.streaming import MemoryOptions, for_question, zoom_span
 
     torch.manual_seed(0)
     bridge = MemoryBridge(MemoryBridgeConfig(vlm.config.text_config.hidden_size, 8, cache_size=4, relevance_dim=8))
@@ -156,8 +156,8 @@ def test_relevance_selection_zooms_into_a_long_entry(vlm, long_video):
 
 def test_memory_refuses_other_options(vlm, long_video):
     from longvlm.compression.base import Compression
-    from longvlm.vlm.inputs import encode_video
-    from longvlm.vlm.pipeline import ask
+    from longvlm.pipeline.encode import encode_video
+    from longvlm.pipeline.ask import ask
 
     with pytest.raises(ConfigError, match="memory bridge"):
         encode_video(vlm, long_video, memory=_options(vlm), compression=Compression(downsample=2))
@@ -166,12 +166,12 @@ def test_memory_refuses_other_options(vlm, long_video):
 
 
 def test_bridge_is_refused_by_a_model_it_was_not_trained_with(long_video):
-    from longvlm.compression.memory import check_bridge_model
+    from longvlm.memory.bridge import check_bridge_model
     from longvlm.training.config import MemoryBridgeSection
-    from longvlm.training.memory_training import build_bridge
-    from longvlm.vlm.inputs import encode_video
+    from longvlm.memory.training import build_bridge
+    from longvlm.pipeline.encode import encode_video
     from longvlm.vlm.loading import build_tiny
-    from longvlm.vlm.memory_inputs import MemoryOptions
+    from longvlm.memory.streaming import MemoryOptions
 
     trained_on, other = build_tiny("tiny", seed=0), build_tiny("tiny", seed=1)
     bridge = build_bridge(trained_on, MemoryBridgeSection(num_memory_tokens=8))
@@ -185,7 +185,7 @@ def test_bridge_is_refused_by_a_model_it_was_not_trained_with(long_video):
 
 
 def test_question_times():
-    from longvlm.vlm.memory_inputs import question_seconds
+    from longvlm.memory.streaming import question_seconds
 
     assert question_seconds("What happens in minute 5?", 3600) == 300
     assert question_seconds("what is at 12:30", 3600) == 750
@@ -198,7 +198,7 @@ def test_question_times():
 def test_bridge_only_training_step():
     from longvlm.datasets.needles import video_needle
     from longvlm.training.config import MemoryBridgeSection
-    from longvlm.training.memory_training import build_bridge, memory_example_loss
+    from longvlm.memory.training import build_bridge, memory_example_loss
     from longvlm.vlm.loading import load_vlm
 
     vlm = load_vlm("tiny")
@@ -247,7 +247,7 @@ def test_relevance_scores_match_their_formulas():
 def test_selection_loss_trains_the_relevance_towards_the_needle_entry():
     from longvlm.datasets.needles import video_needle
     from longvlm.training.config import MemoryBridgeSection
-    from longvlm.training.memory_training import build_bridge, memory_example_loss
+    from longvlm.memory.training import build_bridge, memory_example_loss
     from longvlm.vlm.loading import load_vlm
 
     vlm = load_vlm("tiny")
@@ -282,7 +282,7 @@ def test_selection_loss_trains_the_relevance_towards_the_needle_entry():
 
 
 def test_memory_bridge_config_section(tmp_path):
-    from longvlm.compression.memory import MemoryBridge
+    from longvlm.memory.bridge import MemoryBridge
     from longvlm.training.config import load_config
     from longvlm.training.trainer import train
 
@@ -326,7 +326,7 @@ def test_shipped_bridge_belongs_to_the_shipped_model():
     import argparse
 
     from longvlm.cli import _memory
-    from longvlm.compression.memory import check_bridge_model
+    from longvlm.memory.bridge import check_bridge_model
     from longvlm.vlm.loading import load_vlm
 
     vlm = load_vlm("small")

@@ -1,7 +1,7 @@
 import pytest
 
-from longvlm.datasets.pdf import PdfDocument
-from longvlm.datasets.synthetic import (page_fact, write_encrypted_pdf, write_synthetic_pdf, write_text_pdf,
+from longvlm.ingest.pdf import PdfDocument
+from longvlm.testing import (page_fact, write_encrypted_pdf, write_synthetic_pdf, write_text_pdf,
                                         write_zero_page_pdf)
 from longvlm.errors import InputError
 

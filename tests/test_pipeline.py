@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from longvlm.cli import main
-from longvlm.datasets.video import VideoReader
-from longvlm.encoders.patches import video_patches
+from longvlm.ingest.video import VideoReader
+from longvlm.processing.patches import video_patches
 from longvlm.errors import BudgetError, ConfigError, LongVLMError
-from longvlm.vlm.inputs import encode_pdf, encode_video
+from longvlm.pipeline.encode import encode_pdf, encode_video
 from longvlm.vlm.loading import default_model, load_vlm
-from longvlm.vlm.pipeline import answer, ask
+from longvlm.pipeline.answer import answer
+from longvlm.pipeline.ask import ask
 from longvlm.vlm.prompt import build_chat_inputs
 from longvlm.vlm.room import fit_room, prompt_tokens
 

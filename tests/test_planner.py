@@ -4,10 +4,10 @@ import torch
 from PIL import Image
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from longvlm.encoders.planner import plan_images, plan_video
-from longvlm.encoders.spec import VisionSpec
+from longvlm.planning.planner import plan_images, plan_video
+from longvlm.processing.spec import VisionSpec
 from longvlm.errors import BudgetError
-from longvlm.vlm.inputs import encode_images, encode_video
+from longvlm.pipeline.encode import encode_images, encode_video
 from longvlm.vlm.loading import load_vlm
 from longvlm.vlm.prompt import build_chat_inputs
 

@@ -6,9 +6,9 @@ import random
 import pytest
 import torch
 
-from longvlm.vlm.inputs import encode_video
+from longvlm.pipeline.encode import encode_video
 from longvlm.vlm.loading import load_vlm
-from longvlm.vlm.pipeline import model_inputs
+from longvlm.pipeline.answer import model_inputs
 from longvlm.vlm.positions import (VisualBlock, blocks_for_items, generation_position_ids, mrope_position_ids,
                                    video_time_interval)
 

@@ -7,7 +7,7 @@ from PIL import Image
 from longvlm.datasets.examples import ImageItem, VideoItem
 from longvlm.datasets.mixture import LengthBin, Mixture
 from longvlm.datasets.records import read_records, record_to_example
-from longvlm.datasets.synthetic import write_synthetic_pdf
+from longvlm.testing import write_synthetic_pdf
 from longvlm.errors import InputError
 from longvlm.training.collate import example_length, tokenize_example
 from longvlm.vlm.loading import load_vlm

@@ -1,6 +1,6 @@
 import pytest
 
-from longvlm.datasets import sampling
+from longvlm.ingest import sampling
 from longvlm.errors import LongVLMError
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from longvlm.datasets.synthetic import write_barcode_video
-from longvlm.datasets.video import VideoReader
-from longvlm.encoders.scene_tiling import OnlineSceneTiler, depth_scores, scene_tiling, similarities
+from longvlm.testing import write_barcode_video
+from longvlm.ingest.video import VideoReader
+from longvlm.memory.scene_tiling import OnlineSceneTiler, depth_scores, scene_tiling, similarities
 from longvlm.errors import ConfigError
 
 
@@ -105,7 +105,7 @@ def vlm():
 
 def frame_features(vlm, path: str, fps: float):
     """Per-frame features: the tiny model's vision tower, mean-pooled over each frame's merged tokens."""
-    from longvlm.vlm.inputs import _encode_images
+    from longvlm.pipeline.encode import _encode_images
 
     reader = VideoReader(path)
     chunk = reader.read(reader.indices(fps=fps))

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from longvlm.datasets.page_text import TextItem, needs_ocr
-from longvlm.encoders.planner import plan_images, plan_ranked_images, plan_video
-from longvlm.encoders.selection import (Bm25Index, QuestionSelector, chunk_words, minmax, page_references,
+from longvlm.retrieval.page_text import TextItem, needs_ocr
+from longvlm.planning.planner import plan_images, plan_ranked_images, plan_video
+from longvlm.retrieval.ranking import (Bm25Index, QuestionSelector, chunk_words, minmax, page_references,
                                         spread_order, time_references)
-from longvlm.encoders.spec import VisionSpec
-from longvlm.encoders.text_embed import mean_pool
+from longvlm.processing.spec import VisionSpec
+from longvlm.retrieval.embeddings import mean_pool
 from longvlm.errors import BudgetError, ConfigError
 
 pytest.importorskip("bm25s")
@@ -201,7 +201,7 @@ def test_video_plan_keeps_ranked_frames_when_thinning():
 def test_frame_change_detection_ignores_noise_not_captions():
     from PIL import Image, ImageDraw, ImageFont
 
-    from longvlm.datasets.page_text import _thumbnail, frame_changed
+    from longvlm.retrieval.page_text import _thumbnail, frame_changed
 
     font = ImageFont.load_default(size=20)  # a 20-pixel caption on a 640x360 frame
     base = Image.new("RGB", (640, 360), "white")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from longvlm.datasets.synthetic import write_text_pdf
+from longvlm.testing import write_text_pdf
 
 pytest.importorskip("bm25s")
 pytest.importorskip("rapidocr")
@@ -31,21 +31,21 @@ def offline(monkeypatch):
 
 @pytest.fixture(scope="module")
 def embedder():
-    from longvlm.encoders.text_embed import MiniLMEmbedder
+    from longvlm.retrieval.embeddings import MiniLMEmbedder
 
     return MiniLMEmbedder()
 
 
 @pytest.fixture(scope="module")
 def lm():
-    from longvlm.vlm.small_lm import load_small_lm
+    from longvlm.retrieval.small_lm import load_small_lm
 
     return load_small_lm()
 
 
 @pytest.fixture(scope="module")
 def ocr():
-    from longvlm.datasets.ocr import OcrEngine
+    from longvlm.retrieval.ocr import OcrEngine
 
     return OcrEngine()
 
@@ -72,8 +72,8 @@ def test_minilm_ranks_by_meaning(embedder, tmp_path, monkeypatch):
     single = np.stack([embedder.embed([s])[0] for s in sentences])
     assert np.allclose(vectors, single, atol=1e-5)
     # the dense signal ranks a page with no word in common first, and the second query hits the cache
-    from longvlm.datasets.page_text import TextItem
-    from longvlm.encoders.selection import QuestionSelector
+    from longvlm.retrieval.page_text import TextItem
+    from longvlm.retrieval.ranking import QuestionSelector
 
     monkeypatch.setenv("LONGVLM_CACHE", str(tmp_path))
     items = [TextItem("page", i, s, "layer") for i, s in enumerate(sentences)]
@@ -86,9 +86,9 @@ def test_minilm_ranks_by_meaning(embedder, tmp_path, monkeypatch):
 
 
 def test_ocr_reads_a_rendered_page(ocr, tmp_path, monkeypatch):
-    from longvlm.datasets.page_text import pdf_page_texts
-    from longvlm.datasets.pdf import PdfDocument
-    from longvlm.datasets.synthetic import page_fact, write_synthetic_pdf
+    from longvlm.retrieval.page_text import pdf_page_texts
+    from longvlm.ingest.pdf import PdfDocument
+    from longvlm.testing import page_fact, write_synthetic_pdf
 
     pdf = write_synthetic_pdf(tmp_path / "three.pdf", 3)
     with PdfDocument(pdf) as doc:
@@ -127,8 +127,8 @@ def test_reader_prompt_fits_smollm2_context(lm):
     """With SmolLM2's own tokenizer: excerpts far past its 8,192 tokens are cut to fit, citations kept, and
     nothing over the context is ever prefilled."""
     from longvlm.errors import BudgetError
-    from longvlm.datasets.page_text import TextItem
-    from longvlm.vlm.text_route import Passage, fit_reader_prompt
+    from longvlm.retrieval.page_text import TextItem
+    from longvlm.retrieval.text_route import Passage, fit_reader_prompt
 
     assert lm.context == 8192
     passages = [Passage(TextItem("page", i, "", "layer"), " ".join(f"revenue{i}x{k} grew" for k in range(3000)), 1.0)
@@ -144,7 +144,7 @@ def test_reader_prompt_fits_smollm2_context(lm):
 
 def test_constrained_decoding(lm):
     from longvlm.eval.extract import NOT_ANSWERABLE, constrained_extract
-    from longvlm.vlm.constrained import candidate_logprobs, generate_copy, token_bytes
+    from longvlm.retrieval.constrained import candidate_logprobs, generate_copy, token_bytes
 
     pieces = token_bytes(lm.tokenizer)
     probe = "Revenue: $12.5M in 2023 – café"
@@ -178,8 +178,8 @@ def eval_list(text: str) -> list:
 
 def test_text_route_answers_and_cites(lm, embedder, zoo_pdf, capsys):
     from longvlm.cli import main
-    from longvlm.encoders.selection import QuestionSelector
-    from longvlm.vlm.text_route import ask_text
+    from longvlm.retrieval.ranking import QuestionSelector
+    from longvlm.retrieval.text_route import ask_text
 
     result = ask_text("In which building is the giraffe enclosure?", pdf=zoo_pdf, lm=lm,
                       selector=QuestionSelector(embedder))
@@ -195,12 +195,12 @@ def test_text_route_answers_and_cites(lm, embedder, zoo_pdf, capsys):
 
 
 def test_selection_feeds_the_vlm_planner(embedder, zoo_pdf):
-    from longvlm.compression import Compression
-    from longvlm.datasets.page_text import pdf_page_texts
-    from longvlm.encoders.selection import QuestionSelector
-    from longvlm.vlm.inputs import encode_pdf
+    from longvlm.options import Compression
+    from longvlm.retrieval.page_text import pdf_page_texts
+    from longvlm.retrieval.ranking import QuestionSelector
+    from longvlm.pipeline.encode import encode_pdf
     from longvlm.vlm.loading import load_vlm
-    from longvlm.vlm.pipeline import ask
+    from longvlm.pipeline.ask import ask
 
     vlm = load_vlm("tiny")
     question = "Which building has the koala?"  # koala: page 7
@@ -224,9 +224,9 @@ def test_selection_feeds_the_vlm_planner(embedder, zoo_pdf):
 
 
 def test_video_frames_ranked_by_on_screen_text(ocr, embedder, tmp_path, monkeypatch):
-    from longvlm.datasets.page_text import video_frame_texts
-    from longvlm.encoders.selection import QuestionSelector
-    from longvlm.vlm.text_route import merge_static_frames
+    from longvlm.retrieval.page_text import video_frame_texts
+    from longvlm.retrieval.ranking import QuestionSelector
+    from longvlm.retrieval.text_route import merge_static_frames
 
     video = write_caption_video(tmp_path / "talk.mp4", ["Welcome to the annual review", "Chapter 2: zebra budget",
                                                         "Thank you for watching"], seconds_each=10)
@@ -243,9 +243,9 @@ def test_video_frames_ranked_by_on_screen_text(ocr, embedder, tmp_path, monkeypa
     assert QuestionSelector(False).rank("what is shown at 0:25?", frames).order[0] in \
         [i for i, f in enumerate(frames) if abs(f.timestamp - 25) <= 1]
     # the VLM route: the best frames come as native-resolution close-ups beside the video
-    from longvlm.compression import Compression
+    from longvlm.options import Compression
     from longvlm.vlm.loading import load_vlm
-    from longvlm.vlm.pipeline import ask
+    from longvlm.pipeline.ask import ask
 
     vlm = load_vlm("tiny")
     result = ask(vlm, "How much is the zebra budget?", video=video, max_visual_tokens=600, max_new_tokens=2,

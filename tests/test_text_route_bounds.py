@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from longvlm.datasets import page_text
-from longvlm.datasets.page_text import TextItem, number_ranges, pdf_page_texts, video_frame_texts
-from longvlm.datasets.synthetic import write_video
+from longvlm.retrieval import page_text
+from longvlm.retrieval.page_text import TextItem, number_ranges, pdf_page_texts, video_frame_texts
+from longvlm.testing import write_video
 from longvlm.errors import BudgetError, ConfigError, LongVLMError
 from longvlm.limits import MAX_QUESTION_CHARS, check_question
 
@@ -42,8 +42,9 @@ def test_check_question_strips_and_refuses_empty_or_long():
 
 
 def test_long_question_refused_before_any_work_on_both_routes():
-    from longvlm.vlm.pipeline import ask, model_inputs
-    from longvlm.vlm.text_route import answer_from_items, ask_text
+    from longvlm.pipeline.answer import model_inputs
+    from longvlm.pipeline.ask import ask
+    from longvlm.retrieval.text_route import answer_from_items, ask_text
 
     class Untouchable:
         def __getattr__(self, name):
@@ -88,13 +89,13 @@ class FakeModel:
 
 
 def fake_lm(context: int):
-    from longvlm.vlm.small_lm import SmallLM
+    from longvlm.retrieval.small_lm import SmallLM
 
     return SmallLM(FakeModel(context), WordTokenizer(), "fake-lm")
 
 
 def test_reader_prompt_is_cut_to_the_context_keeping_the_best_passages():
-    from longvlm.vlm.text_route import Passage, fit_reader_prompt
+    from longvlm.retrieval.text_route import Passage, fit_reader_prompt
 
     lm = fake_lm(200)
     passages = [Passage(TextItem("page", i, "", "layer"), " ".join(f"w{i}_{k}" for k in range(100)), 1.0 - i / 10)
@@ -116,8 +117,8 @@ def test_reader_prompt_is_cut_to_the_context_keeping_the_best_passages():
 
 def test_answer_from_items_never_prefills_past_the_context():
     pytest.importorskip("bm25s")
-    from longvlm.encoders.selection import QuestionSelector
-    from longvlm.vlm.text_route import answer_from_items
+    from longvlm.retrieval.ranking import QuestionSelector
+    from longvlm.retrieval.text_route import answer_from_items
 
     lm = fake_lm(300)
     items = [TextItem("page", i, " ".join(["revenue grew"] * 400), "layer") for i in range(4)]
@@ -296,7 +297,7 @@ def test_decoder_is_parked_between_frames(shared_media, tmp_path):
 
 # -- OCR never raises on an image ----------------------------------------------------------------------------
 def test_fold_maps_boxes_back():
-    from longvlm.datasets.ocr import fold
+    from longvlm.retrieval.ocr import fold
 
     for height, width in ((16, 4000), (3000, 12), (10, 41)):
         image = np.zeros((height, width, 3), np.uint8)
@@ -317,7 +318,7 @@ def test_fold_maps_boxes_back():
 @pytest.fixture(scope="module")
 def ocr():
     pytest.importorskip("rapidocr")
-    from longvlm.datasets.ocr import OcrEngine
+    from longvlm.retrieval.ocr import OcrEngine
 
     return OcrEngine(threads=1)
 
@@ -358,7 +359,7 @@ def test_hour_long_video_on_the_text_route_is_bounded(shared_media, tmp_path, mo
     from long_video import loop_video
     from test_bad_inputs import run_cli
 
-    from longvlm.datasets.cache import cache_dir, file_sha256
+    from longvlm.ingest.cache import cache_dir, file_sha256
     from longvlm.limits import VIDEO_TEXT_BUDGET_S, VIDEO_TEXT_MAX_FRAMES
 
     if USER_CACHE is None:

@@ -9,13 +9,13 @@ import torch
 
 from longvlm.datasets import needles
 from longvlm.datasets.mixture import GENERATORS, LengthBin, Mixture
-from longvlm.datasets.synthetic import write_video
+from longvlm.testing import write_video
 from longvlm.errors import ConfigError
 from longvlm.training.collate import example_length, greedy_pack, pack_rows, tokenize_example
 from longvlm.training.config import config_from_dict, load_config
 from longvlm.training.model_setup import apply_trainable, build_training_model, part_parameters
 from longvlm.training.trainer import train
-from longvlm.vlm.inputs import encode_video
+from longvlm.pipeline.encode import encode_video
 from longvlm.vlm.loading import load_vlm
 from longvlm.vlm.prompt import example_prompt_parts
 

@@ -5,8 +5,8 @@ import numpy as np
 import psutil
 import pytest
 
-from longvlm.datasets.synthetic import read_barcode, write_barcode_video
-from longvlm.datasets.video import VideoReader, read_video_metadata
+from longvlm.testing import read_barcode, write_barcode_video
+from longvlm.ingest.video import VideoReader, read_video_metadata
 from longvlm.errors import InputError
 
 
@@ -150,7 +150,7 @@ def _noise_mp4(tmp_path, frames=40):
 def test_truncated_file_is_used_up_to_its_last_decodable_frame(tmp_path):
     import warnings
 
-    from longvlm.datasets.video import mp4_video_duration_s
+    from longvlm.ingest.video import mp4_video_duration_s
     from longvlm.errors import InputWarning
 
     whole, packets = _noise_mp4(tmp_path)
@@ -194,9 +194,9 @@ def test_frames_that_fail_late_are_found_by_bisection(short_video, monkeypatch):
 
 
 def test_mp4_duration_of_other_files(tmp_path):
-    from longvlm.datasets.video import mp4_video_duration_s
+    from longvlm.ingest.video import mp4_video_duration_s
 
-    from longvlm.datasets.video import mp4_cut_short
+    from longvlm.ingest.video import mp4_cut_short
 
     (tmp_path / "x.mp4").write_bytes(b"\x00\x00\x00\x08free" * 3 + b"garbage")
     assert mp4_video_duration_s(tmp_path / "x.mp4") is None

@@ -8,15 +8,16 @@ import pytest
 import torch
 from PIL import Image
 
-from longvlm.compression import (AvgPoolCompressor, BilinearCompressor, Compression, LookMPress, OryxCompressor,
-                                 OryxConfig)
+from longvlm.compression import AvgPoolCompressor, BilinearCompressor, OryxCompressor, OryxConfig
+from longvlm.options import Compression
+from longvlm.presses import LookMPress
 from longvlm.compression.visual import compress_item, compressed_grid
-from longvlm.encoders.planner import LONG_VIDEO_SECONDS, auto_downsample, plan_images, plan_video
-from longvlm.encoders.spec import VisionSpec
+from longvlm.planning.planner import LONG_VIDEO_SECONDS, auto_downsample, plan_images, plan_video
+from longvlm.processing.spec import VisionSpec
 from longvlm.errors import ConfigError
-from longvlm.vlm.inputs import encode_images, encode_pdf, encode_video
+from longvlm.pipeline.encode import encode_images, encode_pdf, encode_video
 from longvlm.vlm.loading import load_vlm
-from longvlm.vlm.pipeline import answer
+from longvlm.pipeline.answer import answer
 from longvlm.vlm.prompt import VIDEO, VisualSlot, build_chat_inputs
 
 

@@ -1,32 +1,47 @@
-"""Visual-token compressors and multimodal KV-cache pruning behind one small interface.
+"""Visual compressors: shrink each frame's/page's merged visual tokens k x k before the LLM.
 
-Visual compressors (before the LLM, per frame/page grid): `OryxCompressor` (trainable), `AvgPoolCompressor`,
-`BilinearCompressor`. KV presses (at prefill): `LookMPress`, and the baselines `StreamingLLMPress`, `H2OPress`,
-`SnapKVPress`, `RandomPress`. `Compression` composes a visual compressor and a press.
+`VISUAL_COMPRESSORS` is the one registry of their names (CLI `--compressor`, the demo's dropdown, the lmms-eval
+model argument and the benchmarks read it): `avgpool` and `bilinear` (parameter-free) and `oryx` (trainable
+region attention; untrained it starts as average pooling, see `longvlm.compression.oryx`).
 """
 
-from longvlm.compression.base import Compression, VisualCompressor
-from longvlm.compression.decode import PrunedGeneration, generate_pruned
-from longvlm.compression.kv_baselines import H2OPress, RandomPress, SnapKVPress, StreamingLLMPress
-from longvlm.compression.lookm import LookMPress
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from longvlm.compression.base import VisualCompressor, check_factor, to_regions
 from longvlm.compression.oryx import OryxCompressor, OryxConfig
 from longvlm.compression.pooling import AvgPoolCompressor, BilinearCompressor
-from longvlm.compression.press import KVPress, PressState
-from longvlm.compression.selection import KVBudget
 from longvlm.errors import ConfigError
 
-PRESSES = {cls.name: cls for cls in (LookMPress, StreamingLLMPress, H2OPress, SnapKVPress, RandomPress)}
-VISUAL_COMPRESSORS = {cls.name: cls for cls in (AvgPoolCompressor, BilinearCompressor)}
+
+def _oryx(hidden_size: int, weights: str | Path | None) -> VisualCompressor:
+    if weights is not None:
+        return OryxCompressor.from_pretrained(weights)
+    return OryxCompressor(OryxConfig(hidden_size))
 
 
-def build_press(name: str, budget: KVBudget | float | int, **options) -> KVPress:
-    """A press by name ('lookm', 'streaming', 'h2o', 'snapkv', 'random') with a budget (ratio or tokens)."""
-    if name not in PRESSES:
-        raise ConfigError(f"unknown KV press {name!r}; known: {', '.join(sorted(PRESSES))}")
-    return PRESSES[name](budget, **options)
+VISUAL_COMPRESSORS: dict[str, Callable[[int, str | Path | None], VisualCompressor]] = {
+    "avgpool": lambda hidden_size, weights: AvgPoolCompressor(),
+    "bilinear": lambda hidden_size, weights: BilinearCompressor(),
+    "oryx": _oryx,
+}
+"""name -> factory(hidden size of the visual tokens, weights directory or None)."""
+
+TRAINABLE_COMPRESSORS = ("oryx",)
 
 
-__all__ = ["AvgPoolCompressor", "BilinearCompressor", "Compression", "H2OPress", "KVBudget", "KVPress",
-           "LookMPress", "OryxCompressor", "OryxConfig", "PRESSES", "PressState", "PrunedGeneration",
-           "RandomPress", "SnapKVPress", "StreamingLLMPress", "VISUAL_COMPRESSORS", "VisualCompressor",
-           "build_press", "generate_pruned"]
+def build_compressor(name: str, hidden_size: int, weights: str | Path | None = None) -> VisualCompressor:
+    """A visual compressor by registry name; `weights` (a directory saved by `save_pretrained`) for trainable
+    ones."""
+    if name not in VISUAL_COMPRESSORS:
+        raise ConfigError(f"unknown visual compressor {name!r}; known: {', '.join(VISUAL_COMPRESSORS)}")
+    if weights is not None and name not in TRAINABLE_COMPRESSORS:
+        raise ConfigError(f"the {name} compressor has no weights; --compressor-weights is for "
+                          f"{', '.join(TRAINABLE_COMPRESSORS)}")
+    return VISUAL_COMPRESSORS[name](hidden_size, weights)
+
+
+__all__ = ["AvgPoolCompressor", "BilinearCompressor", "OryxCompressor", "OryxConfig", "TRAINABLE_COMPRESSORS",
+           "VISUAL_COMPRESSORS", "VisualCompressor", "build_compressor", "check_factor", "to_regions"]

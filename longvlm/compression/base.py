@@ -1,32 +1,16 @@
-"""The two kinds of reducers and how they compose.
+"""The visual compressor interface: shrink the merged visual tokens of each frame/page *before* the LLM.
 
-* A `VisualCompressor` shrinks the merged visual tokens of each frame/page *before* the LLM: a feature grid
-  [T, H, W, C] becomes [T, H/k, W/k, C] (k^2 fewer tokens). `longvlm.compression.visual` applies it to
-  Qwen2-VL's merged-token sequences and reports the grid that keeps M-RoPE positions consistent.
-* A `KVPress` (`longvlm.compression.press`) prunes the KV cache of every attention layer at the end of prefill,
-  knowing which cache entries are text, image or video tokens.
-
-An input reducer comes before both: question-aware selection (`longvlm.encoders.selection.QuestionSelector`)
-ranks the pages/frames against the question so that the token budget planner gives the best ones native
-resolution and the rest low resolution or none.
-
-`Compression` holds one of each; they compose in that order (selection, visual compressor, KV pruning).
+A feature grid [T, H, W, C] becomes [T, H/k, W/k, C] (k^2 fewer tokens). `longvlm.compression.visual` applies
+it to Qwen2-VL's merged-token sequences and reports the grid that keeps M-RoPE positions consistent. How a
+compressor composes with question-aware selection and KV presses: `longvlm.options.Compression`.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from longvlm.errors import ConfigError
-
-if TYPE_CHECKING:
-    from longvlm.compression.press import KVPress
-    from longvlm.encoders.selection import QuestionSelector
-
 
 def check_factor(factor: int) -> int:
     """Validate a downsample factor k (a positive int; the planner uses 1, 2 or 4)."""
@@ -64,35 +48,3 @@ class VisualCompressor(nn.Module):
 
     def reduce(self, grid: torch.Tensor, factor: int) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
-
-
-@dataclass
-class Compression:
-    """Reducers for one question, applied in order: `selector` ranks the pages/frames against the question
-    (the best `native_items` get native resolution, the rest low resolution or none; video: the best frames
-    are kept when thinning and added as native close-ups), `visual` on the encoded features of each
-    frame/page with factor `downsample` (1, 2, 4 or "auto": see `longvlm.encoders.planner.auto_downsample`),
-    then `kv_press` on the KV cache at prefill. `visual=None` with a factor > 1 means average pooling."""
-
-    visual: VisualCompressor | None = None
-    downsample: int | str = 1
-    kv_press: KVPress | None = None
-    selector: QuestionSelector | None = None
-    native_items: int = 4
-
-    def __post_init__(self) -> None:
-        if self.downsample != "auto":
-            check_factor(self.downsample)
-        if not isinstance(self.native_items, int) or isinstance(self.native_items, bool) or self.native_items < 0:
-            raise ConfigError(f"native_items must be a non-negative integer, got {self.native_items!r}")
-
-    def visual_factor(self, kind: str, duration_s: float | None = None) -> int:
-        """The factor k for an input of this kind (resolves "auto")."""
-        from longvlm.encoders.planner import auto_downsample
-
-        return auto_downsample(kind, duration_s) if self.downsample == "auto" else int(self.downsample)
-
-    def visual_compressor(self) -> VisualCompressor:
-        from longvlm.compression.pooling import AvgPoolCompressor
-
-        return self.visual if self.visual is not None else AvgPoolCompressor()

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from longvlm.compression.base import VisualCompressor, to_regions
-from longvlm.compression.serialization import load_module, save_module
+from longvlm.serialization import load_module, save_module
 from longvlm.errors import ConfigError
 
 CONFIG_NAME = "oryx_compressor.json"

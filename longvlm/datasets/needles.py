@@ -177,6 +177,10 @@ def document_page(rng: np.random.Generator, height: int, width: int) -> np.ndarr
     return page
 
 
+DOCUMENT_QUESTIONS = ("page", "color", "code", "count", "order")
+"""What a document needle asks (see `document_needle`)."""
+
+
 def document_needle(rng: np.random.Generator, num_pages: int, *, question: str = "page",
                     page_size: tuple[int, int] = (84, 56), depth: float | None = None) -> Example:
     """A multi-page document (page images with 'Page n:' labels) with planted facts.
@@ -185,6 +189,8 @@ def document_needle(rng: np.random.Generator, num_pages: int, *, question: str =
     'code' (a code in one page's interleaved text: a text needle among images), and the MM-NIAH-style
     'count' (how many pages show the shape, 1-4) and 'order' (which of two colours comes first).
     """
+    if question not in DOCUMENT_QUESTIONS:
+        raise ValueError(f"unknown document question {question!r}; known: {', '.join(DOCUMENT_QUESTIONS)}")
     height, width = page_size
     depth = float(rng.uniform()) if depth is None else depth
     target = int(round(depth * (num_pages - 1)))

@@ -93,7 +93,7 @@ def _load_media(entry: dict, base_dir: str) -> list:
         except OSError as exc:
             raise InputError(path, f"unreadable image ({exc})") from None
     if kind == "video":
-        from longvlm.datasets.video import VideoReader
+        from longvlm.ingest.video import VideoReader
 
         reader = VideoReader(path)
         if "timestamps" in entry:
@@ -105,7 +105,7 @@ def _load_media(entry: dict, base_dir: str) -> list:
         chunk = reader.read(indices)
         return [VideoItem(chunk.frames, chunk.timestamps)]
     if kind == "pdf":
-        from longvlm.datasets.pdf import PdfDocument
+        from longvlm.ingest.pdf import PdfDocument
 
         out: list = []
         with PdfDocument(path) as doc:

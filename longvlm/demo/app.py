@@ -31,9 +31,10 @@ from longvlm.demo.session import DemoSession, SessionFiles, ingest, public_messa
 from longvlm.demo.settings import DOWNSAMPLE_CHOICES, DemoSettings
 from longvlm.demo.stats import stats_rows
 from longvlm.errors import BudgetError, ConfigError, InputError, LongVLMError, short_reason
-from longvlm.vlm.loading import SHIPPED_BRIDGES, VLM
+from longvlm.memory.loading import SHIPPED_BRIDGES
+from longvlm.vlm.loading import VLM
 from longvlm.vlm.room import default_new_tokens, fit_room
-from longvlm.vlm.routes import ROUTE_NOTES, ROUTES, choose_route
+from longvlm.routes import ROUTE_NOTES, ROUTES, choose_route
 
 log = logging.getLogger(__name__)
 
@@ -412,9 +413,7 @@ def build_demo(pool: ModelPool, config: DemoConfig = DemoConfig()) -> gr.Blocks:
                 SessionFiles.sweep(files_root, SESSION_TTL_S)
                 session = ingest(vlm if chosen == "vlm" else None, path, settings, name=shown, route=chosen,
                                  model=key, files=SessionFiles(files_root), max_upload_mb=config.max_upload_mb,
-                                 max_thumbnails=config.max_thumbnails,
-                                 compression=settings.compression(compression) if chosen == "vlm" else None,
-                                 report=report)
+                                 max_thumbnails=config.max_thumbnails, report=report)
             except LongVLMError as exc:
                 gr.Warning(short_reason(exc))
                 return (current, status_markdown(current), *[gr.skip()] * 7,
@@ -445,7 +444,7 @@ def build_demo(pool: ModelPool, config: DemoConfig = DemoConfig()) -> gr.Blocks:
                     raise ConfigError("the model was changed since this input was loaded; load the input again")
                 settings = DemoSettings(max_new_tokens=int(max_new_v), kv_press=press_v or "none",
                                         kv_budget=float(kv_v)).validated()
-                kv = settings.compression(compression) if session.route == "vlm" else None
+                kv = settings.compression() if session.route == "vlm" else None
                 text_q = (question_v or "").strip()
                 # no lock held across yields (a generator may resume on another thread): the "answer"
                 # concurrency group runs one answer at a time

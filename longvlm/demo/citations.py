@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from longvlm.demo.media import format_time, spread
-from longvlm.vlm.inputs import Evidence
+from longvlm.encoded import Evidence
 
 MAX_RANGE = 50  # "pp. 1-999" is not expanded beyond this many pages
 

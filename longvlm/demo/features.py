@@ -1,18 +1,14 @@
-"""What this build of longvlm offers the demo: the default offline model, and whether visual compression /
-KV pruning (issue 4, `longvlm.compression`) and position extension (issue 3, `longvlm.vlm.rope`) exist.
-
-Nothing is faked: a feature is reported available only when the module exposes exactly the names the demo
-calls, and the encoders / `answer()` accept the matching arguments. Otherwise the settings panel shows the
-control disabled, labelled "not available in this build", with the reason.
-"""
+"""What the demo offers, from the registries: the visual compressors (`longvlm.compression`), KV presses
+(`longvlm.presses`), position-extension methods (`longvlm.vlm.rope`), and honest labels for the loaded model."""
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from dataclasses import dataclass, field
 
+from longvlm.compression import VISUAL_COMPRESSORS
+from longvlm.presses import PRESSES
 from longvlm.vlm import loading
+from longvlm.vlm.rope import METHODS
 
 NOT_AVAILABLE = "not available in this build"
 
@@ -28,38 +24,15 @@ class Feature:
     extra: dict = field(default_factory=dict)
 
 
-def _accepts(fn, parameter: str) -> bool:
-    return parameter in inspect.signature(fn).parameters
-
-
 def compression_feature() -> Feature:
-    """Visual compressors and KV presses from `longvlm.compression`, if the pipeline can use them."""
-    try:
-        module = importlib.import_module("longvlm.compression")
-        from longvlm.vlm import inputs, pipeline
-    except ImportError as exc:  # pragma: no cover - import errors of the package itself
-        return Feature("compression", False, f"{NOT_AVAILABLE} ({exc})")
-    needed = ("Compression", "VISUAL_COMPRESSORS", "PRESSES", "build_press")
-    missing = [name for name in needed if not hasattr(module, name)]
-    if missing:
-        return Feature("compression", False, f"{NOT_AVAILABLE}: longvlm.compression has no {', '.join(missing)}")
-    if not (_accepts(inputs.encode_pdf, "compression") and _accepts(inputs.encode_video, "compression")
-            and _accepts(pipeline.answer, "kv_press")):
-        return Feature("compression", False, f"{NOT_AVAILABLE}: the encoders do not take compression=")
-    return Feature("compression", True, choices=("none", *sorted(module.VISUAL_COMPRESSORS)),
-                   extra={"presses": ("none", *sorted(module.PRESSES))})
+    """Visual compressors and KV presses, by their registry names ('none' first)."""
+    return Feature("compression", True, choices=("none", *VISUAL_COMPRESSORS),
+                   extra={"presses": ("none", *sorted(PRESSES))})
 
 
 def rope_feature() -> Feature:
-    """Position-extension methods from `longvlm.vlm.rope`, if present."""
-    try:
-        module = importlib.import_module("longvlm.vlm.rope")
-    except ImportError:
-        return Feature("position extension", False, f"{NOT_AVAILABLE}: longvlm.vlm.rope is not part of it")
-    if not (hasattr(module, "METHODS") and hasattr(module, "apply_position_extension")):
-        return Feature("position extension", False,
-                       f"{NOT_AVAILABLE}: longvlm.vlm.rope has no METHODS / apply_position_extension")
-    return Feature("position extension", True, choices=("none", *module.METHODS))
+    """Position-extension methods of `longvlm.vlm.rope` ('none' first)."""
+    return Feature("position extension", True, choices=("none", *METHODS))
 
 
 def default_model_name() -> str:

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from longvlm.datasets.pdf import PdfDocument
-from longvlm.datasets.video import VideoReader
+from longvlm.ingest.pdf import PdfDocument
+from longvlm.ingest.video import VideoReader
 from longvlm.errors import InputError
+from longvlm.ingest.kinds import SUFFIXES, detect_kind
 
-PDF_SUFFIXES = (".pdf",)
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
+PDF_SUFFIXES = SUFFIXES["pdf"]
+VIDEO_SUFFIXES = SUFFIXES["video"]
 
 
 @dataclass(frozen=True)
@@ -50,22 +51,12 @@ def spread(items: Sequence, count: int) -> list:
 
 
 def input_kind(path: str) -> str:
-    """'pdf' or 'video' from the file name, else from the first bytes; `InputError` if neither."""
-    lower = path.lower()
-    if lower.endswith(PDF_SUFFIXES):
-        return "pdf"
-    if lower.endswith(VIDEO_SUFFIXES):
-        return "video"
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(1024)
-    except OSError as exc:
-        raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
-    if b"%PDF-" in head:
-        return "pdf"
-    if head[4:8] in (b"ftyp", b"moov", b"mdat") or head[:4] in (b"\x1aE\xdf\xa3", b"RIFF"):
-        return "video"
-    raise InputError(path, "not a PDF or a video file (expected .pdf, .mp4, .mkv, .mov, .webm, .avi, ...)")
+    """'pdf' or 'video' (`longvlm.ingest.kinds.detect_kind`); `InputError` for anything else."""
+    kind = detect_kind(path)
+    if kind not in ("pdf", "video"):
+        raise InputError(path, "not a PDF or a video file (the demo reads .pdf, .mp4, .mkv, .mov, .webm, .avi, "
+                               ".mpg, ...)")
+    return kind
 
 
 def _fit(image: Image.Image, max_side: int) -> Image.Image:

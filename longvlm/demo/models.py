@@ -17,9 +17,8 @@ from pathlib import Path
 
 from longvlm.demo.features import default_model_name, rope_feature
 from longvlm.errors import ConfigError
-from longvlm.vlm.loading import SHIPPED_MODELS, TINY_PRESETS, VLM, load_vlm
+from longvlm.vlm.loading import PRESETS, VLM, load_vlm
 
-PRESETS = (*SHIPPED_MODELS, "tiny")
 MAX_LOADED_MODELS = 3
 """Models kept loaded at once (the launch model is always kept); a session whose model was dropped gets it
 reloaded on its next use."""
@@ -63,7 +62,7 @@ class ModelPool:
         self._loaded: OrderedDict[ModelKey, VLM] = OrderedDict()
         launch = (model or default_model_name()).strip()
         self._targets: dict[str, str] = {name: name for name in PRESETS}
-        if launch in TINY_PRESETS or launch in SHIPPED_MODELS:
+        if launch in PRESETS:
             self._targets.setdefault(launch, launch)
             self.default = ModelKey(launch)
         else:  # a directory given at launch, offered by its folder name

@@ -24,14 +24,15 @@ from pathlib import Path
 
 from transformers import TextIteratorStreamer
 
-from longvlm.datasets.page_text import TextItem
+from longvlm.retrieval.page_text import TextItem
 from longvlm.demo.citations import Citation, evidence_citations, parse_citations
 from longvlm.demo.media import Thumbnail, file_size_mb, frame_thumbnails, input_kind, page_thumbnails, spread
 from longvlm.demo.settings import DemoSettings
 from longvlm.errors import InputError, LongVLMError
-from longvlm.vlm.inputs import EncodedInput, Evidence, encode_pdf, encode_video
+from longvlm.encoded import Answer, EncodedInput, Evidence
 from longvlm.vlm.loading import VLM
-from longvlm.vlm.pipeline import Answer, answer
+from longvlm.pipeline.answer import answer
+from longvlm.pipeline.encode import encode
 from longvlm.vlm.room import add_notes, fit_room
 
 STAGES = ("decode", "plan", "encode", "compress")
@@ -214,7 +215,7 @@ def _rename(exc: LongVLMError, path: str, name: str) -> LongVLMError:
 
 def ingest(vlm: VLM | None, path: str, settings: DemoSettings, *, name: str | None = None, route: str = "vlm",
            model=None, files: SessionFiles | None = None, max_upload_mb: float = 4096, max_thumbnails: int = 24,
-           compression=None, report: StageFn | None = None) -> DemoSession:
+           report: StageFn | None = None) -> DemoSession:
     """Read a video or PDF once for `route` ('vlm': decode, plan and encode with `vlm`; 'text': extract page /
     frame text), and make thumbnails of what the model saw. With `files`, the session works on its own copy
     of `path`. Errors name the file as `name` (default: `path`)."""
@@ -228,7 +229,7 @@ def ingest(vlm: VLM | None, path: str, settings: DemoSettings, *, name: str | No
         if route == "text":
             session = _ingest_text(path, name, kind, settings, report)
         else:
-            session = _ingest_vlm(vlm, path, name, kind, settings, compression, report)
+            session = _ingest_vlm(vlm, path, name, kind, settings, report)
         session.model, session.files = model, files
         started = time.perf_counter()
         chosen = [it.index for it in spread(_thumbnail_sources(session), max_thumbnails)]
@@ -256,21 +257,18 @@ def _thumbnail_sources(session: DemoSession) -> list:
             for it in session.items]
 
 
-def _ingest_vlm(vlm: VLM, path: str, name: str, kind: str, settings: DemoSettings, compression,
+def _ingest_vlm(vlm: VLM, path: str, name: str, kind: str, settings: DemoSettings,
                 report: StageFn | None) -> DemoSession:
+    options = settings.options(vlm)
+    compression = options.compression
     note = "off"
-    if compression is not None and getattr(compression, "visual", None) is not None:
-        note = f"{compression.visual.name} k={compression.downsample}"
+    if compression is not None and compression.downsample != 1:
+        note = f"{compression.visual_compressor().name} k={compression.downsample}"
     tracker = StageTracker(kind, report, note)
     tracker.start()
     room = fit_room(vlm, max_visual_tokens=settings.max_visual_tokens)
-    budget = room.encoder_budget
-    extra = {"compression": compression} if compression is not None else {}
-    if kind == "video":
-        encoded = encode_video(vlm, path, sample_fps=settings.sample_fps, max_frames=settings.max_frames,
-                               progress=tracker, memory=settings.memory(vlm), **budget, **extra)
-    else:
-        encoded = encode_pdf(vlm, path, progress=tracker, **budget, **extra)
+    encoded = encode(vlm, path, options.replace(max_visual_tokens=room.visual_tokens), progress=tracker,
+                     context_room=room.context)
     add_notes(encoded.stats, room.notes)
     return DemoSession(path, name, kind, "vlm", encoded.stats, [], tracker.summary(), encoded=encoded,
                        page_count=encoded.stats.get("pages_in_document"),
@@ -278,19 +276,19 @@ def _ingest_vlm(vlm: VLM, path: str, name: str, kind: str, settings: DemoSetting
 
 
 def _ingest_text(path: str, name: str, kind: str, settings: DemoSettings, report: StageFn | None) -> DemoSession:
-    from longvlm.vlm.text_route import read_texts
+    from longvlm.retrieval.text_route import read_texts
 
     tracker = StageTracker(kind, report, route="text")
     tracker.start()
     if kind == "video":
-        from longvlm.datasets.video import read_video_metadata
+        from longvlm.ingest.video import read_video_metadata
 
         meta = read_video_metadata(path)
         items, key, stats = read_texts(video=path, frame_every_s=1.0 / settings.sample_fps,
                                        max_frames=settings.max_frames, progress=tracker)
         stats.update(video_duration_s=meta.duration, video_fps=meta.fps)
     else:
-        from longvlm.datasets.pdf import PdfDocument
+        from longvlm.ingest.pdf import PdfDocument
 
         items, key, stats = read_texts(pdf=path, progress=tracker)
         with PdfDocument(path) as doc:
@@ -319,7 +317,7 @@ def stream_answer(vlm: VLM | None, session: DemoSession, question: str, *, max_n
         raise LongVLMError("the question is empty: type a question first")
     question = question.strip()
     if session.route == "text":
-        from longvlm.vlm.text_route import answer_from_items
+        from longvlm.retrieval.text_route import answer_from_items
 
         extra = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
         result = answer_from_items(question, session.items, key=session.text_key, **extra)

@@ -5,24 +5,23 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from longvlm.demo.features import Feature, compression_feature
 from longvlm.errors import ConfigError
-from longvlm.vlm.routes import ROUTES
+from longvlm.options import DOWNSAMPLE_CHOICES, Compression, Options, build_compression, build_options
+from longvlm.routes import ROUTES
+from longvlm.vlm.loading import VLM
 
-DOWNSAMPLE_CHOICES = ("1", "2", "4", "auto")
 MAX_SAMPLE_FPS = 60.0  # no video is sampled faster than this
 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What the user chose in the settings panel. Compression fields only matter when this build has
-    `longvlm.compression` (see `longvlm.demo.features`); otherwise asking for them is a `ConfigError`."""
+    """What the user chose in the settings panel, by registry names (see `longvlm.options.build_options`)."""
 
     max_visual_tokens: int | None = None  # None: what fits the model (longvlm.vlm.room)
     sample_fps: float = 1.0
     max_frames: int | None = None
     max_new_tokens: int | None = None  # None: the model's default answer room
-    route: str = "auto"  # "auto" | "text" | "vlm" (longvlm.vlm.routes)
+    route: str = "auto"  # "auto" | "text" | "vlm" (longvlm.routes)
     compressor: str = "none"
     downsample: str = "1"
     kv_press: str = "none"
@@ -52,34 +51,23 @@ class DemoSettings:
                               "set the memory bridge to off")
         return self
 
-    def memory(self, vlm):
-        """`MemoryOptions` for videos with the chosen bridge, or None when off (streaming checks that the bridge
-        was trained with `vlm`)."""
-        if self.memory_bridge == "off":
-            return None
-        from longvlm.vlm.loading import load_memory_bridge
-        from longvlm.vlm.memory_inputs import MemoryOptions
-
-        return MemoryOptions(load_memory_bridge(self.memory_bridge).to(vlm.model.device))
-
     @property
     def wants_compression(self) -> bool:
-        return self.compressor != "none" or self.kv_press != "none"
+        return self.compressor != "none" or self.downsample != "1" or self.kv_press != "none"
 
-    def compression(self, feature: Feature | None = None):
-        """A `longvlm.compression.Compression` for these settings, or None when none is asked for."""
-        if not self.wants_compression:
-            return None
-        feature = feature or compression_feature()
-        if not feature.available:
-            raise ConfigError(f"compression is {feature.reason}")
-        from longvlm import compression as lib
+    def compression(self, vlm: VLM | None = None, *, with_press: bool = True) -> Compression | None:
+        """The `Compression` for these settings (the same builder and rule as the CLI: a ratio above 1 with no
+        compressor named average-pools), or None when none is asked for. `with_press=False` leaves the KV
+        press out (the demo applies the press chosen when each question is asked)."""
+        hidden = vlm.config.text_config.hidden_size if vlm is not None else None
+        return build_compression(compressor=None if self.compressor == "none" else self.compressor,
+                                 downsample=self.downsample, hidden_size=hidden,
+                                 kv_press=None if self.kv_press == "none" or not with_press else self.kv_press,
+                                 kv_budget=float(self.kv_budget) if self.kv_press != "none" and with_press else None)
 
-        if self.compressor not in ("none", *lib.VISUAL_COMPRESSORS):
-            raise ConfigError(f"unknown compressor {self.compressor!r}; known: {', '.join(feature.choices)}")
-        visual = lib.VISUAL_COMPRESSORS[self.compressor]() if self.compressor != "none" else None
-        downsample = "auto" if self.downsample == "auto" else int(self.downsample)
-        if visual is None:
-            downsample = 1
-        press = lib.build_press(self.kv_press, float(self.kv_budget)) if self.kv_press != "none" else None
-        return lib.Compression(visual=visual, downsample=downsample, kv_press=press)
+    def options(self, vlm: VLM) -> Options:
+        """`Options` for reading an input with `vlm` (without the KV press: it is chosen per question)."""
+        return build_options(vlm, memory_bridge=None if self.memory_bridge == "off" else self.memory_bridge,
+                             compressor=None if self.compressor == "none" else self.compressor,
+                             downsample=self.downsample, max_visual_tokens=self.max_visual_tokens,
+                             sample_fps=self.sample_fps, max_frames=self.max_frames, route=self.route)

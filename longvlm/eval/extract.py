@@ -109,9 +109,9 @@ def constrained_extract(lm, question: str, response: str, answer_format: str) ->
       at a word which is neither a stop word nor a word of the question; a List span is split on commas,
       semicolons and 'and'.
     The 'None' format (the ground truth of unanswerable questions) is handled as 'Str', so the format never
-    reveals that a question is unanswerable. `lm` is a `longvlm.vlm.small_lm.SmallLM`.
+    reveals that a question is unanswerable. `lm` is a `longvlm.retrieval.small_lm.SmallLM`.
     """
-    from longvlm.vlm.constrained import candidate_logprobs, generate_copy
+    from longvlm.retrieval.constrained import candidate_logprobs, generate_copy
 
     if rule_based_extract(response, "Str") == NOT_ANSWERABLE:
         return NOT_ANSWERABLE

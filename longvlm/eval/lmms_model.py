@@ -1,10 +1,24 @@
-"""The lmms-eval model class behind `--model longvlm` (imported by lmms-eval only; see lmms_adapter.py)."""
+"""The lmms-eval model class behind `--model longvlm` (imported by lmms-eval only; see lmms_adapter.py).
+
+Model arguments (`--model_args pretrained=DIR,kv_press=snapkv,...`) are the CLI's options under their Python
+names, turned into `Options` by the same builder (`longvlm.options.build_options`); names such as presses,
+compressors and memory bridges are the registries' names."""
 
 from __future__ import annotations
 
 from lmms_eval.api.model import lmms
 
 from longvlm.eval.lmms_adapter import answer_request
+from longvlm.options import build_options
+from longvlm.vlm.loading import load_vlm
+
+
+def _optional(convert, value):
+    return None if value is None or value == "" else convert(value)
+
+
+def _flag(value) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 class LongVLM(lmms):
@@ -13,16 +27,18 @@ class LongVLM(lmms):
     is_simple = True
 
     def __init__(self, pretrained: str = "small", max_visual_tokens: int | None = None,
-                 max_new_tokens: int | None = None,
-                 fps: float = 1.0, max_frames: int | None = None, batch_size: int = 1, **kwargs) -> None:
+                 max_new_tokens: int | None = None, fps: float = 1.0, max_frames: int | None = None,
+                 max_pages: int | None = None, select: bool = False, compressor: str | None = None,
+                 downsample: str = "1", kv_press: str | None = None, kv_budget: float | None = None,
+                 memory_bridge: str | None = None, batch_size: int = 1, **kwargs) -> None:
         super().__init__()
-        from longvlm.vlm.loading import load_vlm
-
         self.vlm = load_vlm(pretrained)
-        # None: what fits the model (longvlm.vlm.room)
-        self.settings = {"max_visual_tokens": None if max_visual_tokens is None else int(max_visual_tokens),
-                         "max_new_tokens": None if max_new_tokens is None else int(max_new_tokens),
-                         "sample_fps": float(fps), "max_frames": None if max_frames is None else int(max_frames)}
+        self.options = build_options(
+            self.vlm, select=_flag(select), compressor=compressor or None, downsample=str(downsample),
+            kv_press=kv_press or None, kv_budget=_optional(lambda v: float(v) if "." in str(v) else int(v), kv_budget),
+            memory_bridge=memory_bridge or None, max_visual_tokens=_optional(int, max_visual_tokens),
+            max_new_tokens=_optional(int, max_new_tokens), sample_fps=float(fps),
+            max_frames=_optional(int, max_frames), max_pages=_optional(int, max_pages))
         self.batch_size = int(batch_size)
 
     def generate_until(self, requests) -> list[str]:
@@ -30,11 +46,11 @@ class LongVLM(lmms):
         for request in requests:
             context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
             visuals = doc_to_visual(self.task_dict[task][split][doc_id])
-            settings = dict(self.settings)
+            options = self.options
             if gen_kwargs and gen_kwargs.get("max_new_tokens"):
-                settings["max_new_tokens"] = int(gen_kwargs["max_new_tokens"])
+                options = options.replace(max_new_tokens=int(gen_kwargs["max_new_tokens"]))
             outputs.append(answer_request(self.vlm, context, visuals if isinstance(visuals, list) else [visuals],
-                                          **settings))
+                                          options))
         return outputs
 
     def loglikelihood(self, requests):

@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from longvlm.errors import LongVLMError
 from longvlm.eval.extract import FAILED, RULE_BASED_LABEL, official_extract, rule_based_extract
 from longvlm.eval.mmlongbench import aggregate, load_samples, prediction_note, score_answer
-from longvlm.vlm.inputs import encode_pdf
+from longvlm.pipeline.encode import encode_pdf
 from longvlm.vlm.loading import VLM
-from longvlm.vlm.pipeline import answer
+from longvlm.pipeline.answer import answer
 from longvlm.vlm.room import fit_room
 
 ORACLE_LABEL = "oracle evidence pages only: NOT comparable with official results"

@@ -23,9 +23,9 @@ EXTRACTORS = {"rule": RULE_BASED_LABEL, "llm": CONSTRAINED_LABEL}
 
 def answer_one(sample: dict, pdf: str, lm, selector, *, max_pages: int = 120, max_passages: int = 3) -> dict:
     """Answer one question with the text route and extract/score with both extractors."""
-    from longvlm.datasets.cache import file_sha256
-    from longvlm.datasets.page_text import pdf_page_texts
-    from longvlm.vlm.text_route import answer_from_items
+    from longvlm.ingest.cache import file_sha256
+    from longvlm.retrieval.page_text import pdf_page_texts
+    from longvlm.retrieval.text_route import answer_from_items
 
     started = time.perf_counter()
     # a benchmark reads every page: no per-question OCR budget (`longvlm.limits`), so results are comparable
@@ -79,8 +79,8 @@ def run_text_route(data_dir: str, out_dir: str, *, limit: int | None = None, onl
                    max_pages: int = 120, max_passages: int = 3, progress: bool = True) -> dict:
     """Run the text route over the question file (questions whose PDF is present; the others are recorded as
     skipped unless `only_present`), resuming from `out_dir/records.jsonl`."""
-    from longvlm.encoders.selection import QuestionSelector
-    from longvlm.vlm.small_lm import load_small_lm
+    from longvlm.retrieval.ranking import QuestionSelector
+    from longvlm.retrieval.small_lm import load_small_lm
 
     samples_path = os.path.join(data_dir, "samples.json")
     documents = os.path.join(data_dir, "documents")

@@ -25,11 +25,12 @@ from longvlm.eval.synthetic import normalize_answer
 from longvlm.profiling import RssSampler
 from longvlm.training.collate import tokenize_example
 from longvlm.training.evaluate import teacher_forced_hits
-from longvlm.vlm.inputs import encode_example
+from longvlm.pipeline.encode import encode_example
 from longvlm.vlm.loading import VLM
-from longvlm.vlm.pipeline import answer
+from longvlm.pipeline.answer import answer
 
 SUITES = ("video", "image", "document")
+QUESTION_KINDS = needles.DOCUMENT_QUESTIONS  # the document suite's questions
 
 
 # -- haystacks and needles -------------------------------------------------------------------------------
@@ -37,7 +38,7 @@ class ClipHaystack:
     """Haystack frames from real video clips, sampled at `fps`, looped to any length."""
 
     def __init__(self, paths: list[str], fps: float = 1.0) -> None:
-        from longvlm.datasets.video import VideoReader
+        from longvlm.ingest.video import VideoReader
 
         frames = []
         for path in paths:

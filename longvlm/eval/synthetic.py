@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from longvlm.datasets.examples import Example
 from longvlm.datasets.mixture import HELDOUT_STREAM, LengthBin, Mixture
 from longvlm.training.collate import example_length
-from longvlm.vlm.inputs import encode_example
+from longvlm.pipeline.encode import encode_example
 from longvlm.vlm.loading import VLM
-from longvlm.vlm.pipeline import answer
+from longvlm.pipeline.answer import answer
 
 
 # The synthetic needle-retrieval tasks (the small model's training tasks; count/order are not retrieval).

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from longvlm.datasets.examples import Example, ImageItem, VideoItem
-from longvlm.encoders.patches import image_patches, video_patches
-from longvlm.encoders.spec import VisionSpec
+from longvlm.processing.patches import image_patches, video_patches
+from longvlm.processing.spec import VisionSpec
 from longvlm.errors import BudgetError
 from longvlm.vlm.prompt import IGNORE_INDEX, build_training_inputs, example_prompt_parts, frame_interval
 

@@ -36,7 +36,7 @@ class TrainableConfig:
 
 @dataclass
 class MemoryBridgeSection:
-    """Train a memory bridge (`longvlm.compression.memory`) on video examples: its sizes, how examples are cut
+    """Train a memory bridge (`longvlm.memory.bridge`) on video examples: its sizes, how examples are cut
     into segments (SceneTilling with `alpha`, forced cut after `max_segment_patches` temporal patches), and
     optionally a saved bridge to start from (`init`). The LLM sees the final memory plus the *last* segment, so
     what the answer needs from earlier segments has to pass through the memory. `relevance_dim` > 0 gives the

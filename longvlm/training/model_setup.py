@@ -9,7 +9,7 @@ import torch
 
 from longvlm.datasets.examples import Example
 from longvlm.datasets.mixture import GENERATORS
-from longvlm.encoders.spec import VisionSpec
+from longvlm.processing.spec import VisionSpec
 from longvlm.errors import ConfigError
 from longvlm.training.config import TrainConfig
 from longvlm.vlm.loading import FAMILIES, VLM, default_attn_implementation, load_vlm, tiny_config

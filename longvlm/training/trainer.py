@@ -192,7 +192,7 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
         pretrain_records = pretrain_vision(vlm, config.vision_pretrain, config.seed)
     bridge = None
     if config.memory_bridge is not None:
-        from longvlm.training.memory_training import build_bridge
+        from longvlm.memory.training import build_bridge
 
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
@@ -324,7 +324,7 @@ def _across_processes(accelerator, window: list[float], counts: dict[str, int]) 
 def _memory_loss(vlm: VLM, model, bridge, maker: BatchMaker, micro_step: int, stage: StageConfig,
                  config: TrainConfig) -> tuple[torch.Tensor, dict]:
     """Mean memory-bridge loss over `rows_per_step` mixture examples of this micro step (one video each)."""
-    from longvlm.training.memory_training import memory_example_loss
+    from longvlm.memory.training import memory_example_loss
 
     mixture = maker.mixture(stage)
     rows = stage.rows_per_step or config.optim.rows_per_step

@@ -18,7 +18,7 @@ import torch
 from longvlm.datasets.needles import COLORS, SHAPES, needle_frame_pairs
 from longvlm.training.config import VisionPretrainSection
 from longvlm.vlm.loading import VLM
-from longvlm.vlm.memory_inputs import patch_tokens
+from longvlm.memory.streaming import patch_tokens
 
 TRAIN_SEED_OFFSET, HELDOUT_SEED_OFFSET = 1000, 2000  # frame streams apart from the mixture's
 

@@ -11,7 +11,7 @@ import torch
 from transformers import (AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, Qwen2_5_VLConfig,
                           Qwen2_5_VLForConditionalGeneration, Qwen2VLConfig, Qwen2VLForConditionalGeneration)
 
-from longvlm.encoders.spec import VisionSpec
+from longvlm.processing.spec import VisionSpec
 from longvlm.errors import ConfigError
 from longvlm.vlm.tokenizer import build_byte_tokenizer
 
@@ -24,17 +24,10 @@ TINY_PRESETS = {"tiny": "qwen2_vl", "tiny-qwen2-vl": "qwen2_vl", "tiny-qwen2.5-v
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # "small": the shipped model (earlier versions are in git history and bench/RESULTS.md)
 SHIPPED_MODELS = {"small": ASSETS / "longvlm-small"}
-# Memory bridges shipped inside the package, by the name of the shipped model they were trained on.
-SHIPPED_BRIDGES = {"small": ASSETS / "memory-bridge-small"}
+PRESETS = (*SHIPPED_MODELS, *TINY_PRESETS)
+"""Model names that need no directory: the shipped models and the random-weight tiny presets."""
 # Small pixel bounds keep the random tiny model fast on CPU; real models use their own preprocessor config.
 TINY_VISION_SPEC = VisionSpec(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 256)
-
-
-def load_memory_bridge(name_or_path: str | os.PathLike):
-    """A memory bridge shipped with the package (a `SHIPPED_BRIDGES` name) or saved in a directory."""
-    from longvlm.compression.memory import MemoryBridge
-
-    return MemoryBridge.from_pretrained(SHIPPED_BRIDGES.get(str(name_or_path), name_or_path))
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """3D (temporal, height, width) M-RoPE position ids, computed by longvlm for any sequence of visual blocks.
 
 transformers computes these itself in `get_rope_index`, but only for one grid per `<|vision_start|>` block.
-A hybrid-resolution video (`longvlm.encoders.hybrid`) is one block made of several grids (items of different
+A hybrid-resolution video (`longvlm.planning.hybrid`) is one block made of several grids (items of different
 sizes in time order), so longvlm builds the ids itself and passes them to `generate()`; for one grid per
 block the result is identical to `get_rope_index` (tested against it).
 

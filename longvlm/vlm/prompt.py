@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
+from longvlm.encoded import IMAGE, TEXT, VIDEO
 from longvlm.datasets.examples import Example, ImageItem, VideoItem
-from longvlm.encoders.spec import VisionSpec
+from longvlm.processing.spec import VisionSpec
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
-TEXT, IMAGE, VIDEO = 0, 1, 2  # mm_token_type_ids values transformers uses
 
 
 @dataclass(frozen=True)

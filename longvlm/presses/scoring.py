@@ -1,0 +1,80 @@
+"""Attention scores for KV pruning without materialising the model's own O(L^2) attention.
+
+The attention layers run with SDPA / flash attention, which never return their weights. Instead the scores are
+recomputed from the layer's input hidden states: queries = RoPE(q_proj(hidden)) with the layer's own
+projection and the model's own `apply_rotary_pos_emb`, against the keys already in the cache (SnapKV-style).
+`window_scores` uses only the last `window` queries (O(window * L)); `accumulated_scores` (H2O) uses every
+query, chunked so that memory stays O(chunk * L) while compute is O(L^2).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import torch
+
+from longvlm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from longvlm.presses.base import LayerView
+
+
+def rotary_function(module: torch.nn.Module):
+    """The `apply_rotary_pos_emb` of the modeling file that defines this attention module."""
+    function = getattr(sys.modules[type(module).__module__], "apply_rotary_pos_emb", None)
+    if function is None:
+        raise ConfigError(f"{type(module).__name__}: its modeling module has no apply_rotary_pos_emb; "
+                          "KV scoring supports the Qwen2-VL family")
+    return function
+
+
+def project_queries(view: LayerView, start: int, end: int) -> torch.Tensor:
+    """Queries [B, H, end-start, D] of prompt positions start..end-1, as the attention layer computed them."""
+    module = view.module
+    hidden = view.hidden_states[:, start:end]
+    batch, length, _ = hidden.shape
+    queries = module.q_proj(hidden).view(batch, length, -1, module.head_dim).transpose(1, 2)
+    cos, sin = view.cos[:, start:end], view.sin[:, start:end]
+    rotated, _ = rotary_function(module)(queries, queries, cos, sin)
+    return rotated
+
+
+def attention_probs(view: LayerView, start: int, end: int) -> torch.Tensor:
+    """Softmax attention [B, Hkv, G, end-start, L] (float32) of prompt queries start..end-1 over the cached
+    keys, causal and without padding keys; padding queries get all-zero rows. G = query heads per KV head."""
+    keys = view.keys
+    batch, kv_heads, length, dim = keys.shape
+    queries = project_queries(view, start, end).float()
+    groups = queries.shape[1] // kv_heads
+    queries = queries.view(batch, kv_heads, groups, end - start, dim)
+    logits = torch.einsum("bhgqd,bhld->bhgql", queries, keys.float()) * view.module.scaling
+    causal = torch.arange(length, device=keys.device)[None, :] <= torch.arange(start, end, device=keys.device)[:, None]
+    allowed = causal[None, :, :] & view.real[:, None, :]  # [B, q, L]
+    logits = logits.masked_fill(~allowed[:, None, None], float("-inf"))
+    probs = logits.softmax(dim=-1)
+    return torch.nan_to_num(probs, nan=0.0)  # rows with no allowed key (padding queries)
+
+
+def window_scores(view: LayerView, window: int) -> torch.Tensor:
+    """Attention each cached key receives from the last `window` prompt queries, summed over those queries
+    and averaged over the query heads sharing a KV head: [B, Hkv, L]."""
+    length = view.keys.shape[2]
+    start = max(0, length - window)
+    return attention_probs(view, start, length).sum(dim=3).mean(dim=2)
+
+
+# Query chunks of `accumulated_scores` hold at most this many attention weights ([B, H, chunk, L] float32).
+ACCUMULATE_CHUNK_ELEMENTS = 1 << 26
+
+
+def accumulated_scores(view: LayerView, chunk: int | None = None) -> torch.Tensor:
+    """H2O's accumulated attention: what each key receives from every prompt query, [B, Hkv, L]. O(L^2)
+    compute (impractical beyond ~32K tokens); memory bounded by `chunk` queries at a time (auto by default)."""
+    batch, kv_heads, length, _ = view.keys.shape
+    heads = view.module.config.num_attention_heads
+    chunk = chunk or max(1, ACCUMULATE_CHUNK_ELEMENTS // (batch * heads * length))
+    total = torch.zeros(batch, kv_heads, length, dtype=torch.float32, device=view.keys.device)
+    for start in range(0, length, chunk):
+        total += attention_probs(view, start, min(length, start + chunk)).sum(dim=3).mean(dim=2)
+    return total
