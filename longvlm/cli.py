@@ -137,8 +137,8 @@ def _ask(args: argparse.Namespace) -> int:
     vlm = load_vlm(args.model)
     if args.rope_method is not None:
         apply_position_extension(vlm, args.rope_method, args.rope_scale, train_length=args.rope_train_length)
-    source = args.image if args.image else (args.video or args.pdf)
-    result = ask(vlm, args.question, source, _options(args, vlm))
+    source, kind = ((args.image, None) if args.image else (args.video, "video") if args.video else (args.pdf, "pdf"))
+    result = ask(vlm, args.question, source, _options(args, vlm), kind=kind)
     note = "  (random-weight test model: the answer is meaningless)" if vlm.is_random else ""
     _print_answer(result, args, note, vlm.is_random)
     return 0

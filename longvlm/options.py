@@ -132,9 +132,7 @@ def build_compression(*, select: bool = False, native_items: int = 4, compressor
         return None
     visual = None
     if compressor is not None:
-        if hidden_size is None and compressor_weights is None:
-            raise ConfigError(f"the {compressor} compressor needs the model's hidden size (pass vlm=)")
-        visual = build_compressor(compressor, hidden_size or 0, compressor_weights)
+        visual = build_compressor(compressor, hidden_size, compressor_weights)
     press = build_press(kv_press, DEFAULT_KV_BUDGET if kv_budget is None else kv_budget) if kv_press else None
     selector = None
     if select:

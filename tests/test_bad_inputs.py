@@ -50,6 +50,10 @@ def _one_frame_sampled(stdout: str) -> None:
     assert record["stats"]["frames_sampled"] == 1, record["stats"]
 
 
+def _reported_as_image(stdout: str) -> None:
+    assert json.loads(stdout)["type"] == "image", stdout
+
+
 def _says_what_ocr_skipped(stdout: str) -> None:
     record = json.loads(stdout)
     text = json.dumps(record["stats"]).lower()
@@ -60,7 +64,8 @@ CASES = {
     # a PNG renamed .pdf
     "png-as-pdf-text": Case(["ask", "--pdf", "fake.pdf", "-q", QUESTION], "error", "fake.pdf"),
     "png-as-pdf-vlm": Case(["ask", "--route", "vlm", "--pdf", "fake.pdf", "-q", QUESTION], "error", "fake.pdf"),
-    "png-as-pdf-info": Case(["info", "fake.pdf"], "error", "fake.pdf"),
+    # `info` reads what the file holds (content first, then the name): a PNG named .pdf is reported as an image
+    "png-as-pdf-info": Case(["info", "fake.pdf"], "answer", check=lambda out: _reported_as_image(out)),
     # extreme aspect ratios
     "wide-video-text": Case(["ask", "--video", "wide.mp4", "-q", QUESTION], "error", "wide.mp4", ("aspect",)),
     "wide-video-vlm": Case(["ask", "--route", "vlm", "--video", "wide.mp4", "-q", QUESTION], "error", "wide.mp4",

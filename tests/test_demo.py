@@ -291,7 +291,7 @@ def test_model_pool_offers_only_its_choices(tmp_path):
     pool = ModelPool("tiny", models_dirs=[str(tmp_path / "models")], max_loaded=1)
     assert pool.choices[0] == "tiny" and "qwen25" in pool.choices and "small" in pool.choices
     assert "not-a-model" not in pool.choices
-    for bad in (str(tmp_path / "models" / "qwen25"), "/etc", "../models/qwen25", "tiny-qwen2-vl"):
+    for bad in (str(tmp_path / "models" / "qwen25"), "/etc", "../models/qwen25", "tiny-qwen9-vl"):
         with pytest.raises(ConfigError, match="unknown model"):  # no folder can be named or probed
             pool.key(bad)
     other = pool.get(pool.key("qwen25"))

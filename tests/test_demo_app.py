@@ -26,7 +26,7 @@ def server(fixture_dir, tmp_path_factory):
     import torch
 
     from longvlm.memory.bridge import MemoryBridge, MemoryBridgeConfig
-    from longvlm.vlm import loading
+    from longvlm.memory import loading
 
     media = fixture_dir / "media"
     media.mkdir(exist_ok=True)

@@ -107,3 +107,35 @@ def test_selection_matches_reference():
     states = torch.randn(batch, heads, length, 4, generator=gen)
     gathered = gather_slots(states, sel.indices)
     assert torch.equal(gathered[1, 0, -1], states[1, 0, sel.indices[1, 0, -1]])
+
+
+def test_merge_selection_matches_reference():
+    """One layer's select-and-merge (the per-row loop LOOK-M and MergingPress share) on random left-padded rows
+    equals merging, head by head, each row's evicted real tokens into its kept ones with the reference loop."""
+    from longvlm.presses.base import LayerView
+    from longvlm.presses.merging import compress_merged
+
+    gen = torch.Generator().manual_seed(5)
+    batch, heads, length, dim = 3, 2, 14, 6
+    real_lengths = torch.tensor([14, 9, 4])
+    real = torch.arange(length)[None, :] >= (length - real_lengths)[:, None]
+    counts = torch.tensor([5, 3, 4])  # the last row keeps everything: nothing to merge
+    keys, values = torch.randn(batch, heads, length, dim, generator=gen), torch.randn(batch, heads, length, dim,
+                                                                                      generator=gen)
+    priority = torch.randn(batch, heads, length, generator=gen)
+    view = LayerView(None, None, None, None, keys, values, real, torch.zeros(batch, length, dtype=torch.long), counts)
+    for method in merge_module.MERGE_METHODS:
+        got_k, got_v, sel = compress_merged(view, priority, method)
+        width = int(counts.max())
+        for b in range(batch):
+            used = sel.slot_mask[b]
+            assert int(used.sum()) == int(counts[b]) and bool(used[width - int(counts[b]):].all())
+            for h in range(heads):
+                kept = sel.indices[b, h, used]
+                evicted = [i for i in range(length) if real[b, i] and i not in kept.tolist()]
+                assert len(evicted) == int(real_lengths[b] - counts[b])
+                want_k, want_v = reference_merge(keys[b, h, kept][None], values[b, h, kept][None],
+                                                 keys[b, h, evicted][None], values[b, h, evicted][None], method)
+                torch.testing.assert_close(got_k[b, h, used], want_k[0], atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(got_v[b, h, used], want_v[0], atol=1e-5, rtol=1e-5)
+        assert torch.equal(got_k[2, :, -4:], keys[2, :, -4:])  # nothing evicted: bit-equal

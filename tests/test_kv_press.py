@@ -10,7 +10,7 @@ from longvlm.options import Compression
 from longvlm.presses import (H2OPress, KVBudget, LookMPress, RandomPress, SnapKVPress, StreamingLLMPress, build_press,
                              generate_pruned)
 from longvlm.presses.decode import decode_position_ids, prompt_position_ids
-from longvlm.presses.base import KVPress, attention_modules
+from longvlm.presses.base import ScorerPress, attention_modules
 from longvlm.presses.scoring import attention_probs
 from longvlm.errors import ConfigError
 from longvlm.vlm.prompt import TEXT
@@ -172,7 +172,7 @@ def test_generate_under_press_matches_generate_pruned(vlm):
     assert not torch.equal(ours, plain_generate(vlm, single))  # pruning 70% did change the answer
 
 
-class _CaptureProbs(KVPress):
+class _CaptureProbs(ScorerPress):
     """Test press: records the recomputed attention of the last queries per layer, keeps everything."""
 
     name = "capture"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -155,26 +154,27 @@ def test_relevance_selection_zooms_into_a_long_entry(vlm, long_video):
 
 
 def test_memory_refuses_other_options(vlm, long_video):
-    from longvlm.compression.base import Compression
-    from longvlm.pipeline.encode import encode_video
+    from longvlm.options import Compression, Options
     from longvlm.pipeline.ask import ask
+    from longvlm.pipeline.encode import encode_video
 
     with pytest.raises(ConfigError, match="memory bridge"):
         encode_video(vlm, long_video, memory=_options(vlm), compression=Compression(downsample=2))
+    with pytest.raises(ConfigError, match="memory bridge"):
+        Options(memory=_options(vlm), compression=Compression(downsample=2))
     with pytest.raises(ConfigError, match="video only"):
-        ask(vlm, "q", images=["x.png"], memory_bridge=_options(vlm))
+        ask(vlm, "q", ["x.png"], Options(memory=_options(vlm)))
 
 
 def test_bridge_is_refused_by_a_model_it_was_not_trained_with(long_video):
     from longvlm.memory.bridge import check_bridge_model
-    from longvlm.training.config import MemoryBridgeSection
     from longvlm.memory.training import build_bridge
     from longvlm.pipeline.encode import encode_video
     from longvlm.vlm.loading import build_tiny
     from longvlm.memory.streaming import MemoryOptions
 
     trained_on, other = build_tiny("tiny", seed=0), build_tiny("tiny", seed=1)
-    bridge = build_bridge(trained_on, MemoryBridgeSection(num_memory_tokens=8))
+    bridge = build_bridge(trained_on, MemoryBridgeConfig(num_memory_tokens=8))
     assert len(bridge.config.model_signature) == 16
     check_bridge_model(bridge, trained_on.model)
     check_bridge_model(bridge, build_tiny("tiny", seed=0, dtype=torch.bfloat16).model)  # same model, cast
@@ -197,33 +197,32 @@ def test_question_times():
 
 def test_bridge_only_training_step():
     from longvlm.datasets.needles import video_needle
-    from longvlm.training.config import MemoryBridgeSection
     from longvlm.memory.training import build_bridge, memory_example_loss
     from longvlm.vlm.loading import load_vlm
 
     vlm = load_vlm("tiny")
     for p in vlm.model.parameters():
         p.requires_grad_(False)
-    section = MemoryBridgeSection(num_memory_tokens=8, max_segment_patches=3)
+    config = MemoryBridgeConfig(num_memory_tokens=8)  # no hidden size: the model's
     torch.manual_seed(0)
-    bridge = build_bridge(vlm, section)
+    bridge = build_bridge(vlm, config)
     example = video_needle(np.random.default_rng(0), 16)
     optimizer = torch.optim.AdamW(bridge.parameters(), lr=3e-3)
     losses = []
     for _ in range(4):
-        loss, sizes = memory_example_loss(vlm, vlm.model, bridge, example, section)
+        loss, sizes = memory_example_loss(vlm, vlm.model, bridge, example, max_segment_patches=3, alpha=1.0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]
-    assert sizes["tokens"] > section.num_memory_tokens and 0 < sizes["answer_tokens"] < sizes["tokens"]
+    assert sizes["tokens"] > config.num_memory_tokens and 0 < sizes["answer_tokens"] < sizes["tokens"]
     assert bridge.config.num_memory_tokens == 8 and bridge.config.hidden_size == vlm.config.text_config.hidden_size
-    shared = [f.name for f in dataclasses.fields(MemoryBridgeSection) if hasattr(bridge.config, f.name)]
-    assert len(shared) == 6  # the section's sizes go to the bridge by name, with the same defaults
-    assert all(getattr(MemoryBridgeSection(), n) == getattr(MemoryBridgeConfig(hidden_size=8), n) for n in shared)
+    assert config.hidden_size is None and not config.model_signature  # the caller's config is left as it was
     assert all(p.grad is None for p in vlm.model.parameters())  # only the bridge learns
     assert all(p.grad is not None for p in bridge.parameters())
+    with pytest.raises(ConfigError, match="hidden_size"):
+        MemoryBridge(config)
 
 
 def test_relevance_scores_match_their_formulas():
@@ -246,29 +245,32 @@ def test_relevance_scores_match_their_formulas():
 
 def test_selection_loss_trains_the_relevance_towards_the_needle_entry():
     from longvlm.datasets.needles import video_needle
-    from longvlm.training.config import MemoryBridgeSection
     from longvlm.memory.training import build_bridge, memory_example_loss
     from longvlm.vlm.loading import load_vlm
 
     vlm = load_vlm("tiny")
     for p in vlm.model.parameters():
         p.requires_grad_(False)
-    plain = MemoryBridgeSection(num_memory_tokens=8, max_segment_patches=2, relevance_dim=16)
-    section = dataclasses.replace(plain, selection_loss_weight=1.0)
     torch.manual_seed(0)
-    bridge = build_bridge(vlm, section)
+    bridge = build_bridge(vlm, MemoryBridgeConfig(num_memory_tokens=8, relevance_dim=16))
     assert bridge.config.relevance_dim == 16
     example = video_needle(np.random.default_rng(1), 24, depth=0.3)
-    with_selection, _ = memory_example_loss(vlm, vlm.model, bridge, example, section)
-    answer_only, _ = memory_example_loss(vlm, vlm.model, bridge, example, plain)
+    segments = {"max_segment_patches": 2, "alpha": 1.0}
+
+    def losses():
+        with_selection, _ = memory_example_loss(vlm, vlm.model, bridge, example, **segments,
+                                                selection_loss_weight=1.0)
+        answer_only, _ = memory_example_loss(vlm, vlm.model, bridge, example, **segments)
+        return with_selection, answer_only
+
+    with_selection, answer_only = losses()
     assert float(with_selection.detach()) > float(answer_only.detach())  # + the selection cross-entropy (> 0)
     with_selection.backward()
     assert bridge.relevance_query.weight.grad.abs().sum() > 0 and bridge.relevance_key.weight.grad.abs().sum() > 0
     optimizer = torch.optim.AdamW(bridge.parameters(), lr=1e-2)
     gaps = []
     for _ in range(25):
-        loss, _ = memory_example_loss(vlm, vlm.model, bridge, example, section)
-        answer_only, _ = memory_example_loss(vlm, vlm.model, bridge, example, plain)
+        loss, answer_only = losses()
         gaps.append(float(loss.detach() - answer_only.detach()))
         optimizer.zero_grad()
         loss.backward()
@@ -296,14 +298,29 @@ def test_memory_bridge_config_section(tmp_path):
     assert log[-1]["tokens"] > 0 and log[-1]["answer_tokens"] > 0  # what the LLM saw through the bridge
     with pytest.raises(ConfigError, match="unknown key"):
         load_config("configs/memory_bridge_smoke.yaml", {"memory_bridge": {"tokens": 8}})
-    with pytest.raises(ConfigError, match="positive integers"):
+    with pytest.raises(ConfigError, match=r"memory_bridge: \['cache_size'\] must be positive integers"):
         load_config("configs/memory_bridge_smoke.yaml", {"memory_bridge": {"cache_size": 0}})
+    for bad in ({"max_segment_patches": 0}, {"relevance_dim": -1}, {"num_heads": "4"}, {"dropout": 1.0},
+                {"selection_loss_weight": -1.0}):
+        with pytest.raises(ConfigError, match="config.memory_bridge"):
+            load_config("configs/memory_bridge_smoke.yaml", {"memory_bridge": bad})
+    for from_model in ("hidden_size", "model_signature"):  # set from the trained model, not the config
+        with pytest.raises(ConfigError, match="unknown key"):
+            load_config("configs/memory_bridge_smoke.yaml", {"memory_bridge": {from_model: 64}})
     import yaml
 
-    from longvlm.training.config import config_from_dict
+    from longvlm.training.config import config_from_dict, config_to_dict
 
     with open("configs/memory_bridge_smoke.yaml") as fh:
         data = yaml.safe_load(fh)
+    # the section: the bridge's MemoryBridgeConfig (hidden size left to the model) + the training-only fields
+    section = config_from_dict(data).memory_bridge
+    assert section.bridge == MemoryBridgeConfig(num_memory_tokens=8, num_layers=1, num_heads=4, cache_size=4)
+    assert (section.max_segment_patches, section.alpha, section.init) == (3, 1.0, None)
+    written = json.loads((tmp_path / "train_config.json").read_text())  # the run's record, in the YAML format
+    assert written["memory_bridge"] == {**data["memory_bridge"], "ffn_mult": 2, "dropout": 0.0, "relevance_dim": 0,
+                                        "selection_loss_weight": 0.0, "init": None}
+    assert config_from_dict(config_to_dict(config)) == config
     data["data"]["sources"] = {"text_passkey": 1.0}
     with pytest.raises(ConfigError, match="video_needle"):
         config_from_dict(data)

@@ -12,6 +12,7 @@ from longvlm.errors import BudgetError, ConfigError, LongVLMError
 from longvlm.pipeline.encode import encode_pdf, encode_video
 from longvlm.vlm.loading import default_model, load_vlm
 from longvlm.pipeline.answer import answer
+from longvlm.options import Options
 from longvlm.pipeline.ask import ask
 from longvlm.vlm.prompt import build_chat_inputs
 from longvlm.vlm.room import fit_room, prompt_tokens
@@ -23,8 +24,8 @@ def vlm(request):
 
 
 def test_ten_minute_video_end_to_end(vlm, ten_minute_video):
-    result = ask(vlm, "At what time does the counter show 300?", video=ten_minute_video, max_visual_tokens=2048,
-                 max_new_tokens=6)
+    result = ask(vlm, "At what time does the counter show 300?", ten_minute_video,
+                 Options(max_visual_tokens=2048, max_new_tokens=6))
     stats = result.stats
     assert stats["visual_tokens"] == stats["planned_visual_tokens"] <= 2048
     assert stats["visual_tokens"] > 0.9 * 2048  # the budget is used, not wasted
@@ -39,13 +40,13 @@ def test_ten_minute_video_end_to_end(vlm, ten_minute_video):
 
 
 def test_sixty_page_pdf_end_to_end(vlm, sixty_page_pdf):
-    result = ask(vlm, "What is the secret code of page 42?", pdf=sixty_page_pdf, max_visual_tokens=6000,
-                 max_new_tokens=6)
+    result = ask(vlm, "What is the secret code of page 42?", sixty_page_pdf,
+                 Options(max_visual_tokens=6000, max_new_tokens=6))
     stats = result.stats
     assert stats["visual_tokens"] == stats["planned_visual_tokens"] <= 6000
     assert stats["pages_in_document"] == 60 and stats["visual_items"] == 60 and stats["skipped"] == 0
     assert [e.index for e in result.evidence] == list(range(1, 61))
-    assert result.citations().startswith("p.1, p.2")
+    assert result.evidence_summary().startswith("p.1, p.2")
 
 
 def test_over_budget_pdf_keeps_spread_pages(vlm, sixty_page_pdf):
@@ -95,11 +96,11 @@ def test_default_budgets_follow_the_model(vlm, sixty_page_pdf, short_video):
     lowered with a note, never an error (here a 512-token context, like the shipped small model)."""
     small = load_vlm(vlm.name)
     small.model.config.text_config.max_position_embeddings = 512
-    for source in (dict(pdf=sixty_page_pdf), dict(video=short_video)):
+    for source in (sixty_page_pdf, short_video):
         for budget in (None, 4096):
-            result = ask(small, "What is the secret code on page 7?", max_visual_tokens=budget, **source)
+            result = ask(small, "What is the secret code on page 7?", source, Options(max_visual_tokens=budget))
             assert result.stats["context_length"] + result.stats["new_tokens"] <= 512
-            if "pdf" in source:  # 60 pages: most of the room is used
+            if source == sixty_page_pdf:  # 60 pages: most of the room is used
                 assert result.stats["visual_tokens"] > 0.5 * (512 - 64 - 100)
             notes = " ".join(result.stats.get("notes", []))
             assert ("lowered from 4096" in notes) == (budget == 4096)
@@ -109,9 +110,9 @@ def test_default_budgets_follow_the_model(vlm, sixty_page_pdf, short_video):
 
 def test_bad_requests(vlm, sixty_page_pdf):
     with pytest.raises(LongVLMError, match="question is empty"):
-        ask(vlm, "   ", pdf=sixty_page_pdf)
-    with pytest.raises(LongVLMError, match="exactly one"):
-        ask(vlm, "q", pdf=sixty_page_pdf, video="x.mp4")
+        ask(vlm, "   ", sixty_page_pdf)
+    with pytest.raises(ConfigError, match="max_visual_tokens"):
+        ask(vlm, "q", sixty_page_pdf, Options(max_visual_tokens=0))
 
 
 @pytest.mark.parametrize("preset,family", [("tiny-qwen2-vl", "qwen2_vl"), ("tiny-qwen2.5-vl", "qwen2_5_vl")])

@@ -195,7 +195,7 @@ def test_text_route_answers_and_cites(lm, embedder, zoo_pdf, capsys):
 
 
 def test_selection_feeds_the_vlm_planner(embedder, zoo_pdf):
-    from longvlm.options import Compression
+    from longvlm.options import Compression, Options
     from longvlm.retrieval.page_text import pdf_page_texts
     from longvlm.retrieval.ranking import QuestionSelector
     from longvlm.pipeline.encode import encode_pdf
@@ -204,13 +204,13 @@ def test_selection_feeds_the_vlm_planner(embedder, zoo_pdf):
 
     vlm = load_vlm("tiny")
     question = "Which building has the koala?"  # koala: page 7
-    result = ask(vlm, question, pdf=zoo_pdf, max_visual_tokens=600, max_new_tokens=2,
-                 compression=Compression(selector=QuestionSelector(embedder), native_items=2))
+    result = ask(vlm, question, zoo_pdf, Options(max_visual_tokens=600, max_new_tokens=2, compression=Compression(
+        selector=QuestionSelector(embedder), native_items=2)))
     assert result.route == "vlm" and result.stats["selection_top"][0] == "p.7"
     assert 7 in [e.index for e in result.evidence] and result.stats["visual_tokens"] <= 600
     # composes with visual compression: same ranking, every page then pooled 2 x 2 (4x fewer tokens)
-    pooled = ask(vlm, question, pdf=zoo_pdf, max_visual_tokens=600, max_new_tokens=2,
-                 compression=Compression(selector=QuestionSelector(embedder), native_items=2, downsample=2))
+    pooled = ask(vlm, question, zoo_pdf, Options(max_visual_tokens=600, max_new_tokens=2, compression=Compression(
+        selector=QuestionSelector(embedder), native_items=2, downsample=2)))
     assert pooled.stats["selection_top"][0] == "p.7" and pooled.stats["visual_downsample"] == 2
     assert 7 in [e.index for e in pooled.evidence] and pooled.stats["visual_tokens"] <= 600
     order = QuestionSelector(embedder).rank(question, pdf_page_texts(zoo_pdf)).order
@@ -243,18 +243,20 @@ def test_video_frames_ranked_by_on_screen_text(ocr, embedder, tmp_path, monkeypa
     assert QuestionSelector(False).rank("what is shown at 0:25?", frames).order[0] in \
         [i for i, f in enumerate(frames) if abs(f.timestamp - 25) <= 1]
     # the VLM route: the best frames come as native-resolution close-ups beside the video
-    from longvlm.options import Compression
+    from longvlm.options import Compression, Options
     from longvlm.vlm.loading import load_vlm
     from longvlm.pipeline.ask import ask
 
     vlm = load_vlm("tiny")
-    result = ask(vlm, "How much is the zebra budget?", video=video, max_visual_tokens=600, max_new_tokens=2,
-                 compression=Compression(selector=QuestionSelector(embedder), native_items=2))
+    result = ask(vlm, "How much is the zebra budget?", video, Options(
+        max_visual_tokens=600, max_new_tokens=2, compression=Compression(selector=QuestionSelector(embedder),
+                                                                         native_items=2)))
     closeups = [e for e in result.evidence if e.label == "native"]
     assert result.stats["native_frames"] == len(closeups) == 2
     assert all(10 <= e.timestamp < 20 for e in closeups) and result.stats["visual_tokens"] <= 600
-    pooled = ask(vlm, "How much is the zebra budget?", video=video, max_visual_tokens=600, max_new_tokens=2,
-                 compression=Compression(selector=QuestionSelector(embedder), native_items=2, downsample=2))
+    pooled = ask(vlm, "How much is the zebra budget?", video, Options(
+        max_visual_tokens=600, max_new_tokens=2, compression=Compression(selector=QuestionSelector(embedder),
+                                                                         native_items=2, downsample=2)))
     assert pooled.stats["native_frames"] == 2 and pooled.stats["visual_downsample"] == 2
     assert pooled.stats["visual_tokens"] == pooled.stats["planned_visual_tokens"] <= 600
 

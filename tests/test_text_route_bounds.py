@@ -53,7 +53,7 @@ def test_long_question_refused_before_any_work_on_both_routes():
     started = time.perf_counter()
     for call in (lambda: ask_text(LONG_QUESTION, pdf="missing.pdf"),
                  lambda: answer_from_items(LONG_QUESTION, [], lm=Untouchable(), selector=Untouchable()),
-                 lambda: ask(Untouchable(), LONG_QUESTION, pdf="missing.pdf"),
+                 lambda: ask(Untouchable(), LONG_QUESTION, "missing.pdf"),
                  lambda: model_inputs(Untouchable(), Untouchable(), LONG_QUESTION)):
         with pytest.raises(LongVLMError, match="question is 119,999 characters long; the limit is 2,000"):
             call()

@@ -285,18 +285,28 @@ def test_train_script_runs_a_recipe_in_parts_and_resume_skips_finished_parts(tmp
     capsys.readouterr()
     assert script.main(["--config", *paths, "--resume"]) == 0
     assert capsys.readouterr().err.count("already finished") == 2
-    # shipping keeps the last part's model and records, and each earlier part's records as *_partN
+    # shipping puts the last part's model and train_config.json in the package, and the records (its log and loss
+    # curve, each earlier part's as *_partN) in the records directory
     ship = load_script("scripts/ship_model.py")
-    shipped = tmp_path / "shipped"
+    shipped, records = tmp_path / "shipped", tmp_path / "records"
     shipped.mkdir()
-    (shipped / "training_log_part2.jsonl").write_text("a record of a model shipped before\n")
-    assert ship.main([str(tmp_path / "part2"), str(shipped), "--earlier-parts", str(tmp_path / "part1")]) == 0
-    assert not (shipped / "training_log_part2.jsonl").exists()
+    records.mkdir()
+    (shipped / "training_log_part2.jsonl").write_text("a record left in the package by an earlier layout\n")
+    (records / "training_log_part2.jsonl").write_text("a record of a model shipped before\n")
+    (records / "README.md").write_text("about these records\n")
+    assert ship.main([str(tmp_path / "part2"), str(shipped), "--earlier-parts", str(tmp_path / "part1"),
+                      "--records", str(records)]) == 0
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(
+        name for name in ship.PACKAGE_FILES if (tmp_path / "part2" / name).is_file())
     assert json.loads((shipped / "train_config.json").read_text())["output_dir"] == str(tmp_path / "part2")
-    assert json.loads((shipped / "train_config_part1.json").read_text())["output_dir"] == str(tmp_path / "part1")
+    assert sorted(p.name for p in records.iterdir()) == [
+        "README.md", "loss_curve.png", "loss_curve_part1.png", "train_config_part1.json", "training_log.jsonl",
+        "training_log_part1.jsonl"]
+    assert json.loads((records / "train_config_part1.json").read_text())["output_dir"] == str(tmp_path / "part1")
     part1_log = (tmp_path / "part1" / "training_log.jsonl").read_text()
-    assert (shipped / "training_log_part1.jsonl").read_text() == part1_log
-    assert not (shipped / "checkpoints").exists()
+    assert (records / "training_log_part1.jsonl").read_text() == part1_log
+    assert (records / "training_log.jsonl").read_text() == (tmp_path / "part2" / "training_log.jsonl").read_text()
+    assert ship.default_records_dir("longvlm/assets/longvlm-small") == str(REPO / "models" / "longvlm-small")
     shipped_weights, trained_weights = (load_vlm(d).model.state_dict() for d in (shipped, tmp_path / "part2"))
     assert all(torch.equal(shipped_weights[k], trained_weights[k]) for k in trained_weights)
 

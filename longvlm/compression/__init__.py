@@ -16,23 +16,25 @@ from longvlm.compression.pooling import AvgPoolCompressor, BilinearCompressor
 from longvlm.errors import ConfigError
 
 
-def _oryx(hidden_size: int, weights: str | Path | None) -> VisualCompressor:
+def _oryx(hidden_size: int | None, weights: str | Path | None) -> VisualCompressor:
     if weights is not None:
         return OryxCompressor.from_pretrained(weights)
+    if hidden_size is None:
+        raise ConfigError("an untrained oryx compressor needs the model's hidden size (build it with the model)")
     return OryxCompressor(OryxConfig(hidden_size))
 
 
-VISUAL_COMPRESSORS: dict[str, Callable[[int, str | Path | None], VisualCompressor]] = {
+VISUAL_COMPRESSORS: dict[str, Callable[[int | None, str | Path | None], VisualCompressor]] = {
     "avgpool": lambda hidden_size, weights: AvgPoolCompressor(),
     "bilinear": lambda hidden_size, weights: BilinearCompressor(),
     "oryx": _oryx,
 }
-"""name -> factory(hidden size of the visual tokens, weights directory or None)."""
+"""name -> factory(hidden size of the visual tokens or None, weights directory or None)."""
 
 TRAINABLE_COMPRESSORS = ("oryx",)
 
 
-def build_compressor(name: str, hidden_size: int, weights: str | Path | None = None) -> VisualCompressor:
+def build_compressor(name: str, hidden_size: int | None = None, weights: str | Path | None = None) -> VisualCompressor:
     """A visual compressor by registry name; `weights` (a directory saved by `save_pretrained`) for trainable
     ones."""
     if name not in VISUAL_COMPRESSORS:

@@ -52,11 +52,7 @@ def spread(items: Sequence, count: int) -> list:
 
 def input_kind(path: str) -> str:
     """'pdf' or 'video' (`longvlm.ingest.kinds.detect_kind`); `InputError` for anything else."""
-    kind = detect_kind(path)
-    if kind not in ("pdf", "video"):
-        raise InputError(path, "not a PDF or a video file (the demo reads .pdf, .mp4, .mkv, .mov, .webm, .avi, "
-                               ".mpg, ...)")
-    return kind
+    return detect_kind(path, allowed=("pdf", "video"))
 
 
 def _fit(image: Image.Image, max_side: int) -> Image.Image:

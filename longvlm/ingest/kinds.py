@@ -52,9 +52,12 @@ def suffix_kind(name: str) -> str | None:
     return None
 
 
-def detect_kind(path: str | os.PathLike) -> str:
+_NAMES = {"pdf": "a PDF", "video": "a video", "image": "an image"}
+
+
+def detect_kind(path: str | os.PathLike, allowed: tuple[str, ...] = KINDS) -> str:
     """'pdf', 'video' or 'image' for the file at `path`: its first bytes when they are a known signature,
-    else its suffix. `InputError` (naming the file as given) when it cannot be read or is neither."""
+    else its suffix. `InputError` (naming the file as given) when it cannot be read or is none of `allowed`."""
     shown = os.fspath(path)
     try:
         with open(path, "rb") as fh:
@@ -66,7 +69,9 @@ def detect_kind(path: str | os.PathLike) -> str:
     except OSError as exc:
         raise InputError(shown, f"cannot be read ({exc.strerror or exc})") from None
     kind = sniff_kind(head) or suffix_kind(shown)
-    if kind is None:
-        raise InputError(shown, "not a PDF, a video or an image (expected .pdf, .mp4, .mkv, .mov, .webm, .avi, "
-                                ".mpg, .png, .jpg, ...)")
+    if kind not in allowed:
+        names = [_NAMES[k] for k in allowed]
+        wanted = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+        examples = ", ".join(suffix for k in allowed for suffix in SUFFIXES[k][:4])
+        raise InputError(shown, f"not {wanted} file (expected {examples}, ...)")
     return kind

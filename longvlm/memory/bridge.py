@@ -38,13 +38,14 @@ WEIGHTS_NAME = "memory_bridge.safetensors"
 
 @dataclass
 class MemoryBridgeConfig:
-    """`hidden_size`: the LLM hidden size; `num_memory_tokens` M; bridge `num_layers` of `num_heads` heads
-    and FFN size `ffn_mult` * hidden; `cache_size`: most memories kept for retrieval; `model_signature`: the
-    `model_signature` of the VLM the bridge was trained with (recorded by training; empty: not recorded);
-    `relevance_dim`: width of the learned question / cache-entry projections that score entries (0: untrained
-    cosine similarity)."""
+    """`hidden_size`: the LLM hidden size (None in a training config: the hidden size of the model the bridge is
+    built for, filled in by `longvlm.memory.training.build_bridge`); `num_memory_tokens` M; bridge `num_layers`
+    of `num_heads` heads and FFN size `ffn_mult` * hidden; `cache_size`: most memories kept for retrieval;
+    `model_signature`: the `model_signature` of the VLM the bridge was trained with (recorded by training; empty:
+    not recorded); `relevance_dim`: width of the learned question / cache-entry projections that score entries
+    (0: untrained cosine similarity)."""
 
-    hidden_size: int
+    hidden_size: int | None = None
     num_memory_tokens: int = 32
     num_layers: int = 1
     num_heads: int = 4
@@ -55,12 +56,24 @@ class MemoryBridgeConfig:
     relevance_dim: int = 0
 
     def __post_init__(self) -> None:
-        if min(self.hidden_size, self.num_memory_tokens, self.num_layers, self.num_heads, self.ffn_mult,
-               self.cache_size) < 1 or self.relevance_dim < 0:
-            raise ConfigError(f"memory bridge sizes must be positive, got {self}")
-        if self.hidden_size % self.num_heads:
+        sizes = ["num_memory_tokens", "num_layers", "num_heads", "ffn_mult", "cache_size"]
+        if self.hidden_size is not None:
+            sizes.insert(0, "hidden_size")
+        bad = [name for name in sizes if not _is_int(getattr(self, name)) or getattr(self, name) < 1]
+        if bad:
+            raise ConfigError(f"memory bridge: {bad} must be positive integers, got "
+                              f"{[getattr(self, name) for name in bad]}")
+        if not _is_int(self.relevance_dim) or self.relevance_dim < 0:
+            raise ConfigError(f"memory bridge: relevance_dim must be an integer >= 0, got {self.relevance_dim!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ConfigError(f"memory bridge: dropout must be in [0, 1), got {self.dropout!r}")
+        if self.hidden_size is not None and self.hidden_size % self.num_heads:
             raise ConfigError(f"memory bridge: hidden_size {self.hidden_size} is not divisible by "
                               f"num_heads {self.num_heads}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class MemoryBridge(nn.Module):
@@ -68,6 +81,9 @@ class MemoryBridge(nn.Module):
 
     def __init__(self, config: MemoryBridgeConfig) -> None:
         super().__init__()
+        if config.hidden_size is None:
+            raise ConfigError("memory bridge config without a hidden_size: build the bridge for a model "
+                              "(longvlm.memory.training.build_bridge)")
         self.config = config
         c = config.hidden_size
         self.memory_init = nn.Parameter(torch.randn(config.num_memory_tokens, c) * 0.02)

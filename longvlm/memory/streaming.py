@@ -24,7 +24,6 @@ gets minute 5's frames plus the memory, while the state itself stays small.
 
 from __future__ import annotations
 
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -41,12 +40,12 @@ from longvlm.planning.planner import Plan, PlannedImage, PlannedVideo, plan_vide
 from longvlm.memory.scene_tiling import OnlineSceneTiler
 from longvlm.encoded import EncodedInput, Evidence, check_planned
 from longvlm.errors import BudgetError, ConfigError
+from longvlm.references import time_references
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.prompt import VisualSlot, frame_interval, video_prompt_parts
 from longvlm.vlm.vision import frame_tokens
 
 SELECT_MODES = ("auto", "relevance", "last")
-_MINUTES = re.compile(r"(?:\bminute\s+(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)\s*(?:min|mins|minutes?)\b)", re.IGNORECASE)
 
 
 @dataclass
@@ -233,15 +232,10 @@ def encode_video_with_memory(vlm: VLM, path: str, options: MemoryOptions, *, max
 
 
 def question_seconds(question: str, duration_s: float) -> float | None:
-    """The time a question names, in seconds: "minute 5" / "5 min" first, else the first "1:02:03", "5:00" or
-    "300 s" (the demo's citation parser). None when it names none inside the video."""
-    from longvlm.demo.citations import parse_citations
-
-    minute = _MINUTES.search(question)
-    if minute is not None and 0 <= 60 * float(minute.group(1) or minute.group(2)) <= duration_s:
-        return 60 * float(minute.group(1) or minute.group(2))
-    cited = parse_citations(_MINUTES.sub(lambda m: " " * len(m.group(0)), question), duration_s=duration_s)
-    return cited[0].value if cited else None
+    """The first time a question names inside the video, in seconds ("minute 5", "1:02:03", "300 s": the grammar
+    of `longvlm.references`); None when it names none."""
+    times = time_references(question, duration_s)
+    return times[0] if times else None
 
 
 def question_embedding(vlm: VLM, question: str) -> torch.Tensor:

@@ -11,43 +11,46 @@ choice of the segment shown at inference. Gradients reach the bridge (and LoRA a
 
 from __future__ import annotations
 
-from dataclasses import fields
+import dataclasses
 
 import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from longvlm.memory.bridge import (MemoryBridge, MemoryBridgeConfig, check_bridge_size, memory_grid,
-                                        model_signature)
+                                   model_signature)
 from longvlm.datasets.examples import Example, VideoItem
 from longvlm.memory.scene_tiling import scene_tiling
 from longvlm.errors import ConfigError
-from longvlm.training.config import MemoryBridgeSection
 from longvlm.vlm.loading import VLM
 from longvlm.memory.streaming import encode_patches, memory_prompt_parts, question_embedding
 from longvlm.vlm.prompt import IGNORE_INDEX, build_training_inputs, frame_interval
 
 
-def build_bridge(vlm: VLM, section: MemoryBridgeSection) -> MemoryBridge:
-    """A new bridge of the model's hidden size (seeded by the caller) that records the model's signature, or the
-    one saved at `section.init`."""
-    if section.init:
-        bridge = MemoryBridge.from_pretrained(section.init)
+def build_bridge(vlm: VLM, config: MemoryBridgeConfig, init: str | None = None) -> MemoryBridge:
+    """A new bridge of `config`'s sizes (seeded by the caller) for the model's hidden size, recording the model's
+    signature; or, with `init`, the bridge saved there (it must have `config.relevance_dim`), re-signed for
+    this model."""
+    signature = model_signature(vlm.model)  # the bridge is trained on (and for) this model
+    if init:
+        bridge = MemoryBridge.from_pretrained(init)
         check_bridge_size(bridge, vlm.model)
-        if bridge.config.relevance_dim != section.relevance_dim:
+        if bridge.config.relevance_dim != config.relevance_dim:
             raise ConfigError(f"memory_bridge.init: the bridge has relevance_dim {bridge.config.relevance_dim}, the "
-                              f"config asks for {section.relevance_dim}")
-        bridge.config.model_signature = model_signature(vlm.model)  # it is trained on (and for) this model now
+                              f"config asks for {config.relevance_dim}")
+        bridge.config.model_signature = signature
         return bridge
-    sizes = {f.name: getattr(section, f.name) for f in fields(MemoryBridgeConfig) if hasattr(section, f.name)}
-    return MemoryBridge(MemoryBridgeConfig(hidden_size=vlm.config.text_config.hidden_size,
-                                           model_signature=model_signature(vlm.model), **sizes))
+    return MemoryBridge(dataclasses.replace(config, hidden_size=vlm.config.text_config.hidden_size,
+                                            model_signature=signature))
 
 
-def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
-                        section: MemoryBridgeSection) -> tuple[torch.Tensor, dict[str, int]]:
-    """Answer-token loss of `example` (one video, then the question) seen as memory + last segment, and the
-    LLM input's size: {'tokens': sequence length, 'answer_tokens': labelled tokens}."""
+def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example, *, max_segment_patches: int,
+                        alpha: float, selection_loss_weight: float = 0.0
+                        ) -> tuple[torch.Tensor, dict[str, int]]:
+    """Answer-token loss of `example` (one video, then the question) seen as memory + last segment (segments:
+    SceneTilling with `alpha`, cut after `max_segment_patches` temporal patches), plus `selection_loss_weight`
+    times the selection loss, and the LLM input's size: {'tokens': sequence length, 'answer_tokens': labelled
+    tokens}."""
     video = next((p for p in example.parts if isinstance(p, VideoItem)), None)
     question = example.parts[-1]
     if video is None or not isinstance(question, str):
@@ -61,12 +64,12 @@ def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
     size = spec.resized(*frames.shape[1:3])
     tokens = encode_patches(vlm, frames, size)  # [P, tokens per patch, C], no gradients (frozen tower)
     patch_stamps = stamps[::spec.temporal_patch_size]
-    segments = scene_tiling(tokens.float().mean(dim=1).cpu().numpy(), patch_stamps, alpha=section.alpha,
-                            max_segment=section.max_segment_patches)
+    segments = scene_tiling(tokens.float().mean(dim=1).cpu().numpy(), patch_stamps, alpha=alpha,
+                            max_segment=max_segment_patches)
     pieces = [tokens[s.start:s.end + 1].reshape(-1, tokens.shape[-1]) for s in segments]
     memory, cache, spans = bridge.unroll(pieces)
     selection_loss = None
-    if section.selection_loss_weight and example.meta.get("needle_frames"):
+    if selection_loss_weight and example.meta.get("needle_frames"):
         needle_segments = {next(i for i, s in enumerate(segments) if s.start <= f // spec.temporal_patch_size <= s.end)
                            for f in example.meta["needle_frames"]}
         targets = [k for k, span in enumerate(spans)
@@ -97,5 +100,5 @@ def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
              "answer_tokens": int((inputs["labels"] != IGNORE_INDEX).sum())}
     loss = model(**kwargs, use_cache=False).loss
     if selection_loss is not None:
-        loss = loss + section.selection_loss_weight * selection_loss.to(loss.device)
+        loss = loss + selection_loss_weight * selection_loss.to(loss.device)
     return loss, sizes

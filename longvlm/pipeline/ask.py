@@ -11,12 +11,12 @@ from longvlm.vlm.loading import VLM
 from longvlm.vlm.room import add_notes, fit_room
 
 
-def ask(vlm: VLM, question: str, source: Source, options: Options | None = None, *,
+def ask(vlm: VLM, question: str, source: Source, options: Options | None = None, *, kind: str | None = None,
         progress: ProgressFn | None = None) -> Answer:
     """Answer `question` about `source` (a PDF, video or image file, or a list of images) with `vlm`.
 
     `options` (`longvlm.options.Options`, built from names by `build_options`) say how the input is read and
-    reduced; budgets left as None are what fits the model (`longvlm.vlm.room.fit_room`), larger ones are
+    reduced (`kind`: see `encode`); budgets left as None are what fits the model (`longvlm.vlm.room.fit_room`), larger ones are
     lowered with a note in the answer's stats (`notes`). The compression composes in order: question-aware
     selection, the visual compressor, the KV press.
     """
@@ -25,6 +25,6 @@ def ask(vlm: VLM, question: str, source: Source, options: Options | None = None,
     room = fit_room(vlm, question=question, max_visual_tokens=options.max_visual_tokens,
                     max_new_tokens=options.max_new_tokens)
     encoded = encode(vlm, source, options.replace(max_visual_tokens=room.visual_tokens), question=question,
-                     progress=progress, context_room=room.context)
+                     kind=kind, progress=progress, context_room=room.context)
     add_notes(encoded.stats, room.notes)
     return answer(vlm, encoded, question, max_new_tokens=room.new_tokens)

@@ -31,7 +31,7 @@ from longvlm.encoded import EncodedInput, Evidence, ProgressFn, check_planned, r
 from longvlm.errors import ConfigError, InputError
 from longvlm.ingest.cache import file_sha256
 from longvlm.ingest.images import image_size, open_image
-from longvlm.ingest.kinds import detect_kind
+from longvlm.ingest.kinds import KINDS, detect_kind
 from longvlm.ingest.pdf import PdfDocument
 from longvlm.ingest.video import VideoReader
 from longvlm.limits import check_question
@@ -423,11 +423,12 @@ Source = str | os.PathLike | Sequence[str | os.PathLike | Image.Image]
 
 
 def encode(vlm: VLM, source: Source, options: Options | None = None, *, question: str | None = None,
-           progress: ProgressFn | None = None, context_room: int | None = None) -> EncodedInput:
+           kind: str | None = None, progress: ProgressFn | None = None,
+           context_room: int | None = None) -> EncodedInput:
     """Encode one input for `vlm` as `options` say (default `Options()`: what fits the model).
 
-    `source` is a file (its kind detected once from its content, then its suffix: `longvlm.ingest.kinds`) or a
-    list of images. With a `Compression` selector the question is needed (`ConfigError` without it): the
+    `source` is a file (its kind detected once from its content, then its suffix: `longvlm.ingest.kinds`,
+    unless the caller says it with `kind`: 'pdf', 'video' or 'image', e.g. the CLI's --pdf) or a list of images. With a `Compression` selector the question is needed (`ConfigError` without it): the
     pages/frames are ranked against it before planning. `context_room` (`longvlm.vlm.room`): the visual tokens
     plus their labels fit in that many tokens. The result remembers `options` for `answer()` (its KV press).
     """
@@ -444,7 +445,10 @@ def encode(vlm: VLM, source: Source, options: Options | None = None, *, question
         encoded = encode_images(vlm, list(source), progress=progress, compression=compression, **budget)
     else:
         path = os.fspath(source)
-        kind = detect_kind(path)
+        if kind is None:
+            kind = detect_kind(path)
+        elif kind not in KINDS:
+            raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if options.memory is not None and kind != "video":
             raise ConfigError("a memory bridge works on video only")
         if kind == "pdf":

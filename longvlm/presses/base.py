@@ -21,13 +21,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
 from transformers.cache_utils import DynamicLayer
 
-from longvlm.presses.budget import KVBudget, Selection, gather_slots, select_tokens
+from longvlm.presses.budget import DEFAULT_KV_BUDGET, KVBudget, Selection, gather_slots, select_tokens
 from longvlm.errors import ConfigError
 from longvlm.encoded import IMAGE, VIDEO
 
@@ -104,24 +104,49 @@ class PressState:
         return self.real_lengths - self.keep_counts
 
 
+def _runtime(default=None):
+    """A field of the per-block runtime state: not a hyperparameter (no init, repr or comparison)."""
+    return field(default=default, init=False, repr=False, compare=False)
+
+
+@dataclass
 class KVPress(ABC):
-    """Base of all presses: hooks, exact budgets, and the shared select-and-gather. Subclasses give `priority`
-    (higher is kept) and may override `compress` (LOOK-M merges what it evicts)."""
+    """Base of all presses: hooks, exact budgets, and the shared select-and-gather (kvpress-style).
+
+    A press is a dataclass of its hyperparameters: repr, ==, hash and `dataclasses.replace` see only those;
+    the fields below are the runtime state of one `with press(model)` block. Subclasses provide `budget`,
+    `record_indices` and `priority` (higher is kept), and may override `compress` (merging presses).
+    """
 
     name = "press"
     clock = staticmethod(time.perf_counter)  # times `PressState.time_s`; benchmarks may swap in a CPU clock
 
-    def __init__(self, budget: KVBudget | float | int, *, record_indices: bool = False) -> None:
-        self.budget = KVBudget.parse(budget)
-        self.record_indices = record_indices
-        self.state: PressState | None = None
-        self._armed = False
-        self._real: torch.Tensor | None = None
-        self._types: torch.Tensor | None = None
-        self._counts: torch.Tensor | None = None
+    state: PressState | None = _runtime()
+    _armed: bool = _runtime(False)
+    _real: torch.Tensor | None = _runtime()  # [B, L] real (non-padding) prompt tokens of the current prefill
+    _types: torch.Tensor | None = _runtime()  # [B, L] token types
+    _counts: torch.Tensor | None = _runtime()  # [B] tokens to keep per row
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        # `@dataclass` keeps the methods a class defines itself: every press shares this repr and hash.
+        for method in ("__repr__", "__hash__"):
+            if method not in cls.__dict__:
+                setattr(cls, method, getattr(KVPress, method))
+
+    def __post_init__(self) -> None:
+        """Validation of the hyperparameters (subclasses extend it)."""
+
+    def hyperparameters(self) -> dict:
+        """The fields that define the press (those compared and shown)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(budget={self.budget})"
+        shown = (f"{f.name}={_show(getattr(self, f.name))}" for f in fields(self) if f.repr)
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def __hash__(self) -> int:
+        return hash((type(self), *self.hyperparameters().values()))
 
     @abstractmethod
     def priority(self, view: LayerView) -> torch.Tensor:
@@ -226,6 +251,34 @@ class KVPress(ABC):
         state.time_s += self.clock() - started
 
 
+def _show(value) -> str:
+    return str(value) if isinstance(value, KVBudget) else repr(value)
+
+
+@dataclass
+class ScorerPress(KVPress):
+    """A press that keeps, per row and head, the `budget` real tokens of highest `priority` (kvpress's
+    ScorerPress). `budget`: ratio in (0, 1] or token count (`KVBudget.parse`); `record_indices` stores the
+    kept positions per layer in `PressState.kept_indices`."""
+
+    budget: KVBudget | float | int = DEFAULT_KV_BUDGET
+    record_indices: bool = field(default=False, kw_only=True, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.budget = KVBudget.parse(self.budget)
+        if not isinstance(self.record_indices, bool):
+            raise ConfigError(f"record_indices must be a bool, got {self.record_indices!r}")
+
+
+def require_int(press: KVPress, name: str, minimum: int | None = None) -> None:
+    """ConfigError unless hyperparameter `name` of `press` is an int (not a bool) >= `minimum`."""
+    value = getattr(press, name)
+    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ConfigError(f"{type(press).__name__}: {name} must be an integer{bound}, got {value!r}")
+
+
 def attention_modules(model: nn.Module) -> list[nn.Module]:
     """The self-attention modules of the language model of a Qwen2-VL-family model (in layer order)."""
     language_model = getattr(getattr(model, "model", None), "language_model", None)
@@ -236,4 +289,4 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
     return [layer.self_attn for layer in layers]
 
 
-__all__ = ["KVPress", "LayerView", "PressState", "attention_modules", "tiered"]
+__all__ = ["KVPress", "LayerView", "PressState", "ScorerPress", "attention_modules", "require_int", "tiered"]

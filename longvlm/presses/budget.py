@@ -14,6 +14,9 @@ import torch
 
 from longvlm.errors import ConfigError
 
+DEFAULT_KV_BUDGET = 0.2
+"""KV tokens kept when a press is named without a budget: a ratio of the prompt."""
+
 
 @dataclass(frozen=True)
 class KVBudget:
@@ -50,7 +53,7 @@ class KVBudget:
         return torch.minimum(wanted, lengths)
 
     def __str__(self) -> str:
-        return f"{self.ratio:.0%}" if self.ratio is not None else f"{self.tokens} tokens"
+        return f"{self.ratio * 100:g}%" if self.ratio is not None else f"{self.tokens} tokens"
 
 
 @dataclass

@@ -9,38 +9,37 @@ Text prior: the recent window and then all text tokens are kept first; image and
 rest of the budget. When even the protected tokens exceed the budget, the best-scoring of them are kept
 (window before text), so the budget is always met exactly.
 
-Merge (`merge.py`): each evicted pair is merged into the most similar kept key of its head with the average,
-pivotal or weighted rule; `merge=None` only evicts.
+Merge (`merging.py`): each evicted pair is merged into the most similar kept key of its head with the average,
+pivotal or weighted rule; `merge=None` only evicts. `LookMPress(merge=m)` compresses exactly like
+`MergingPress(LookMPress(merge=None), m)` (the same `compress_merged`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from longvlm.presses.merging import MERGE_METHODS, merge_evicted
-from longvlm.presses.base import KVPress, LayerView, tiered
+from longvlm.presses.base import LayerView, ScorerPress, require_int, tiered
+from longvlm.presses.budget import Selection
+from longvlm.presses.merging import check_merge_method, compress_merged
 from longvlm.presses.scoring import window_scores
-from longvlm.presses.budget import KVBudget, Selection, gather_slots, select_tokens
-from longvlm.errors import ConfigError
 
 
-class LookMPress(KVPress):
-    """Text-prior pruning with KV merging; `window` recent tokens always kept (and used as score queries)."""
+@dataclass(kw_only=True)
+class LookMPress(ScorerPress):
+    """Text-prior pruning with KV merging (`merge`: one of `MERGE_METHODS`, None = evict only); the `window`
+    recent tokens are always kept and are the score queries."""
 
     name = "lookm"
 
-    def __init__(self, budget: KVBudget | float | int, *, window: int = 32, merge: str | None = "weighted",
-                 record_indices: bool = False) -> None:
-        super().__init__(budget, record_indices=record_indices)
-        if merge is not None and merge not in MERGE_METHODS:
-            raise ConfigError(f"unknown merge method {merge!r}; known: {', '.join(MERGE_METHODS)} or None")
-        if window < 1:
-            raise ConfigError(f"window must be at least 1, got {window}")
-        self.window = window
-        self.merge = merge
+    window: int = 32
+    merge: str | None = "weighted"
 
-    def __repr__(self) -> str:
-        return f"LookMPress(budget={self.budget}, window={self.window}, merge={self.merge})"
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_int(self, "window", 1)
+        check_merge_method(self.merge, allow_none=True)
 
     def priority(self, view: LayerView) -> torch.Tensor:
         recent = view.recent(self.window)
@@ -48,23 +47,6 @@ class LookMPress(KVPress):
         return tiered(window_scores(view, self.window), recent.long() + text.long())
 
     def compress(self, view: LayerView) -> tuple[torch.Tensor, torch.Tensor, Selection]:
-        selection = select_tokens(self.priority(view), view.real, view.counts)
-        keys, values = gather_slots(view.keys, selection.indices), gather_slots(view.values, selection.indices)
         if self.merge is None:
-            return keys, values, selection
-        evicted = view.real[:, None, :] & ~selection.kept  # [B, H, L]
-        width = keys.shape[2]
-        positions = torch.arange(view.length, device=evicted.device)
-        for row in range(keys.shape[0]):
-            kept, dropped = int(view.counts[row]), int(view.real[row].sum()) - int(view.counts[row])
-            if dropped == 0:
-                continue
-            # indices [H, P] of the evicted tokens of this row (the same count in every head)
-            order = torch.where(evicted[row], positions, view.length).sort(dim=-1).values[:, :dropped]
-            index = order[..., None].expand(-1, -1, view.keys.shape[-1])
-            merged_k, merged_v = merge_evicted(keys[row, :, width - kept:], values[row, :, width - kept:],
-                                               view.keys[row].gather(1, index), view.values[row].gather(1, index),
-                                               self.merge)
-            keys[row, :, width - kept:] = merged_k
-            values[row, :, width - kept:] = merged_v
-        return keys, values, selection
+            return super().compress(view)
+        return compress_merged(view, self.priority(view), self.merge)

@@ -13,14 +13,22 @@ weighted mean with a weight w_c for the kept pair and w_e for each evicted pair:
                                                (the kept pair counts as similarity 1)
 
 A kept pair that receives nothing is unchanged. Written from the paper's definitions, not from its code.
+
+`merge_selection` applies this to one layer's selection (row by row; the kept pairs of row b and head h receive
+that row's and head's evicted real tokens). LOOK-M (`LookMPress(merge=...)`) and `MergingPress`, which wraps
+any scoring press, both compress with `compress_merged`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from longvlm.errors import ConfigError
+from longvlm.presses.base import KVPress, LayerView
+from longvlm.presses.budget import KVBudget, Selection, gather_slots, select_tokens
 
 MERGE_METHODS = ("average", "pivotal", "weighted")
 # Similarity is computed in chunks of evicted keys so that [heads, chunk, kept] stays under this many elements.
@@ -45,11 +53,19 @@ def assign_to_kept(evicted_keys: torch.Tensor, kept_keys: torch.Tensor) -> tuple
     return torch.cat(targets, dim=1), torch.cat(sims, dim=1)
 
 
+def check_merge_method(method: str, allow_none: bool = False) -> None:
+    """ConfigError unless `method` is one of `MERGE_METHODS` (or None when `allow_none`)."""
+    if method is None and allow_none:
+        return
+    if method not in MERGE_METHODS:
+        known = ", ".join(MERGE_METHODS) + (" or None" if allow_none else "")
+        raise ConfigError(f"unknown merge method {method!r}; known: {known}")
+
+
 def merge_weights(method: str, similarity: torch.Tensor, targets: torch.Tensor,
                   kept: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights (w_c [H, K], w_e [H, P]) of `method` for evicted pairs assigned to `targets` [H, P]."""
-    if method not in MERGE_METHODS:
-        raise ConfigError(f"unknown merge method {method!r}; known: {', '.join(MERGE_METHODS)}")
+    check_merge_method(method)
     heads = targets.shape[0]
     self_weight = torch.ones(heads, kept, dtype=torch.float32, device=targets.device)
     evicted_weight = torch.ones_like(similarity, dtype=torch.float32)
@@ -80,3 +96,74 @@ def merge_evicted(kept_keys: torch.Tensor, kept_values: torch.Tensor, evicted_ke
     self_weight, evicted_weight = merge_weights(method, similarity, targets, kept_keys.shape[1])
     return (merge_states(kept_keys, evicted_keys, targets, self_weight, evicted_weight),
             merge_states(kept_values, evicted_values, targets, self_weight, evicted_weight))
+
+
+def merge_selection(view: LayerView, selection: Selection, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values [B, H, K, D] of the slots of `selection`, with the evicted real pairs of each row and head
+    (real, not kept: n_b - k_b of them) merged into that row's and head's kept pairs (`merge_evicted`)."""
+    keys, values = gather_slots(view.keys, selection.indices), gather_slots(view.values, selection.indices)
+    evicted = view.real[:, None, :] & ~selection.kept  # [B, H, L]
+    width = keys.shape[2]
+    positions = torch.arange(view.length, device=evicted.device)
+    for row in range(keys.shape[0]):
+        kept = int(view.counts[row])
+        dropped = int(view.real[row].sum()) - kept
+        if dropped == 0:
+            continue
+        # positions [H, P] of the evicted tokens of this row (the same count in every head)
+        order = torch.where(evicted[row], positions, view.length).sort(dim=-1).values[:, :dropped]
+        index = order[..., None].expand(-1, -1, view.keys.shape[-1])
+        merged_k, merged_v = merge_evicted(keys[row, :, width - kept:], values[row, :, width - kept:],
+                                           view.keys[row].gather(1, index), view.values[row].gather(1, index),
+                                           method)
+        keys[row, :, width - kept:] = merged_k
+        values[row, :, width - kept:] = merged_v
+    return keys, values
+
+
+def compress_merged(view: LayerView, priority: torch.Tensor,
+                    method: str) -> tuple[torch.Tensor, torch.Tensor, Selection]:
+    """`KVPress.compress` with merging: keep the `view.counts` tokens of highest `priority` [B, H, L] per row and
+    head, merge the evicted ones into them with `method`; returns (keys, values, selection)."""
+    selection = select_tokens(priority, view.real, view.counts)
+    keys, values = merge_selection(view, selection, method)
+    return keys, values, selection
+
+
+@dataclass
+class MergingPress(KVPress):
+    """Wraps a scoring press: tokens are chosen by `press.priority` with `press.budget`, then every evicted pair
+    is merged into the most similar kept key of its row and head with the LOOK-M rule `merge` (see the module
+    docstring) instead of being dropped. `record_indices` is the inner press's.
+
+        MergingPress(SnapKVPress(0.2, window=16), "pivotal")
+    """
+
+    press: KVPress
+    merge: str = "weighted"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.press, KVPress):
+            raise ConfigError(f"MergingPress wraps a KV press, got {self.press!r}")
+        if getattr(self.press, "merge", None) is not None:
+            raise ConfigError(f"{self.press!r} merges already; wrap a press that only evicts (e.g. merge=None)")
+        check_merge_method(self.merge)
+
+    @property
+    def name(self) -> str:
+        return f"{self.press.name}+{self.merge}-merge"
+
+    @property
+    def budget(self) -> KVBudget:
+        return self.press.budget
+
+    @property
+    def record_indices(self) -> bool:
+        return self.press.record_indices
+
+    def priority(self, view: LayerView) -> torch.Tensor:
+        return self.press.priority(view)
+
+    def compress(self, view: LayerView) -> tuple[torch.Tensor, torch.Tensor, Selection]:
+        return compress_merged(view, self.priority(view), self.merge)

@@ -5,8 +5,9 @@ Signals, fused into one score per item:
 - dense: all-MiniLM-L6-v2 cosine similarity between the question and the item's text chunks (max over chunks),
   computed only for a BM25 shortlist of 16 items (and cached on disk), which keeps indexing a 100-page PDF
   fast (on MMLongBench-Doc a 16-item shortlist ranks as well as dense scores on every page: bench/RESULTS.md);
-- references: items the question names explicitly ("page 14", "slide 4", "at 2:30"); weighted 2 by default,
-  so a named page comes first unless another page matches much better.
+- references: items the question names explicitly ("page 14", "slide 4", "the last page", "at 2:30",
+  "minute 5": the grammar of `longvlm.references`); weighted 2 by default, so a named page comes first unless
+  another page matches much better. A named page number matches a page's number or its printed label.
 Each signal is min-max normalised per question before the weighted sum. Items that tie (e.g. no text at all)
 are ordered by an even spread over the input, so a question with no usable signal gets uniform sampling.
 
@@ -15,70 +16,15 @@ are ordered by an even spread over the input, so a question with no usable signa
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from longvlm.ingest.cache import text_sha256
+from longvlm.references import page_references, time_references
 from longvlm.retrieval.page_text import TextItem
 from longvlm.errors import ConfigError
-
-_NUMBER_WORDS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
-_ORDINALS = {w: i + 1 for i, w in enumerate(
-    "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth".split())}
-_NUM = r"(\d{1,4}|" + "|".join(_NUMBER_WORDS) + ")"
-_PAGE_REF = re.compile(r"\b(?:pages?|slides?|p\.)\s*" + _NUM + r"(?:\s*(?:-|–|to|and)\s*" + _NUM + ")?", re.I)
-_ORDINAL_REF = re.compile(r"\b(?:the\s+)?(" + "|".join(_ORDINALS) + r"|last|second[\s-]+(?:to[\s-]+)?last)"
-                          r"\s+(?:page|slide)s?\b|\b(?:page|slide)\s+at\s+the\s+(second[\s-]+(?:to[\s-]+)?last|last)\b|"
-                          r"\b(?:the|(front|back))\s+cover\b(?!\s+(?:of|for)\b)|\bcover\s+page\b", re.I)
-
-_CLOCK_REF = re.compile(r"\b(?:(\d{1,2}):)?(\d{1,2}):(\d{2})\b")
-_UNIT_REF = re.compile(r"\b(\d+(?:\.\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|m)\b", re.I)
-
-
-def _number(token: str) -> int:
-    return int(token) if token.isdigit() else _NUMBER_WORDS[token.lower()]
-
-
-def page_references(question: str, page_count: int | None = None) -> set[int]:
-    """1-based page or slide numbers named in a question: 'page 14' -> {14}, 'pages 30-35' -> {30..35},
-    'page two' -> {2}; with `page_count`, also 'the first/second/last/second last page' and 'cover'."""
-    found: set[int] = set()
-    for match in _PAGE_REF.finditer(question):
-        first = _number(match.group(1))
-        last = _number(match.group(2)) if match.group(2) else first
-        if first <= last <= first + 50:
-            found.update(range(first, last + 1))
-        else:
-            found.update({first, last})
-    if page_count:
-        for match in _ORDINAL_REF.finditer(question):
-            word = (match.group(1) or match.group(2) or "").lower()
-            if match.group(0).lower().strip().endswith("cover"):
-                found.add(page_count if (match.group(3) or "").lower() == "back" else 1)
-            elif word == "last":
-                found.add(page_count)
-            elif word.startswith("second") and word.endswith("last"):
-                found.add(max(1, page_count - 1))
-            elif word in _ORDINALS:
-                found.add(_ORDINALS[word])
-    return found
-
-
-def time_references(question: str) -> list[float]:
-    """Times (seconds) named in a question: '1:02:03', '2:30', '90 seconds', '3 minutes'."""
-    times = []
-    for match in _CLOCK_REF.finditer(question):
-        hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-        times.append(hours * 3600 + minutes * 60 + seconds)
-    for match in _UNIT_REF.finditer(question):
-        value, unit = float(match.group(1)), match.group(2).lower()
-        times.append(value * 60 if unit.startswith("m") else value)
-    return times
 
 
 def spread_order(n: int) -> list[int]:
@@ -218,7 +164,7 @@ class QuestionSelector:
     def reference_scores(self, question: str, items: Sequence[TextItem]) -> np.ndarray:
         """1 for pages the question names (by number or printed label); for frames, closeness to a named time."""
         scores = np.zeros(len(items))
-        pages = page_references(question, len(items) if items and items[0].kind == "page" else None)
+        pages = page_references(question, len(items) if items and items[0].kind == "page" else None, bounded=False)
         times = time_references(question) if any(it.kind == "frame" for it in items) else []
         for pos, item in enumerate(items):
             if item.kind == "page" and pages:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from longvlm.errors import ConfigError
+from longvlm.memory.bridge import MemoryBridgeConfig
 
 
 @dataclass
@@ -34,24 +35,27 @@ class TrainableConfig:
     lora: dict[str, Any] | None = None
 
 
+# MemoryBridgeConfig fields that come from the trained model, not from the config
+BRIDGE_FIELDS_FROM_MODEL = ("hidden_size", "model_signature")
+
+
 @dataclass
 class MemoryBridgeSection:
-    """Train a memory bridge (`longvlm.memory.bridge`) on video examples: its sizes, how examples are cut
-    into segments (SceneTilling with `alpha`, forced cut after `max_segment_patches` temporal patches), and
-    optionally a saved bridge to start from (`init`). The LLM sees the final memory plus the *last* segment, so
-    what the answer needs from earlier segments has to pass through the memory. `relevance_dim` > 0 gives the
-    bridge learned relevance projections, trained with weight `selection_loss_weight` to pick the cache entry
-    that holds the needle (the segment shown at inference). Which VLM parts train is still `trainable` (freeze
-    everything for bridge-only training, or add `lora`)."""
+    """Train a memory bridge (`longvlm.memory.bridge`) on video examples. `bridge`: the bridge to build (its
+    hidden size and model signature come from the trained model); how examples are cut into segments
+    (SceneTilling with `alpha`, forced cut after `max_segment_patches` temporal patches); optionally a saved bridge
+    to start from (`init`). The LLM sees the final memory plus the *last* segment, so what the answer needs from
+    earlier segments has to pass through the memory. A bridge with `relevance_dim` > 0 has learned relevance
+    projections, trained with weight `selection_loss_weight` to pick the cache entry that holds the needle (the
+    segment shown at inference). Which VLM parts train is still `trainable` (freeze everything for bridge-only
+    training, or add `lora`).
 
-    num_memory_tokens: int = 32
-    num_layers: int = 1
-    num_heads: int = 4
-    ffn_mult: int = 2
-    cache_size: int = 16
+    In YAML the section is one flat mapping: the bridge's fields (num_memory_tokens, num_layers, num_heads,
+    ffn_mult, cache_size, dropout, relevance_dim) next to the training ones."""
+
+    bridge: MemoryBridgeConfig = field(default_factory=MemoryBridgeConfig)
     max_segment_patches: int = 4
     alpha: float = 1.0
-    relevance_dim: int = 0
     selection_loss_weight: float = 0.0
     init: str | None = None
 
@@ -152,10 +156,12 @@ def _build(cls, data: Any, where: str):
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
     kwargs = {}
     nested = {"model": ModelConfig, "trainable": TrainableConfig, "data": DataConfig, "optim": OptimConfig,
-              "memory_bridge": MemoryBridgeSection, "vision_pretrain": VisionPretrainSection}
+              "vision_pretrain": VisionPretrainSection}
     for key, value in data.items():
         if cls is TrainConfig and key in ("memory_bridge", "vision_pretrain") and value is None:
             kwargs[key] = None
+        elif cls is TrainConfig and key == "memory_bridge":
+            kwargs[key] = _build_memory_bridge(value, f"{where}.{key}")
         elif cls is TrainConfig and key in nested:
             kwargs[key] = _build(nested[key], value, f"{where}.{key}")
         elif cls is TrainConfig and key == "stages":
@@ -165,6 +171,28 @@ def _build(cls, data: Any, where: str):
         else:
             kwargs[key] = value
     return cls(**kwargs)
+
+
+def _build_memory_bridge(data: Any, where: str) -> MemoryBridgeSection:
+    """The memory_bridge section from its flat YAML mapping: the bridge's fields go to its MemoryBridgeConfig."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    bridge_keys = {f.name for f in dataclasses.fields(MemoryBridgeConfig)} - set(BRIDGE_FIELDS_FROM_MODEL)
+    own_keys = {f.name for f in dataclasses.fields(MemoryBridgeSection)} - {"bridge"}
+    unknown = sorted(set(data) - bridge_keys - own_keys)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(bridge_keys | own_keys)}")
+    try:
+        bridge = MemoryBridgeConfig(**{k: v for k, v in data.items() if k in bridge_keys})
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {str(exc).removeprefix('memory bridge: ')}") from None
+    return MemoryBridgeSection(bridge, **{k: v for k, v in data.items() if k in own_keys})
+
+
+def memory_bridge_to_dict(section: MemoryBridgeSection) -> dict:
+    """The memory_bridge section as its flat YAML mapping (what `_build_memory_bridge` reads)."""
+    bridge = {k: v for k, v in dataclasses.asdict(section.bridge).items() if k not in BRIDGE_FIELDS_FROM_MODEL}
+    return {**bridge, **{f.name: getattr(section, f.name) for f in dataclasses.fields(section) if f.name != "bridge"}}
 
 
 def _not_positive_ints(section: Any, names: tuple[str, ...]) -> list[str]:
@@ -184,13 +212,13 @@ def config_from_dict(data: dict) -> TrainConfig:
         raise ConfigError(f"config.optim.decay_steps must be a positive integer, got {config.optim.decay_steps!r}")
     bridge = config.memory_bridge
     if bridge is not None:
-        bad_sizes = _not_positive_ints(bridge, ("num_memory_tokens", "num_layers", "num_heads", "ffn_mult",
-                                                "cache_size", "max_segment_patches"))
-        if bad_sizes:
-            raise ConfigError(f"config.memory_bridge: {bad_sizes} must be positive integers")
-        if not isinstance(bridge.relevance_dim, int) or bridge.relevance_dim < 0 or bridge.selection_loss_weight < 0:
-            raise ConfigError("config.memory_bridge: relevance_dim and selection_loss_weight must be >= 0")
-        if bridge.selection_loss_weight and not bridge.relevance_dim:
+        if _not_positive_ints(bridge, ("max_segment_patches",)):
+            raise ConfigError(f"config.memory_bridge: max_segment_patches must be a positive integer, got "
+                              f"{bridge.max_segment_patches!r}")
+        weight = bridge.selection_loss_weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ConfigError(f"config.memory_bridge: selection_loss_weight must be >= 0, got {weight!r}")
+        if weight and not bridge.bridge.relevance_dim:
             raise ConfigError("config.memory_bridge.selection_loss_weight needs relevance_dim > 0 (learned "
                               "relevance projections to train)")
         if not any(s.startswith("video_needle/") or s.startswith("jsonl:") for s in config.data.sources):
@@ -237,4 +265,8 @@ def _merge(base: dict, overrides: dict) -> dict:
 
 
 def config_to_dict(config: TrainConfig) -> dict:
-    return dataclasses.asdict(config)
+    """The config as plain data in the YAML format (`config_from_dict` reads it back)."""
+    data = dataclasses.asdict(config)
+    if config.memory_bridge is not None:
+        data["memory_bridge"] = memory_bridge_to_dict(config.memory_bridge)
+    return data

@@ -12,13 +12,17 @@ import time
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+from transformers import AutoTokenizer
 
 from longvlm.datasets.mixture import HELDOUT_STREAM, TRAIN_STREAM, LengthBin, Mixture
 from longvlm.errors import ConfigError
+from longvlm.memory.training import build_bridge, memory_example_loss
 from longvlm.training.collate import example_length, greedy_pack, pack_rows, tokenize_example
 from longvlm.training.config import StageConfig, TrainConfig, config_to_dict
 from longvlm.training.evaluate import teacher_forced_accuracy
 from longvlm.training.model_setup import apply_trainable, build_training_model, trainable_summary
+from longvlm.training.vision_pretrain import pretrain_vision
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.prompt import IGNORE_INDEX
 
@@ -137,6 +141,70 @@ def training_loss(model, batch: dict[str, torch.Tensor], text_loss_weight: float
     return answer_loss + text_loss_weight * text_loss
 
 
+class Objective:
+    """What trains and how its loss is computed, chosen once per run (`make_objective`). This one: the model's
+    trainable parameters, on packed rows of the mixture (`BatchMaker`), with the answer loss plus
+    `optim.text_loss_weight` times the prompt's text loss (`training_loss`). `modules`: modules trained next to
+    the model (prepared by accelerate with it, optimized with it, saved by `save`)."""
+
+    def __init__(self, vlm: VLM, config: TrainConfig, maker: BatchMaker) -> None:
+        self.vlm, self.config, self.maker = vlm, config, maker
+        self.modules: list[nn.Module] = []
+
+    def loss(self, accelerator, model, micro_step: int, stage: StageConfig) -> tuple[torch.Tensor, dict]:
+        """The loss of micro step `micro_step` and what it saw: {'samples', 'tokens', 'answer_tokens'}."""
+        batch, info = self.maker.batch(micro_step, stage)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        return training_loss(model, batch, self.config.optim.text_loss_weight, self.vlm.tokenizer.pad_token_id), info
+
+    def summary(self) -> dict:
+        """Extra fields for every log record."""
+        return {}
+
+    def save(self, accelerator, output_dir: str) -> None:
+        """Save what trained next to the model (the model itself is saved by the loop)."""
+
+
+class MemoryBridgeObjective(Objective):
+    """A memory bridge (new, seeded with the run's seed, or `memory_bridge.init`) trains next to the model's
+    trainable parameters (possibly none): each micro step is the mean loss of `rows_per_step` mixture examples
+    (one video each) seen through the bridge (`longvlm.memory.training.memory_example_loss`)."""
+
+    def __init__(self, vlm: VLM, config: TrainConfig, maker: BatchMaker) -> None:
+        super().__init__(vlm, config, maker)
+        section = config.memory_bridge
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            bridge = build_bridge(vlm, section.bridge, section.init).to(vlm.model.device)
+        bridge.train()
+        self.modules = [bridge]
+
+    def loss(self, accelerator, model, micro_step: int, stage: StageConfig) -> tuple[torch.Tensor, dict]:
+        section = self.config.memory_bridge
+        bridge = accelerator.unwrap_model(self.modules[0])
+        mixture = self.maker.mixture(stage)
+        rows = stage.rows_per_step or self.config.optim.rows_per_step
+        base = micro_step * SAMPLES_PER_MICRO_STEP
+        results = [memory_example_loss(self.vlm, model, bridge, mixture.draw(base + j),
+                                       max_segment_patches=section.max_segment_patches, alpha=section.alpha,
+                                       selection_loss_weight=section.selection_loss_weight)
+                   for j in range(rows)]
+        return torch.stack([loss for loss, _ in results]).mean(), {
+            "samples": rows, "tokens": sum(size["tokens"] for _, size in results),
+            "answer_tokens": sum(size["answer_tokens"] for _, size in results)}
+
+    def summary(self) -> dict:
+        return {"bridge_trainable": sum(p.numel() for p in self.modules[0].parameters() if p.requires_grad)}
+
+    def save(self, accelerator, output_dir: str) -> None:
+        accelerator.unwrap_model(self.modules[0]).save_pretrained(os.path.join(output_dir, "memory_bridge"))
+
+
+def make_objective(vlm: VLM, config: TrainConfig, maker: BatchMaker) -> Objective:
+    """The run's objective: a memory bridge's when the config has a memory_bridge section, else the model's."""
+    return (MemoryBridgeObjective if config.memory_bridge is not None else Objective)(vlm, config, maker)
+
+
 def _lr_lambda(config: TrainConfig):
     warmup, floor = config.optim.warmup_steps, config.optim.min_lr_ratio
     total = config.optim.decay_steps or config.total_steps
@@ -180,46 +248,30 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
     checkpoint = latest_checkpoint(config.output_dir) if resume is True else (resume or None)
     tokenizer = None
     if checkpoint and config.model.source == "new":
-        from transformers import AutoTokenizer
-
         tokenizer = AutoTokenizer.from_pretrained(os.path.join(checkpoint, "tokenizer"))
     vlm = build_training_model(config, tokenizer)
     _check_same_tokenizer(accelerator, vlm)
     pretrain_records = []
     if config.vision_pretrain is not None and not checkpoint:
-        from longvlm.training.vision_pretrain import pretrain_vision
-
         pretrain_records = pretrain_vision(vlm, config.vision_pretrain, config.seed)
-    bridge = None
-    if config.memory_bridge is not None:
-        from longvlm.memory.training import build_bridge
-
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed)
-            bridge = build_bridge(vlm, config.memory_bridge).to(vlm.model.device)
-    model = apply_trainable(vlm, config, allow_all_frozen=bridge is not None)
+    maker = BatchMaker(vlm, config)
+    objective = make_objective(vlm, config, maker)
+    model = apply_trainable(vlm, config, allow_all_frozen=bool(objective.modules))
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    if bridge is not None:
-        bridge.train()
-        params += list(bridge.parameters())
+    params += [p for module in objective.modules for p in module.parameters()]
     optimizer = torch.optim.AdamW(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
-    if bridge is not None:
-        model, bridge, optimizer, scheduler = accelerator.prepare(model, bridge, optimizer, scheduler)
-    else:
-        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    model, *objective.modules, optimizer, scheduler = accelerator.prepare(model, *objective.modules, optimizer,
+                                                                          scheduler)
     start_step = 0
     if checkpoint:
         accelerator.load_state(checkpoint)
         with open(os.path.join(checkpoint, "trainer_state.json")) as fh:
             start_step = json.load(fh)["step"]
-    maker = BatchMaker(vlm, config)
-    summary = trainable_summary(model)
-    if bridge is not None:
-        summary["bridge_trainable"] = sum(p.numel() for p in bridge.parameters() if p.requires_grad)
+    summary = {**trainable_summary(model), **objective.summary()}
     log_path = os.path.join(config.output_dir, "training_log.jsonl")
     if accelerator.is_main_process:
         with open(os.path.join(config.output_dir, "train_config.json"), "w") as fh:
@@ -241,15 +293,8 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
         for micro in range(config.optim.grad_accum):
             micro_step = (step * config.optim.grad_accum + micro) * accelerator.num_processes \
                 + accelerator.process_index
-            if bridge is None:
-                batch, info = maker.batch(micro_step, stage)
-                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.accumulate(model):
-                if bridge is None:
-                    loss = training_loss(model, batch, config.optim.text_loss_weight, vlm.tokenizer.pad_token_id)
-                else:
-                    loss, info = _memory_loss(vlm, model, accelerator.unwrap_model(bridge), maker, micro_step,
-                                              stage, config)
+                loss, info = objective.loss(accelerator, model, micro_step, stage)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.optim.max_grad_norm:
                     accelerator.clip_grad_norm_(params, config.optim.max_grad_norm)
@@ -286,8 +331,7 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and end_step == config.total_steps:
         _save_final(accelerator.unwrap_model(model), vlm, config)
-        if bridge is not None:
-            accelerator.unwrap_model(bridge).save_pretrained(os.path.join(config.output_dir, "memory_bridge"))
+        objective.save(accelerator, config.output_dir)
     accelerator.wait_for_everyone()  # the next part of a recipe loads what the main process just saved
     return TrainResult(config.output_dir, end_step, last_loss, eval_result)
 
@@ -319,21 +363,6 @@ def _across_processes(accelerator, window: list[float], counts: dict[str, int]) 
                          device=accelerator.device)
     total = accelerator.reduce(local, reduction="sum").tolist()
     return total[0] / max(total[1], 1), {key: int(v) for key, v in zip(counts, total[2:])}
-
-
-def _memory_loss(vlm: VLM, model, bridge, maker: BatchMaker, micro_step: int, stage: StageConfig,
-                 config: TrainConfig) -> tuple[torch.Tensor, dict]:
-    """Mean memory-bridge loss over `rows_per_step` mixture examples of this micro step (one video each)."""
-    from longvlm.memory.training import memory_example_loss
-
-    mixture = maker.mixture(stage)
-    rows = stage.rows_per_step or config.optim.rows_per_step
-    base = micro_step * SAMPLES_PER_MICRO_STEP
-    results = [memory_example_loss(vlm, model, bridge, mixture.draw(base + j), config.memory_bridge)
-               for j in range(rows)]
-    return torch.stack([loss for loss, _ in results]).mean(), {
-        "samples": rows, "tokens": sum(size["tokens"] for _, size in results),
-        "answer_tokens": sum(size["answer_tokens"] for _, size in results)}
 
 
 def _save_checkpoint(accelerator, vlm: VLM, config: TrainConfig, step: int) -> None:
