@@ -46,6 +46,8 @@ _PUBLIC = {
     "H2OPress": ("longvlm.presses", "H2OPress"),
     "StreamingLLMPress": ("longvlm.presses", "StreamingLLMPress"),
     "RandomPress": ("longvlm.presses", "RandomPress"),
+    "MergingPress": ("longvlm.presses", "MergingPress"),
+    "MERGE_METHODS": ("longvlm.presses", "MERGE_METHODS"),
     "VISUAL_COMPRESSORS": ("longvlm.compression", "VISUAL_COMPRESSORS"),
     "apply_position_extension": ("longvlm.vlm.rope", "apply_position_extension"),
 }

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from longvlm.compression import VISUAL_COMPRESSORS
-from longvlm.errors import ConfigError, InputWarning, LongVLMError
+from longvlm.errors import ConfigError, InputError, InputWarning, LongVLMError
 from longvlm.eval.niah import QUESTION_KINDS, SUITES
 from longvlm.memory.loading import SHIPPED_BRIDGES, UNTRAINED_BRIDGE
 from longvlm.memory.streaming import SELECT_MODES
 from longvlm.options import DOWNSAMPLE_CHOICES
 from longvlm.planning.planner import RESOLUTIONS
-from longvlm.presses import DEFAULT_KV_BUDGET, PRESSES
+from longvlm.presses import DEFAULT_KV_BUDGET, MERGE_METHODS, NO_MERGE, PRESSES
 from longvlm.routes import ROUTES
 from longvlm.vlm.loading import PRESETS
 from longvlm.vlm.rope import METHODS as ROPE_METHODS
@@ -85,7 +85,7 @@ def _vlm_only_options(args: argparse.Namespace) -> list[str]:
     """The VLM-route options set on the command line (away from their defaults)."""
     given = {"--select": args.select, "--downsample": args.downsample != "1", "--compressor": args.compressor,
              "--compressor-weights": args.compressor_weights, "--kv-press": args.kv_press,
-             "--kv-budget": args.kv_budget is not None, "--max-visual-tokens": args.max_visual_tokens is not None,
+             "--kv-budget": args.kv_budget is not None, "--kv-merge": args.kv_merge, "--max-visual-tokens": args.max_visual_tokens is not None,
              "--rope-method": args.rope_method, "--rope-scale": args.rope_scale != 1.0,
              "--rope-train-length": args.rope_train_length is not None,
              "--video-resolution": args.video_resolution != "uniform", "--memory-bridge": args.memory_bridge}
@@ -122,7 +122,7 @@ def _ask(args: argparse.Namespace) -> int:
         from longvlm.retrieval.text_route import ask_text
 
         if args.model_given:
-            raise LongVLMError("--model names a VLM; the text route uses its own small LM (drop --model or use "
+            raise ConfigError("--model names a VLM; the text route uses its own small LM (drop --model or use "
                                "--route vlm)")
         result = ask_text(args.question, pdf=args.pdf, video=args.video, images=args.image or None,
                           max_pages=args.max_pages, max_frames=args.max_frames, frame_every_s=1.0 / args.fps,
@@ -151,7 +151,8 @@ def _options(args: argparse.Namespace, vlm):
     return build_options(vlm, memory_bridge=args.memory_bridge, memory_select=args.memory_select,
                          select=args.select, native_items=args.native_pages, compressor=args.compressor,
                          downsample=args.downsample, compressor_weights=args.compressor_weights,
-                         kv_press=args.kv_press, kv_budget=args.kv_budget, max_visual_tokens=args.max_visual_tokens,
+                         kv_press=args.kv_press, kv_budget=args.kv_budget, kv_merge=args.kv_merge,
+                         max_visual_tokens=args.max_visual_tokens,
                          max_new_tokens=args.max_new_tokens, sample_fps=args.fps, max_frames=args.max_frames,
                          max_pages=args.max_pages, video_resolution=args.video_resolution)
 
@@ -226,7 +227,7 @@ def _eval_mmlongbench(args: argparse.Namespace) -> int:
 
         prompt = args.extractor_prompt or os.path.join(args.data, "..", "eval", "prompt_for_answer_extraction.md")
         if not os.path.isfile(prompt):
-            raise LongVLMError(f"{prompt}: the benchmark's extraction prompt was not found; pass --extractor-prompt")
+            raise InputError(prompt, "the benchmark's extraction prompt was not found; pass --extractor-prompt")
         extractor = official_extractor(prompt, load_chat_model(args.extractor_model))
         label = f"official two-step extraction with {args.extractor_model}"
     vlm = load_vlm(args.model)
@@ -290,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="prune the KV cache at prefill with this method")
     ask.add_argument("--kv-budget", type=_kv_budget, default=None,
                      help=f"with --kv-press: KV tokens kept, a ratio (default {DEFAULT_KV_BUDGET}) or a count (2048)")
+    ask.add_argument("--kv-merge", choices=(NO_MERGE, *MERGE_METHODS), default=None,
+                     help="with --kv-press: merge each evicted KV pair into the most similar kept one (LOOK-M's "
+                          "rules, for any press); none: evict only (default: lookm merges weighted, others evict)")
     ask.add_argument("--memory-bridge", default=None,
                      help=f"video: stream through a memory bridge (a directory saved by training, "
                           f"{', '.join(map(repr, SHIPPED_BRIDGES))} for the one shipped with the small model, or "

@@ -1,4 +1,14 @@
-"""Error types raised by longvlm for problems a user can fix (bad files, budgets, configs)."""
+"""Error types raised by longvlm for problems a user can fix.
+
+* `InputError`: what the user gave is unusable (a file: missing, corrupt, encrypted, empty; a question: empty or
+  too long). Names the file as given.
+* `ConfigError` (also a `ValueError`): a setting or argument is wrong (unknown name, bad value, options that do
+  not go together, a model directory that is not a model).
+* `BudgetError`: a request cannot fit the visual-token or context budget it was given.
+
+Internal invariants (a bug, not the user's mistake) raise plain exceptions (`RuntimeError`, `AssertionError`),
+which the CLI does not dress up as a user error. Causes are chained (`raise ... from exc`).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +18,19 @@ class LongVLMError(Exception):
 
 
 class InputError(LongVLMError):
-    """An input file (video, PDF, image) cannot be used: missing, unreadable, encrypted, corrupt or empty.
+    """What the user gave cannot be used: a file (video, PDF, image: missing, unreadable, encrypted, corrupt or
+    empty) or a question (empty, too long).
 
-    The message always names the file and the problem.
+    `InputError(path, problem)` names the file as given: "<path>: <problem>"; `InputError(problem)` is for
+    inputs that are not files (the question).
     """
 
-    def __init__(self, path: object, problem: str) -> None:
-        self.path = str(path)
+    def __init__(self, path: object, problem: str | None = None) -> None:
+        if problem is None:
+            path, problem = None, str(path)
+        self.path = None if path is None else str(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        super().__init__(problem if self.path is None else f"{self.path}: {problem}")
 
 
 class InputWarning(UserWarning):
@@ -34,8 +48,9 @@ class BudgetError(LongVLMError):
     """A request cannot fit the visual-token or context budget it was given."""
 
 
-class ConfigError(LongVLMError):
-    """A model directory or setting is wrong (unknown model type, missing files, bad values)."""
+class ConfigError(LongVLMError, ValueError):
+    """A setting or argument is wrong: unknown name, bad value, options that do not go together, a model
+    directory that is not a model."""
 
 
 def short_reason(exc: BaseException) -> str:

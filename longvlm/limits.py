@@ -5,7 +5,7 @@ Low layers (datasets, encoders, routes) import this module; it imports nothing o
 
 from __future__ import annotations
 
-from longvlm.errors import LongVLMError
+from longvlm.errors import InputError
 
 MAX_QUESTION_CHARS = 2_000
 """Longest question accepted, in characters (~500 tokens of English). A real question is one to a few
@@ -57,12 +57,12 @@ detail a model could use is lost; larger images are block-averaged down to it wh
 
 
 def check_question(question: object) -> str:
-    """The question stripped of surrounding space; raises LongVLMError when it is empty or longer than
+    """The question stripped of surrounding space; raises InputError when it is empty or longer than
     `MAX_QUESTION_CHARS` (checked before anything is loaded or prefilled)."""
     if not isinstance(question, str) or not question.strip():
-        raise LongVLMError("the question is empty")
+        raise InputError("the question is empty")
     text = question.strip()
     if len(text) > MAX_QUESTION_CHARS:
-        raise LongVLMError(f"the question is {len(text):,} characters long; the limit is {MAX_QUESTION_CHARS:,} "
+        raise InputError(f"the question is {len(text):,} characters long; the limit is {MAX_QUESTION_CHARS:,} "
                            "characters (ask a shorter question)")
     return text

@@ -116,14 +116,18 @@ class Options:
 def build_compression(*, select: bool = False, native_items: int = 4, compressor: str | None = None,
                       downsample: str | int = "1", compressor_weights: str | None = None,
                       kv_press: str | None = None, kv_budget: float | int | None = None,
-                      hidden_size: int | None = None) -> Compression | None:
+                      kv_merge: str | None = None, hidden_size: int | None = None) -> Compression | None:
     """A `Compression` from registry names, or None when nothing is asked for. One rule for every caller: a
-    factor above 1 without a named compressor average-pools; a named compressor with factor 1 is refused."""
+    factor above 1 without a named compressor average-pools; a named compressor with factor 1 is refused.
+    `kv_merge` (a `longvlm.presses.MERGE_METHODS` name, or 'none') merges what the press evicts into what it
+    keeps (`MergingPress`; LOOK-M's own merge rule); None keeps the press's default."""
     downsample = str(downsample)
     if downsample not in DOWNSAMPLE_CHOICES:
         raise ConfigError(f"downsample must be one of {', '.join(DOWNSAMPLE_CHOICES)}, got {downsample!r}")
     if kv_budget is not None and kv_press is None:
         raise ConfigError("--kv-budget sets how much of the KV cache --kv-press keeps; give --kv-press too")
+    if kv_merge is not None and kv_press is None:
+        raise ConfigError("--kv-merge merges what --kv-press evicts; give --kv-press too")
     if compressor is not None and downsample == "1":
         raise ConfigError(f"the {compressor} compressor needs a factor: give --downsample 2, 4 or auto")
     if compressor_weights is not None and compressor is None:
@@ -133,7 +137,9 @@ def build_compression(*, select: bool = False, native_items: int = 4, compressor
     visual = None
     if compressor is not None:
         visual = build_compressor(compressor, hidden_size, compressor_weights)
-    press = build_press(kv_press, DEFAULT_KV_BUDGET if kv_budget is None else kv_budget) if kv_press else None
+    press = None
+    if kv_press is not None:
+        press = build_press(kv_press, DEFAULT_KV_BUDGET if kv_budget is None else kv_budget, merge=kv_merge)
     selector = None
     if select:
         selector = QuestionSelector()
@@ -144,7 +150,7 @@ def build_compression(*, select: bool = False, native_items: int = 4, compressor
 def build_options(vlm: VLM | None = None, *, memory_bridge: str | None = None, memory_select: str = "auto",
                   select: bool = False, native_items: int = 4, compressor: str | None = None,
                   downsample: str | int = "1", compressor_weights: str | None = None, kv_press: str | None = None,
-                  kv_budget: float | int | None = None, **settings) -> Options:
+                  kv_budget: float | int | None = None, kv_merge: str | None = None, **settings) -> Options:
     """`Options` from what a user typed: registry names for the compressor, press, memory bridge ('small', a
     directory, or 'random'), memory segment choice, plus the plain `Options` fields in `settings`. The CLI, the
     demo, the lmms-eval adapter and the benchmarks all build their options here. `vlm` is needed for a
@@ -152,7 +158,7 @@ def build_options(vlm: VLM | None = None, *, memory_bridge: str | None = None, m
     hidden = vlm.config.text_config.hidden_size if vlm is not None else None
     compression = build_compression(select=select, native_items=native_items, compressor=compressor,
                                     downsample=downsample, compressor_weights=compressor_weights,
-                                    kv_press=kv_press, kv_budget=kv_budget, hidden_size=hidden)
+                                    kv_press=kv_press, kv_budget=kv_budget, kv_merge=kv_merge, hidden_size=hidden)
     memory = None
     if memory_bridge is not None:
         if memory_select not in SELECT_MODES:

@@ -78,7 +78,7 @@ def test_broken_files_name_the_file(tmp_path):
 
 
 def test_encode_images_plans_from_headers_and_decodes_one_at_a_time(tmp_path, monkeypatch):
-    from longvlm.pipeline import encode
+    from longvlm.pipeline import encode as inputs
     from longvlm.vlm.loading import load_vlm
 
     vlm = load_vlm("tiny-qwen2-vl")

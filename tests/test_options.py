@@ -19,7 +19,7 @@ from longvlm.ingest.kinds import SUFFIXES, detect_kind
 from longvlm.options import DOWNSAMPLE_CHOICES, Compression, Options, build_compression, build_options
 from longvlm.pipeline.answer import answer
 from longvlm.pipeline.encode import encode
-from longvlm.presses import PRESSES
+from longvlm.presses import MERGE_METHODS, NO_MERGE, PRESSES
 from longvlm.retrieval.ranking import QuestionSelector
 from longvlm.testing import write_synthetic_pdf
 from longvlm.vlm.loading import load_vlm
@@ -164,6 +164,7 @@ def test_every_registry_name_is_reachable_from_the_cli_and_the_demo():
     evaluate = next(a for a in sub.choices["eval"]._actions if isinstance(a, argparse._SubParsersAction))
     niah_choices = {a.dest: tuple(a.choices or ()) for a in evaluate.choices["niah"]._actions}
     assert set(ask_choices["kv_press"]) == set(PRESSES)
+    assert set(ask_choices["kv_merge"]) == {NO_MERGE, *MERGE_METHODS}
     assert set(ask_choices["compressor"]) == set(VISUAL_COMPRESSORS)
     assert set(ask_choices["rope_method"]) == set(METHODS)
     assert set(ask_choices["memory_select"]) == set(SELECT_MODES)

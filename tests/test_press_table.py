@@ -132,7 +132,8 @@ def test_dataclass_round_trip(vlm, batch, name):
     inner = press if name != "lookm" else dataclasses.replace(press, merge=None)
     wrapped = MergingPress(inner)
     assert repr(wrapped) == f"MergingPress(press={inner!r}, merge='weighted')" and wrapped.name.startswith(name)
-    assert wrapped.budget == inner.budget and wrapped == MergingPress(inner, "weighted") != MergingPress(inner, "average")
+    assert wrapped.budget == inner.budget and wrapped == MergingPress(inner, "weighted")
+    assert wrapped != MergingPress(inner, "average")
     assert dataclasses.replace(wrapped, merge="pivotal").merge == "pivotal"
     assert MergingPress(dataclasses.replace(inner, record_indices=True)).record_indices
 

@@ -10,8 +10,9 @@ import torch
 
 from longvlm.retrieval.page_text import TextItem, needs_ocr
 from longvlm.planning.planner import plan_images, plan_ranked_images, plan_video
-from longvlm.retrieval.ranking import (Bm25Index, QuestionSelector, chunk_words, minmax, page_references,
-                                        spread_order, time_references)
+from longvlm.ingest.sampling import spread_order
+from longvlm.references import page_references, time_references
+from longvlm.retrieval.ranking import Bm25Index, QuestionSelector, chunk_words, minmax
 from longvlm.processing.spec import VisionSpec
 from longvlm.retrieval.embeddings import mean_pool
 from longvlm.errors import BudgetError, ConfigError

@@ -25,6 +25,8 @@ import numpy as np
 
 from longvlm.datasets.examples import Example, ImageItem, VideoItem
 from longvlm.errors import InputError
+from longvlm.ingest.pdf import PdfDocument
+from longvlm.ingest.video import VideoReader
 
 PLACEHOLDER = re.compile(r"<(video|pdf|image)>")
 
@@ -39,7 +41,7 @@ def read_records(path: str | os.PathLike) -> list[dict]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise InputError(path, f"line {number}: invalid JSON ({exc.msg})") from None
+                raise InputError(path, f"line {number}: invalid JSON ({exc.msg})") from exc
             if not isinstance(record, dict) or "messages" not in record:
                 raise InputError(path, f"line {number}: a record needs a 'messages' list")
             record.setdefault("_source", os.path.abspath(path))
@@ -91,9 +93,8 @@ def _load_media(entry: dict, base_dir: str) -> list:
             with Image.open(path) as image:
                 return [ImageItem(np.asarray(image.convert("RGB")))]
         except OSError as exc:
-            raise InputError(path, f"unreadable image ({exc})") from None
+            raise InputError(path, f"unreadable image ({exc})") from exc
     if kind == "video":
-        from longvlm.ingest.video import VideoReader
 
         reader = VideoReader(path)
         if "timestamps" in entry:
@@ -105,7 +106,6 @@ def _load_media(entry: dict, base_dir: str) -> list:
         chunk = reader.read(indices)
         return [VideoItem(chunk.frames, chunk.timestamps)]
     if kind == "pdf":
-        from longvlm.ingest.pdf import PdfDocument
 
         out: list = []
         with PdfDocument(path) as doc:

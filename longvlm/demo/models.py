@@ -18,6 +18,7 @@ from pathlib import Path
 from longvlm.demo.features import default_model_name, rope_feature
 from longvlm.errors import ConfigError
 from longvlm.vlm.loading import PRESETS, VLM, load_vlm
+from longvlm.vlm.rope import apply_position_extension
 
 MAX_LOADED_MODELS = 3
 """Models kept loaded at once (the launch model is always kept); a session whose model was dropped gets it
@@ -105,7 +106,6 @@ class ModelPool:
                 return self._loaded[key]
             vlm = self._loader(self._targets[key.name])
             if key.rope_method != "none":
-                from longvlm.vlm.rope import apply_position_extension
 
                 apply_position_extension(vlm, key.rope_method, key.rope_scale)
             vlm.name = key.name

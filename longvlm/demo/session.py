@@ -34,6 +34,10 @@ from longvlm.vlm.loading import VLM
 from longvlm.pipeline.answer import answer
 from longvlm.pipeline.encode import encode
 from longvlm.vlm.room import add_notes, fit_room
+from longvlm.ingest.pdf import PdfDocument
+from longvlm.ingest.video import read_video_metadata
+from longvlm.retrieval.text_route import answer_from_items
+from longvlm.retrieval.text_route import read_texts
 
 STAGES = ("decode", "plan", "encode", "compress")
 TEXT_STAGES = ("read", "ocr")
@@ -240,7 +244,7 @@ def ingest(vlm: VLM | None, path: str, settings: DemoSettings, *, name: str | No
     except LongVLMError as exc:
         if files is not None:
             files.remove()
-        raise _rename(exc, path, name) from None
+        raise _rename(exc, path, name) from exc
     except BaseException:
         if files is not None:
             files.remove()
@@ -276,19 +280,16 @@ def _ingest_vlm(vlm: VLM, path: str, name: str, kind: str, settings: DemoSetting
 
 
 def _ingest_text(path: str, name: str, kind: str, settings: DemoSettings, report: StageFn | None) -> DemoSession:
-    from longvlm.retrieval.text_route import read_texts
 
     tracker = StageTracker(kind, report, route="text")
     tracker.start()
     if kind == "video":
-        from longvlm.ingest.video import read_video_metadata
 
         meta = read_video_metadata(path)
         items, key, stats = read_texts(video=path, frame_every_s=1.0 / settings.sample_fps,
                                        max_frames=settings.max_frames, progress=tracker)
         stats.update(video_duration_s=meta.duration, video_fps=meta.fps)
     else:
-        from longvlm.ingest.pdf import PdfDocument
 
         items, key, stats = read_texts(pdf=path, progress=tracker)
         with PdfDocument(path) as doc:
@@ -314,10 +315,9 @@ def stream_answer(vlm: VLM | None, session: DemoSession, question: str, *, max_n
     added to the session. VLM route: earlier turns are passed as follow-ups, with the same encoded input.
     Text route: each question retrieves its own passages (earlier turns are shown, not re-read)."""
     if not question or not question.strip():
-        raise LongVLMError("the question is empty: type a question first")
+        raise InputError("the question is empty: type a question first")
     question = question.strip()
     if session.route == "text":
-        from longvlm.retrieval.text_route import answer_from_items
 
         extra = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
         result = answer_from_items(question, session.items, key=session.text_key, **extra)

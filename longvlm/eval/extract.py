@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from longvlm.retrieval.constrained import candidate_logprobs, generate_copy
+
 NOT_ANSWERABLE = "Not answerable"
 FAILED = "Failed to extract"
 RULE_BASED_LABEL = "rule-based extractor (NOT the official protocol)"
@@ -111,7 +113,6 @@ def constrained_extract(lm, question: str, response: str, answer_format: str) ->
     The 'None' format (the ground truth of unanswerable questions) is handled as 'Str', so the format never
     reveals that a question is unanswerable. `lm` is a `longvlm.retrieval.small_lm.SmallLM`.
     """
-    from longvlm.retrieval.constrained import candidate_logprobs, generate_copy
 
     if rule_based_extract(response, "Str") == NOT_ANSWERABLE:
         return NOT_ANSWERABLE

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
-from longvlm.errors import LongVLMError
+from longvlm.errors import InputError, LongVLMError
 from longvlm.eval.extract import FAILED, RULE_BASED_LABEL, official_extract, rule_based_extract
 from longvlm.eval.mmlongbench import aggregate, load_samples, prediction_note, score_answer
 from longvlm.pipeline.encode import encode_pdf
@@ -38,7 +38,7 @@ def run_mmlongbench(vlm: VLM, data_dir: str, out_dir: str, *, max_pages: int = 1
     samples_path = os.path.join(data_dir, "samples.json")
     documents = os.path.join(data_dir, "documents")
     if not os.path.isfile(samples_path):
-        raise LongVLMError(f"{data_dir}: no samples.json (point --data at the MMLongBench-Doc data folder)")
+        raise InputError(data_dir, "no samples.json (point --data at the MMLongBench-Doc data folder)")
     samples = list(enumerate(load_samples(samples_path)[:limit]))
     cache: dict[str, object] = {}
     records = run_records(samples, documents, out_dir, lambda pdf, sample: _answer_one(

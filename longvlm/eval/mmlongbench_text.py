@@ -13,19 +13,21 @@ import json
 import os
 import time
 
-from longvlm.errors import LongVLMError
+from longvlm.errors import InputError
 from longvlm.eval.extract import CONSTRAINED_LABEL, RULE_BASED_LABEL, constrained_extract, rule_based_extract
 from longvlm.eval.mmlongbench import aggregate, load_samples
 from longvlm.eval.mmlongbench_run import run_records, score_prediction
+from longvlm.ingest.cache import file_sha256
+from longvlm.retrieval.page_text import pdf_page_texts
+from longvlm.retrieval.ranking import QuestionSelector
+from longvlm.retrieval.small_lm import load_small_lm
+from longvlm.retrieval.text_route import answer_from_items
 
 EXTRACTORS = {"rule": RULE_BASED_LABEL, "llm": CONSTRAINED_LABEL}
 
 
 def answer_one(sample: dict, pdf: str, lm, selector, *, max_pages: int = 120, max_passages: int = 3) -> dict:
     """Answer one question with the text route and extract/score with both extractors."""
-    from longvlm.ingest.cache import file_sha256
-    from longvlm.retrieval.page_text import pdf_page_texts
-    from longvlm.retrieval.text_route import answer_from_items
 
     started = time.perf_counter()
     # a benchmark reads every page: no per-question OCR budget (`longvlm.limits`), so results are comparable
@@ -79,13 +81,11 @@ def run_text_route(data_dir: str, out_dir: str, *, limit: int | None = None, onl
                    max_pages: int = 120, max_passages: int = 3, progress: bool = True) -> dict:
     """Run the text route over the question file (questions whose PDF is present; the others are recorded as
     skipped unless `only_present`), resuming from `out_dir/records.jsonl`."""
-    from longvlm.retrieval.ranking import QuestionSelector
-    from longvlm.retrieval.small_lm import load_small_lm
 
     samples_path = os.path.join(data_dir, "samples.json")
     documents = os.path.join(data_dir, "documents")
     if not os.path.isfile(samples_path):
-        raise LongVLMError(f"{data_dir}: no samples.json (point --data at the MMLongBench-Doc data folder)")
+        raise InputError(data_dir, "no samples.json (point --data at the MMLongBench-Doc data folder)")
     samples = list(enumerate(load_samples(samples_path)))
     if only_present:
         samples = [(q, s) for q, s in samples if os.path.isfile(os.path.join(documents, s["doc_id"]))]

@@ -28,6 +28,7 @@ from longvlm.training.evaluate import teacher_forced_hits
 from longvlm.pipeline.encode import encode_example
 from longvlm.vlm.loading import VLM
 from longvlm.pipeline.answer import answer
+from longvlm.ingest.video import VideoReader
 
 SUITES = ("video", "image", "document")
 QUESTION_KINDS = needles.DOCUMENT_QUESTIONS  # the document suite's questions
@@ -38,7 +39,6 @@ class ClipHaystack:
     """Haystack frames from real video clips, sampled at `fps`, looped to any length."""
 
     def __init__(self, paths: list[str], fps: float = 1.0) -> None:
-        from longvlm.ingest.video import VideoReader
 
         frames = []
         for path in paths:

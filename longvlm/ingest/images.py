@@ -59,7 +59,7 @@ def _header(path: str | os.PathLike) -> Iterator[Image.Image]:
             finally:
                 Image.MAX_IMAGE_PIXELS = saved
     except OSError as exc:  # UnidentifiedImageError, permission errors, broken headers
-        raise InputError(name, f"unreadable image ({short_reason(exc)})") from None
+        raise InputError(name, f"unreadable image ({short_reason(exc)})") from exc
     with image:
         width, height = image.size
         if width * height > MAX_IMAGE_PIXELS:
@@ -99,7 +99,7 @@ def open_image(image: str | os.PathLike | Image.Image, max_pixels: int = DECODE_
             im.load()
             return _bounded(im, cap).convert("RGB")
         except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt pixel data
-            raise InputError(str(image), f"corrupt image data ({short_reason(exc)})") from None
+            raise InputError(str(image), f"corrupt image data ({short_reason(exc)})") from exc
 
 
 def _bounded(im: Image.Image, cap: int) -> Image.Image:

@@ -67,7 +67,7 @@ def detect_kind(path: str | os.PathLike, allowed: tuple[str, ...] = KINDS) -> st
     except IsADirectoryError:
         raise InputError(shown, "is a folder, not a file") from None
     except OSError as exc:
-        raise InputError(shown, f"cannot be read ({exc.strerror or exc})") from None
+        raise InputError(shown, f"cannot be read ({exc.strerror or exc})") from exc
     kind = sniff_kind(head) or suffix_kind(shown)
     if kind not in allowed:
         names = [_NAMES[k] for k in allowed]

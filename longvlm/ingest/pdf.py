@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from PIL import Image
 
 from longvlm.ingest.images import aspect_problem
-from longvlm.errors import InputError, LongVLMError, short_reason
+from longvlm.errors import InputError, short_reason
 
 
 class PdfDocument:
@@ -33,7 +33,7 @@ class PdfDocument:
         try:
             doc = pymupdf.open(self.path, filetype="pdf")
         except Exception as exc:  # pymupdf raises FileDataError / RuntimeError variants for broken files
-            raise InputError(self.path, f"corrupt or not a PDF ({short_reason(exc)})") from None
+            raise InputError(self.path, f"corrupt or not a PDF ({short_reason(exc)})") from exc
         if not doc.is_pdf:
             kind = (doc.metadata or {}).get("format") or "another format"
             doc.close()
@@ -46,7 +46,7 @@ class PdfDocument:
             count = doc.page_count
         except Exception as exc:
             doc.close()
-            raise InputError(self.path, f"corrupt PDF, pages cannot be counted ({short_reason(exc)})") from None
+            raise InputError(self.path, f"corrupt PDF, pages cannot be counted ({short_reason(exc)})") from exc
         if count == 0:
             doc.close()
             raise InputError(self.path, "PDF has zero pages")
@@ -69,11 +69,11 @@ class PdfDocument:
 
     def _page(self, index: int):
         if not 0 <= index < self.page_count:
-            raise LongVLMError(f"{self.path}: page index {index} out of range 0..{self.page_count - 1}")
+            raise InputError(self.path, f"page index {index} out of range 0..{self.page_count - 1}")
         try:
             return self._doc[index]
         except Exception as exc:
-            raise InputError(self.path, f"page {index + 1} cannot be loaded ({short_reason(exc)})") from None
+            raise InputError(self.path, f"page {index + 1} cannot be loaded ({short_reason(exc)})") from exc
 
     def page_size(self, index: int, dpi: float = 72.0) -> tuple[int, int]:
         """(height, width) in pixels of page `index` rendered at `dpi`, without rendering it."""
@@ -85,7 +85,7 @@ class PdfDocument:
         """Why page `index` cannot be rendered for a model or OCR ('' when it can): a zero-size page or an
         aspect ratio above `MAX_ASPECT_RATIO` (`longvlm.ingest.images.aspect_problem`). No page is loaded."""
         if not 0 <= index < self.page_count:
-            raise LongVLMError(f"{self.path}: page index {index} out of range 0..{self.page_count - 1}")
+            raise InputError(self.path, f"page index {index} out of range 0..{self.page_count - 1}")
         try:
             rect = self._doc.page_cropbox(index)
         except Exception as exc:
@@ -124,7 +124,7 @@ class PdfDocument:
         try:
             return self._page(index).get_text("text")
         except Exception as exc:
-            raise InputError(self.path, f"text of page {index + 1} cannot be read ({short_reason(exc)})") from None
+            raise InputError(self.path, f"text of page {index + 1} cannot be read ({short_reason(exc)})") from exc
 
     def image_coverage(self, index: int) -> float:
         """Fraction of page `index` covered by images (clipped to the page, overlaps counted twice, max 1)."""
@@ -153,7 +153,7 @@ class PdfDocument:
         try:
             pix = page.get_pixmap(matrix=pymupdf.Matrix(scale, scale), alpha=False, colorspace=pymupdf.csRGB)
         except Exception as exc:
-            raise InputError(self.path, f"page {index + 1} cannot be rendered ({short_reason(exc)})") from None
+            raise InputError(self.path, f"page {index + 1} cannot be rendered ({short_reason(exc)})") from exc
         return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
 
     def iter_render(self, indices: list[int] | None = None, **render_kwargs) -> Iterator[tuple[int, Image.Image]]:

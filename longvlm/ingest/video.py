@@ -13,7 +13,7 @@ import numpy as np
 
 from longvlm.ingest import sampling
 from longvlm.ingest.images import check_aspect
-from longvlm.errors import InputError, InputWarning, LongVLMError, short_reason
+from longvlm.errors import ConfigError, InputError, InputWarning, LongVLMError, short_reason
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class VideoReader:
         except (decord.DECORDError, RuntimeError) as exc:
             cut = mp4_cut_short(self.path)
             raise InputError(self.path, f"{cut}, and no frame can be indexed" if cut else
-                             f"unreadable video ({short_reason(exc)})") from None
+                             f"unreadable video ({short_reason(exc)})") from exc
         if num_frames <= 0:
             raise InputError(self.path, "video has zero frames")
         if not fps > 0:
@@ -87,7 +87,7 @@ class VideoReader:
         try:
             first = self._reader[0].shape
         except (decord.DECORDError, RuntimeError) as exc:
-            raise InputError(self.path, f"unreadable video: first frame does not decode ({short_reason(exc)})") from None
+            raise InputError(self.path, f"unreadable video: first frame does not decode ({short_reason(exc)})") from exc
         check_aspect(self.path, int(first[1]), int(first[0]), "video frames")
         self.notes: list[str] = []  # problems the file was used despite (the InputWarnings issued)
         readable, declared = self._readable_frames(num_frames, fps, dict(ctx=decord.cpu(0), width=width,
@@ -165,7 +165,7 @@ class VideoReader:
         """Frame indices by exactly one of: `count`, `fps` (optionally capped by `max_frames`), `timestamps`."""
         chosen = [x is not None for x in (count, fps, timestamps)]
         if sum(chosen) != 1:
-            raise LongVLMError("give exactly one of count=, fps= or timestamps=")
+            raise ConfigError("give exactly one of count=, fps= or timestamps=")
         meta = self.metadata
         try:
             if count is not None:
@@ -174,7 +174,7 @@ class VideoReader:
                 return sampling.indices_by_fps(meta.num_frames, meta.fps, fps, max_frames)
             return sampling.indices_at_timestamps(meta.num_frames, meta.fps, list(timestamps or []))
         except LongVLMError as exc:
-            raise InputError(self.path, str(exc)) from None
+            raise InputError(self.path, str(exc)) from exc
 
     def timestamps(self, indices: list[int]) -> list[float]:
         """Start time (seconds) of each frame index, from the container's timestamps."""
@@ -224,7 +224,7 @@ class VideoReader:
                 self._reader.seek_accurate(index)
             return self._reader.next().asnumpy()
         except (decord.DECORDError, RuntimeError, StopIteration) as exc:
-            raise InputError(self.path, f"frame {index} does not decode ({short_reason(exc)})") from None
+            raise InputError(self.path, f"frame {index} does not decode ({short_reason(exc)})") from exc
         finally:
             self._park(index)
 
@@ -233,10 +233,10 @@ class VideoReader:
         if not indices:
             raise InputError(self.path, "zero frames requested")
         if chunk_size <= 0:
-            raise LongVLMError(f"chunk_size must be positive, got {chunk_size}")
+            raise ConfigError(f"chunk_size must be positive, got {chunk_size}")
         ordered = [int(i) for i in indices]
         if any(b < a for a, b in zip(ordered, ordered[1:])):
-            raise LongVLMError("frame indices must be in non-decreasing order")
+            raise ConfigError("frame indices must be in non-decreasing order")
         if ordered[0] < 0 or ordered[-1] >= self.metadata.num_frames:
             raise InputError(self.path, f"frame index out of range 0..{self.metadata.num_frames - 1}")
         import decord
@@ -246,7 +246,7 @@ class VideoReader:
             try:
                 frames = self._reader.get_batch(part).asnumpy()
             except (decord.DECORDError, RuntimeError) as exc:
-                raise InputError(self.path, f"frames {part[0]}..{part[-1]} do not decode ({short_reason(exc)})") from None
+                raise InputError(self.path, f"frames {part[0]}..{part[-1]} do not decode ({short_reason(exc)})") from exc
             finally:
                 self._park(part[-1])  # before the caller gets the chunk: it may take long with it
             yield FrameChunk(frames, part, self.timestamps(part))

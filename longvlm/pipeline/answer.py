@@ -28,7 +28,7 @@ def model_inputs(vlm: VLM, encoded: EncodedInput, question: str, *,
     """Keyword arguments for `vlm.model(...)` / `generate(...)`: chat tokens around the encoded input, the
     pre-encoded visual features (`mm_encoder_outputs`), grids, and explicit 3D `position_ids` when the input
     has a layout transformers cannot derive from the grids (a hybrid-resolution video)."""
-    question = check_question(question)  # empty or longer than MAX_QUESTION_CHARS: LongVLMError
+    question = check_question(question)  # empty or longer than MAX_QUESTION_CHARS: InputError
     inputs = build_chat_inputs(vlm.tokenizer, vlm.config, [*encoded.user_parts, question],
                                follow_ups=follow_ups)
     device = vlm.model.device

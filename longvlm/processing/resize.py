@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from longvlm.errors import LongVLMError
+from longvlm.errors import InputError
 from longvlm.limits import MAX_ASPECT_RATIO
 
 
@@ -16,9 +16,9 @@ def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56
     Same rule as `transformers.models.qwen2_vl.image_processing_qwen2_vl.smart_resize`.
     """
     if height <= 0 or width <= 0:
-        raise LongVLMError(f"image size must be positive, got {height}x{width}")
+        raise InputError(f"image size must be positive, got {height}x{width}")
     if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
-        raise LongVLMError(f"aspect ratio of a {height}x{width} image is above {MAX_ASPECT_RATIO:g}, which "
+        raise InputError(f"aspect ratio of a {height}x{width} image is above {MAX_ASPECT_RATIO:g}, which "
                            f"Qwen2-VL's resizer does not accept")
     h_bar = round(height / factor) * factor
     w_bar = round(width / factor) * factor

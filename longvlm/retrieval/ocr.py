@@ -77,7 +77,7 @@ class OcrEngine:
                 from rapidocr import RapidOCR
             except ImportError as exc:
                 raise ConfigError(f"OCR needs the rapidocr package ({exc}); install it with "
-                                  "`pip install \"longvlm[text]\"`") from None
+                                  "`pip install \"longvlm[text]\"`") from exc
             self._engine = RapidOCR(params={
                 "Global.log_level": "error", "Global.use_cls": False, "Global.text_score": self.min_score,
                 "EngineConfig.onnxruntime.intra_op_num_threads": self.threads,

@@ -20,6 +20,7 @@ from PIL import Image
 from longvlm.ingest.cache import cache_dir, file_sha256, read_json, write_json
 from longvlm.retrieval.ocr import OcrEngine
 from longvlm.ingest.pdf import PdfDocument
+from longvlm.ingest.sampling import spread_order
 from longvlm.ingest.video import VideoReader
 from longvlm.errors import ConfigError, InputError
 from longvlm.limits import OCR_BUDGET_S, OCR_MAX_PAGES, VIDEO_TEXT_BUDGET_S, VIDEO_TEXT_MAX_FRAMES
@@ -127,7 +128,6 @@ def pdf_page_texts(path: str | os.PathLike, *, ocr: str = "auto", engine: OcrEng
             cache_file = cache_dir("ocr") / f"{file_sha256(path)}-pdf-{ocr_dpi:g}-{ocr_max_pixels}-{engine.min_score:g}.json"
             loaded = read_json(cache_file)
             cached = loaded if isinstance(loaded, dict) else {}
-        from longvlm.retrieval.ranking import spread_order  # (selection imports this module)
 
         wanted_set = set(wanted)
         first = [i for i in dict.fromkeys(priority) if i in wanted_set and str(i) not in cached]
@@ -275,7 +275,6 @@ def video_frame_texts(path: str | os.PathLike, *, every_s: float = 2.0, engine: 
     stem = cache_dir("ocr") / f"{file_sha256(path)}-frames"
     thumb_file = stem.with_name(stem.name + "-thumbs.npz")
     text_file = stem.with_name(stem.name + f"-{ocr_max_pixels}-{engine.min_score:g}.json")
-    from longvlm.retrieval.ranking import spread_order  # (selection imports this module)
 
     # pass 1: thumbnails, coarse to fine, for at most READ_SHARE of the budget
     thumbs, bad = _load_thumbs(thumb_file), set()  # frames that do not decode are tried again next time

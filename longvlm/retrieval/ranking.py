@@ -23,22 +23,11 @@ import numpy as np
 
 from longvlm.ingest.cache import text_sha256
 from longvlm.references import page_references, time_references
+from longvlm.ingest.sampling import spread_order
 from longvlm.retrieval.page_text import TextItem
 from longvlm.errors import ConfigError
-
-
-def spread_order(n: int) -> list[int]:
-    """0..n-1 ordered so that every prefix is spread evenly over the range (bit-reversal like order)."""
-    order, seen = [], set()
-    count = 1
-    while len(order) < n:
-        for j in range(count):
-            i = min(n - 1, int((j + 0.5) * n / count))
-            if i not in seen:
-                seen.add(i)
-                order.append(i)
-        count *= 2
-    return order
+from longvlm.retrieval.embeddings import EmbeddingCache
+from longvlm.retrieval.embeddings import MiniLMEmbedder
 
 
 def chunk_words(text: str, size: int = 150, overlap: int = 30) -> list[str]:
@@ -126,7 +115,6 @@ class QuestionSelector:
     @property
     def embedder(self):
         if self._embedder is None:
-            from longvlm.retrieval.embeddings import MiniLMEmbedder
 
             self._embedder = MiniLMEmbedder()
         return self._embedder
@@ -141,7 +129,6 @@ class QuestionSelector:
         """Max cosine similarity between the question and each item's chunks, for `positions` (all if None);
         other items and items without text get -1. Chunk embeddings are cached under `key`
         (default: a hash of all item texts)."""
-        from longvlm.retrieval.embeddings import EmbeddingCache
 
         positions = range(len(items)) if positions is None else positions
         chunks, owner = [], []

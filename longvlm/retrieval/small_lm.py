@@ -89,7 +89,7 @@ def load_small_lm(gguf: str | os.PathLike | None = None, *, dtype: torch.dtype =
             tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         except ImportError as exc:
             raise ConfigError(f"reading GGUF weights needs the gguf package ({exc}); "
-                              "install it with `pip install \"longvlm[text]\"`") from None
+                              "install it with `pip install \"longvlm[text]\"`") from exc
         # The GGUF-loaded model is flagged as quantized and refuses save_pretrained; its weights are already
         # de-quantised floats, so copy them into a plain model of the same config and save that.
         config = model.config

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from longvlm.ingest.cache import file_sha256
 from longvlm.retrieval.ocr import OcrEngine
 from longvlm.retrieval.page_text import ProgressFn, TextItem, pdf_page_texts, video_frame_texts
-from longvlm.retrieval.ranking import QuestionSelector, chunk_words, page_references
-from longvlm.errors import BudgetError, ConfigError, LongVLMError
+from longvlm.references import page_references
+from longvlm.retrieval.ranking import QuestionSelector, chunk_words
+from longvlm.errors import BudgetError, ConfigError
 from longvlm.limits import OCR_BUDGET_S, OCR_MAX_PAGES, VIDEO_TEXT_BUDGET_S, check_question
 from longvlm.profiling import peak_rss_mb
 from longvlm.encoded import Evidence
 from longvlm.encoded import Answer
 from longvlm.retrieval.small_lm import SmallLM, load_small_lm
+from longvlm.ingest.images import open_image
 
 SYSTEM_PROMPT = ("You answer questions about a document from numbered excerpts. Answer with a short phrase, "
                  "a number or a list. If the excerpts do not contain the answer, answer: Not answerable.")
@@ -173,7 +175,7 @@ def read_texts(*, pdf: str | None = None, video: str | None = None, images: Sequ
     runs merged. None lifts a limit. The stats say what was read and skipped (`ocr_note`), `ocr_items` and
     `time_text_extraction_s`."""
     if sum(x is not None for x in (video, pdf, images)) != 1:
-        raise LongVLMError("give exactly one of video=, pdf= or images=")
+        raise ConfigError("give exactly one of video=, pdf= or images=")
     started = time.perf_counter()
     extraction: dict = {}
     if pdf is not None:
@@ -186,7 +188,6 @@ def read_texts(*, pdf: str | None = None, video: str | None = None, images: Sequ
                                    budget_s=video_budget_s)
         items, key, extraction = merge_static_frames(frames), file_sha256(video), dict(frames.stats)
     else:
-        from longvlm.ingest.images import open_image
 
         engine = OcrEngine()
         items = []
@@ -212,7 +213,7 @@ def ask_text(question: str, *, pdf: str | None = None, video: str | None = None,
     within the OCR budgets of `read_texts`. What was skipped is in the answer's stats (`ocr_pages_skipped` /
     `frames_skipped`, `ocr_note`); OCR is cached, so asking again continues with it."""
     if sum(x is not None for x in (video, pdf, images)) != 1:
-        raise LongVLMError("give exactly one of video=, pdf= or images=")
+        raise ConfigError("give exactly one of video=, pdf= or images=")
     question = check_question(question)
     items, key, extraction = read_texts(pdf=pdf, video=video, images=images, question=question, ocr=ocr,
                                         max_pages=max_pages, frame_every_s=frame_every_s, max_frames=max_frames,

@@ -185,7 +185,7 @@ def _build_memory_bridge(data: Any, where: str) -> MemoryBridgeSection:
     try:
         bridge = MemoryBridgeConfig(**{k: v for k, v in data.items() if k in bridge_keys})
     except ConfigError as exc:
-        raise ConfigError(f"{where}: {str(exc).removeprefix('memory bridge: ')}") from None
+        raise ConfigError(f"{where}: {str(exc).removeprefix('memory bridge: ')}") from exc
     return MemoryBridgeSection(bridge, **{k: v for k, v in data.items() if k in own_keys})
 
 
@@ -252,7 +252,7 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Train
     except FileNotFoundError:
         raise ConfigError(f"{path}: training config not found") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
     return config_from_dict(_merge(data, overrides or {}))
 
 

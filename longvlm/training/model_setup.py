@@ -54,7 +54,7 @@ def build_training_model(config: TrainConfig, tokenizer=None) -> VLM:
         model_config = tiny_config(config.model.family, vocab_size=len(tokenizer), token_ids=ids,
                                    **config.model.architecture)
     except TypeError as exc:
-        raise ConfigError(f"model.architecture: {exc}") from None
+        raise ConfigError(f"model.architecture: {exc}") from exc
     model_config.text_config.eos_token_id = tokenizer.eos_token_id
     model_config.text_config.pad_token_id = tokenizer.pad_token_id
     model_config._attn_implementation = attn
@@ -101,7 +101,7 @@ def apply_trainable(vlm: VLM, config: TrainConfig, *, allow_all_frozen: bool = F
         try:
             model = get_peft_model(model, LoraConfig(**lora))
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"trainable.lora: {exc}") from None
+            raise ConfigError(f"trainable.lora: {exc}") from exc
     if not allow_all_frozen and not any(p.requires_grad for p in model.parameters()):
         raise ConfigError("nothing to train: every parameter is frozen")
     return model

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
-from longvlm.errors import LongVLMError
+from longvlm.errors import ConfigError
 
 TEXT_AFTER_VISION = ("transformers", "after_max")
 
@@ -105,7 +105,7 @@ def mrope_position_ids(mm_token_type_ids: torch.Tensor, blocks: Sequence[VisualB
     tokens takes the next block of `blocks`, whose grids must hold exactly that many tokens.
     """
     if text_after_vision not in TEXT_AFTER_VISION:
-        raise LongVLMError(f"text_after_vision must be one of {TEXT_AFTER_VISION}, got {text_after_vision!r}")
+        raise ConfigError(f"text_after_vision must be one of {TEXT_AFTER_VISION}, got {text_after_vision!r}")
     merge = spatial_merge_size
     pieces, current = [], 0
     block_iter = iter(blocks)
@@ -116,9 +116,9 @@ def mrope_position_ids(mm_token_type_ids: torch.Tensor, blocks: Sequence[VisualB
             continue
         block = next(block_iter, None)
         if block is None:
-            raise LongVLMError("more visual placeholder runs than visual blocks")
+            raise RuntimeError("more visual placeholder runs than visual blocks")
         if block.tokens(merge) != end - start:
-            raise LongVLMError(f"visual block of {block.tokens(merge)} tokens placed on {end - start} placeholders")
+            raise RuntimeError(f"visual block of {block.tokens(merge)} tokens placed on {end - start} placeholders")
         step, extent = 0, 0
         first = len(pieces)
         for t, h, w in block.grids:
@@ -133,7 +133,7 @@ def mrope_position_ids(mm_token_type_ids: torch.Tensor, blocks: Sequence[VisualB
         else:
             current = int(torch.cat(pieces[first:], dim=1).max()) + 1
     if next(block_iter, None) is not None:
-        raise LongVLMError("more visual blocks than visual placeholder runs")
+        raise RuntimeError("more visual blocks than visual placeholder runs")
     positions = torch.cat(pieces, dim=1) if pieces else torch.zeros(3, 0, dtype=torch.long)
     delta = int(positions.max()) + 1 - positions.shape[1] if positions.numel() else 0
     return positions.unsqueeze(1), delta

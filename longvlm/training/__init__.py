@@ -1,0 +1,1 @@
+"""Training: configs, data collation and packing, the accelerate training loop, vision pretraining."""
