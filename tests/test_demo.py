@@ -132,17 +132,13 @@ def test_settings_validation():
             DemoSettings(**bad).validated()
 
 
-def test_optional_features_are_honest():
-    """Compression and position extension are offered only when their modules provide what the demo calls."""
-    comp, rope = features.compression_feature(), features.rope_feature()
-    for feature in (comp, rope):
-        if feature.available:
-            assert "none" in feature.choices and len(feature.choices) > 1
-        else:
-            assert feature.reason.startswith(features.NOT_AVAILABLE)
-    if not comp.available:
-        with pytest.raises(ConfigError, match="not available in this build"):
-            DemoSettings(kv_press="snapkv", kv_budget=0.5).compression()
+def test_settings_choices_come_from_the_registries():
+    from longvlm.compression import VISUAL_COMPRESSORS
+    from longvlm.presses import PRESSES
+    from longvlm.vlm.rope import METHODS
+
+    assert features.COMPRESSOR_CHOICES == ("none", *VISUAL_COMPRESSORS)
+    assert features.PRESS_CHOICES == ("none", *PRESSES) and features.ROPE_CHOICES == ("none", *METHODS)
 
 
 def test_default_model_and_labels(vlm):
@@ -253,14 +249,13 @@ def test_session_video_and_errors(vlm, short_video, tmp_path):
         ingest(vlm, str(broken), DemoSettings())
 
 
-# -- issue 3 / issue 4 features: active once those modules are merged -------------------------------------
-@pytest.mark.skipif(not features.compression_feature().available, reason="longvlm.compression not in this build")
+# -- compression and position extension from the settings panel ----------------------------------------------
 def test_compression_settings_reach_the_pipeline(vlm, small_pdf):
     settings = DemoSettings(max_visual_tokens=256, compressor="avgpool", downsample="2", kv_press="snapkv",
                             kv_budget=0.5)
     compression = settings.compression()
     stages = []
-    session = ingest(vlm, small_pdf, settings, compression=compression, report=lambda *a: stages.append(a[0]))
+    session = ingest(vlm, small_pdf, settings, report=lambda *a: stages.append(a[0]))
     assert session.encoded.stats["visual_downsample"] == 2 and "compress" in stages
     *_, (_, result) = stream_answer(vlm, session, "code?", max_new_tokens=4, kv_press=compression.kv_press)
     assert result.stats["kv_tokens_kept"] < result.stats["kv_tokens_full"]
@@ -274,10 +269,6 @@ def test_compression_settings_reach_the_pipeline(vlm, small_pdf):
 
 def test_position_extension_from_the_settings():
     pool = ModelPool("tiny")
-    if not features.rope_feature().available:
-        with pytest.raises(ConfigError, match="not available in this build"):
-            pool.key("tiny", rope_method="yarn", rope_scale=2.0)
-        return
     before = pool.vlm.max_context
     key = pool.key("tiny", rope_method="mrope++", rope_scale=2.0)
     extended = pool.get(key)

@@ -151,7 +151,7 @@ def test_options_are_frozen_and_validated():
 def test_every_registry_name_is_reachable_from_the_cli_and_the_demo():
     """Registries are the only source of names: each press, compressor, rope method, memory mode, route,
     resolution and NIAH suite is a CLI choice and (where the demo has the control) a demo choice."""
-    from longvlm.demo.features import compression_feature, rope_feature
+    from longvlm.demo.features import COMPRESSOR_CHOICES, PRESS_CHOICES, ROPE_CHOICES
     from longvlm.eval.niah import SUITES
     from longvlm.memory.streaming import SELECT_MODES
     from longvlm.planning.planner import RESOLUTIONS
@@ -172,9 +172,7 @@ def test_every_registry_name_is_reachable_from_the_cli_and_the_demo():
     assert set(ask_choices["video_resolution"]) == set(RESOLUTIONS)
     assert set(ask_choices["downsample"]) == set(DOWNSAMPLE_CHOICES)
     assert set(niah_choices["suite"]) == set(SUITES)
-    compression, rope = compression_feature(), rope_feature()
-    assert set(compression.choices) == {"none", *VISUAL_COMPRESSORS}
-    assert set(compression.extra["presses"]) == {"none", *PRESSES}
-    assert set(rope.choices) == {"none", *METHODS}
+    assert set(COMPRESSOR_CHOICES) == {"none", *VISUAL_COMPRESSORS}
+    assert set(PRESS_CHOICES) == {"none", *PRESSES} and set(ROPE_CHOICES) == {"none", *METHODS}
     for name in VISUAL_COMPRESSORS:  # each builds from its name alone (oryx: with the model's hidden size)
         assert build_compression(compressor=name, downsample="2", hidden_size=64).visual_compressor().name == name

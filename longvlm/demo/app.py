@@ -24,7 +24,7 @@ from pathlib import Path
 import gradio as gr
 
 from longvlm.demo.citations import Citation, evidence_citations, parse_target
-from longvlm.demo.features import NOT_AVAILABLE, compression_feature, model_label, rope_feature
+from longvlm.demo.features import COMPRESSOR_CHOICES, PRESS_CHOICES, ROPE_CHOICES, model_label
 from longvlm.demo.media import PDF_SUFFIXES, VIDEO_SUFFIXES, format_time, render_page
 from longvlm.demo.models import PRESETS, ModelKey, ModelPool
 from longvlm.demo.session import DemoSession, SessionFiles, ingest, public_message, stream_answer
@@ -58,7 +58,6 @@ CSS = """
 .lv-notice-error {border-left: 4px solid #dc2626; padding: 6px 10px; background: rgba(220, 38, 38, 0.08)}
 .lv-notice-info {border-left: 4px solid #2563eb; padding: 6px 10px; background: rgba(37, 99, 235, 0.06)}
 .lv-disabled-note {font-size: 0.8em; opacity: 0.75}
-.lv-unavailable {opacity: 0.55}
 #lv-ask, #lv-new-chat {white-space: nowrap}
 .lv-stats {display: grid; grid-template-columns: minmax(120px, 42%) 1fr; font-size: 0.88em}
 .lv-stats > div {padding: 4px 6px; border-bottom: 1px solid var(--border-color-primary)}
@@ -206,9 +205,8 @@ def stats_markdown(session: DemoSession | None, vlm: VLM, extension: str = "none
         rows = [("route", "text (retrieval + SmolLM2-135M-Instruct)"), *_text_route_rows(stats)]
     else:
         dtype = next(vlm.model.parameters()).dtype
-        note = "compression off" if compression_feature().available else f"compression {NOT_AVAILABLE}"
         rows = stats_rows(stats, max_context=vlm.max_context, text_config=vlm.config.text_config, dtype=dtype,
-                          compression_note=note)
+                          compression_note="compression off")
         rows.append(("position extension", extension))
     rows += [("note", n) for n in dict.fromkeys(stats.get("notes", []))]
     body = "".join(f'<div class="lv-key">{html.escape(name)}</div><div>{html.escape(value)}</div>'
@@ -279,8 +277,6 @@ def close_session(session: DemoSession | None) -> None:
 # -- the app ----------------------------------------------------------------------------------------------
 def build_demo(pool: ModelPool, config: DemoConfig = DemoConfig()) -> gr.Blocks:
     """The Gradio Blocks app around a pool of models (each session picks its own, from the pool's choices)."""
-    compression = compression_feature()
-    rope = rope_feature()
     defaults = DemoSettings()
     first = pool.vlm
     files_root = config.files_root or _upload_root()
@@ -352,35 +348,22 @@ def build_demo(pool: ModelPool, config: DemoConfig = DemoConfig()) -> gr.Blocks:
                         max_frames = gr.Number(0, label="Max frames (0: no cap)", precision=0, minimum=0)
                     max_new = gr.Slider(8, new_tokens_maximum(first), value=default_new_tokens(first.max_context),
                                         step=8, label="Max new tokens", elem_id="lv-max-new")
-                    off = [] if compression.available else ["lv-unavailable"]
-                    suffix = "" if compression.available else f" ({NOT_AVAILABLE})"
                     with gr.Row():
-                        compressor = gr.Dropdown(list(compression.choices or ("none",)), value="none",
-                                                 label="Visual compressor" + suffix, elem_classes=off,
-                                                 interactive=compression.available)
-                        ratio = gr.Dropdown(list(DOWNSAMPLE_CHOICES), value="1", label="Ratio (k×k)" + suffix,
-                                            interactive=compression.available, elem_classes=off)
+                        compressor = gr.Dropdown(list(COMPRESSOR_CHOICES), value="none",
+                                                 label="Visual compressor (none: average pooling)")
+                        ratio = gr.Dropdown(list(DOWNSAMPLE_CHOICES), value="1", label="Ratio (k×k)")
                     with gr.Row():
-                        press = gr.Dropdown(list(compression.extra.get("presses", ("none",))), value="none",
-                                            label="KV pruning" + suffix, interactive=compression.available,
-                                            elem_classes=off)
-                        kv_budget = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="KV budget (fraction kept)"
-                                              + suffix, interactive=compression.available, elem_classes=off)
+                        press = gr.Dropdown(list(PRESS_CHOICES), value="none", label="KV pruning")
+                        kv_budget = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="KV budget (fraction kept)")
                     memory = gr.Dropdown(["off", *SHIPPED_BRIDGES], value=defaults.memory_bridge,
                                          elem_id="lv-memory",
                                          label="Memory bridge for videos: off, or a shipped one (for the model of "
                                                "the same name)")
-                    off = [] if rope.available else ["lv-unavailable"]
-                    suffix = "" if rope.available else f" ({NOT_AVAILABLE})"
                     with gr.Row():
-                        rope_method = gr.Dropdown(list(rope.choices or ("none",)), value="none",
-                                                  label="Position extension" + suffix, elem_classes=off,
-                                                  interactive=rope.available)
-                        rope_scale = gr.Number(1.0, label="Extension scale" + suffix, minimum=1.0, maximum=64.0,
-                                               interactive=rope.available, elem_classes=off)
+                        rope_method = gr.Dropdown(list(ROPE_CHOICES), value="none", label="Position extension")
+                        rope_scale = gr.Number(1.0, label="Extension scale", minimum=1.0, maximum=64.0)
                     notes = [f"Uploads up to {config.max_upload_mb:,.0f} MB.",
                              "Position extension is applied with “Load model”."]
-                    notes += [f"{f.name.capitalize()}: {f.reason}." for f in (compression, rope) if not f.available]
                     gr.Markdown("<span class='lv-disabled-note'>" + "<br>".join(map(html.escape, notes)) + "</span>")
                 with gr.Accordion("Stats", open=True):
                     stats_md = gr.HTML(stats_markdown(None, first), elem_id="lv-stats")

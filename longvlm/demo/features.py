@@ -1,38 +1,19 @@
-"""What the demo offers, from the registries: the visual compressors (`longvlm.compression`), KV presses
-(`longvlm.presses`), position-extension methods (`longvlm.vlm.rope`), and honest labels for the loaded model."""
+"""What the demo offers, from the registries only: the visual compressors (`longvlm.compression`), KV presses
+(`longvlm.presses`), position-extension methods (`longvlm.vlm.rope`); and honest labels for the loaded model."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 from longvlm.compression import VISUAL_COMPRESSORS
 from longvlm.presses import PRESSES
 from longvlm.vlm import loading
 from longvlm.vlm.rope import METHODS
 
-NOT_AVAILABLE = "not available in this build"
-
-
-@dataclass(frozen=True)
-class Feature:
-    """An optional capability: available or not (with the reason), and the choices it offers."""
-
-    name: str
-    available: bool
-    reason: str = ""
-    choices: tuple[str, ...] = ()
-    extra: dict = field(default_factory=dict)
-
-
-def compression_feature() -> Feature:
-    """Visual compressors and KV presses, by their registry names ('none' first)."""
-    return Feature("compression", True, choices=("none", *VISUAL_COMPRESSORS),
-                   extra={"presses": ("none", *sorted(PRESSES))})
-
-
-def rope_feature() -> Feature:
-    """Position-extension methods of `longvlm.vlm.rope` ('none' first)."""
-    return Feature("position extension", True, choices=("none", *METHODS))
+COMPRESSOR_CHOICES = ("none", *VISUAL_COMPRESSORS)
+"""The demo's visual compressor choices ("none" with a ratio above 1: average pooling, as on the CLI)."""
+PRESS_CHOICES = ("none", *PRESSES)
+"""The demo's KV press choices."""
+ROPE_CHOICES = ("none", *METHODS)
+"""The demo's position-extension choices."""
 
 
 def default_model_name() -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from longvlm.demo.features import default_model_name, rope_feature
+from longvlm.demo.features import ROPE_CHOICES, default_model_name
 from longvlm.errors import ConfigError
 from longvlm.vlm.loading import PRESETS, VLM, load_vlm
 from longvlm.vlm.rope import apply_position_extension
@@ -88,10 +88,7 @@ class ModelPool:
             raise ConfigError(f"unknown model {name!r}; this server offers: {', '.join(self.choices)}")
         rope_method = rope_method or "none"
         if rope_method != "none":
-            feature = rope_feature()
-            if not feature.available:
-                raise ConfigError(f"position extension is {feature.reason}")
-            if rope_method not in feature.choices:
+            if rope_method not in ROPE_CHOICES:
                 raise ConfigError(f"unknown position extension {rope_method!r}")
             if not 1.0 <= float(rope_scale) <= 64.0:
                 raise ConfigError(f"extension scale must be in 1..64, got {rope_scale!r}")
