@@ -9,7 +9,7 @@ import torch
 from longvlm.cli import main
 from longvlm.testing import write_barcode_video
 from longvlm.ingest.video import VideoReader
-from longvlm.planning.hybrid import HybridConfig, Segment, hybrid_segments
+from longvlm.planning.hybrid import HybridConfig, ResolutionRun, hybrid_segments
 from longvlm.processing.patches import video_patches
 from longvlm.planning.planner import PlannedVideo, plan_video
 from longvlm.processing.spec import VisionSpec
@@ -36,10 +36,10 @@ def wide_video(fixture_dir):
 
 
 def test_segments_layout():
-    assert hybrid_segments(10, 4) == [Segment(0, 1, True), Segment(1, 3, False), Segment(4, 1, True),
-                                      Segment(5, 3, False), Segment(8, 1, True), Segment(9, 1, False)]
-    assert hybrid_segments(5, 1) == [Segment(k, 1, True) for k in range(5)]
-    assert hybrid_segments(1, 4) == [Segment(0, 1, True)]
+    assert hybrid_segments(10, 4) == [ResolutionRun(0, 1, True), ResolutionRun(1, 3, False), ResolutionRun(4, 1, True),
+                                      ResolutionRun(5, 3, False), ResolutionRun(8, 1, True), ResolutionRun(9, 1, False)]
+    assert hybrid_segments(5, 1) == [ResolutionRun(k, 1, True) for k in range(5)]
+    assert hybrid_segments(1, 4) == [ResolutionRun(0, 1, True)]
 
 
 def check_hybrid_plan(plan, budget, config):

@@ -340,13 +340,11 @@ def test_comparison_script_runs_on_tiny_model(load_script):
 
 
 def test_shipped_bridge_belongs_to_the_shipped_model():
-    import argparse
-
-    from longvlm.cli import _memory
     from longvlm.memory.bridge import check_bridge_model
+    from longvlm.options import build_options
     from longvlm.vlm.loading import load_vlm
 
     vlm = load_vlm("small")
-    options = _memory(argparse.Namespace(memory_bridge="small", memory_select="auto"), vlm)
+    options = build_options(vlm, memory_bridge="small", memory_select="auto").memory
     check_bridge_model(options.bridge, vlm.model)  # trained on the shipped model: accepted
     assert options.bridge.config.relevance_dim > 0  # with a trained relevance score

@@ -46,7 +46,7 @@ from longvlm.retrieval.page_text import pdf_page_texts, video_frame_texts
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.positions import VisualBlock, video_time_interval
 from longvlm.vlm.prompt import VisualSlot, example_prompt_parts, frame_interval, video_prompt_parts
-from longvlm.vlm.room import fit_plan, text_tokens
+from longvlm.vlm.room import add_notes, fit_plan, fit_room, text_tokens
 from longvlm.vlm.vision import frame_tokens, image_tokens, video_tokens, vision_placement
 
 
@@ -430,14 +430,23 @@ def encode(vlm: VLM, source: Source, options: Options | None = None, *, question
     `source` is a file (its kind detected once from its content, then its suffix: `longvlm.ingest.kinds`,
     unless the caller says it with `kind`: 'pdf', 'video' or 'image', e.g. the CLI's --pdf) or a list of images. With a `Compression` selector the question is needed (`ConfigError` without it): the
     pages/frames are ranked against it before planning. `context_room` (`longvlm.vlm.room`): the visual tokens
-    plus their labels fit in that many tokens. The result remembers `options` for `answer()` (its KV press).
+    plus their labels fit in that many tokens; without it, what fits the model after the prompt and the answer
+    (`fit_room`, with a note when `options.max_visual_tokens` is lowered). The result remembers `options` for
+    `answer()` (its KV press).
     """
     options = options or Options()
     compression = options.compression
     selector = compression.selector if compression is not None else None
     if selector is not None and question is None:
         raise ConfigError("question-aware selection ranks the pages/frames against the question: pass question=")
-    budget = {"max_visual_tokens": options.max_visual_tokens or 4096, "context_room": context_room}
+    notes: tuple[str, ...] = ()
+    if context_room is None:
+        room = fit_room(vlm, question=question, max_visual_tokens=options.max_visual_tokens,
+                        max_new_tokens=options.max_new_tokens)
+        budget, notes = room.encoder_budget, room.notes
+    else:
+        budget = {"max_visual_tokens": min(options.max_visual_tokens or context_room, context_room),
+                  "context_room": context_room}
     selection: dict = {}
     if isinstance(source, (list, tuple)):
         if options.memory is not None:
@@ -471,6 +480,7 @@ def encode(vlm: VLM, source: Source, options: Options | None = None, *, question
         else:
             encoded = encode_images(vlm, [path], progress=progress, compression=compression, **budget)
     encoded.stats.update(selection)
+    add_notes(encoded.stats, notes)
     encoded.options = options
     return encoded
 

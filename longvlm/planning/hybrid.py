@@ -50,7 +50,7 @@ class HybridConfig:
 
 
 @dataclass(frozen=True)
-class Segment:
+class ResolutionRun:
     """A run of consecutive steps at one resolution: steps first_step .. first_step + steps - 1."""
 
     first_step: int
@@ -58,14 +58,14 @@ class Segment:
     high: bool
 
 
-def hybrid_segments(num_steps: int, group: int) -> list[Segment]:
+def hybrid_segments(num_steps: int, group: int) -> list[ResolutionRun]:
     """Per group of `group` steps: a high-resolution segment of 1 step, then a low one of the rest."""
     segments = []
     for start in range(0, num_steps, group):
         size = min(group, num_steps - start)
-        segments.append(Segment(start, 1, True))
+        segments.append(ResolutionRun(start, 1, True))
         if size > 1:
-            segments.append(Segment(start + 1, size - 1, False))
+            segments.append(ResolutionRun(start + 1, size - 1, False))
     return segments
 
 
