@@ -14,7 +14,7 @@ from longvlm.training.model_setup import build_training_model
 from longvlm.training.trainer import train
 from longvlm.training.vision_pretrain import pretrain_vision
 
-SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 
 
 def test_needle_frame_pairs_label_the_needle_frame():

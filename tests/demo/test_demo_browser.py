@@ -32,7 +32,7 @@ pytestmark = pytest.mark.browser
 CHROMIUM = os.environ.get("LONGVLM_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 TIMEOUT_MS = 300_000  # loaded CI machines: OCR / encoding + generation on 2 shared cores
 REAL_PDF = SHARED_DATA / "mmlongbench-doc" / "documents" / "watch_d.pdf"
 REAL_CLIP = SHARED_DATA / "media" / "jobs.mp4"  # 576x1024 talk clip with burnt-in captions

@@ -9,7 +9,7 @@ import pytest
 
 from longvlm.datasets import needles
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bench"))
 import kv_compression  # noqa: E402
 
 from longvlm.presses import LookMPress  # noqa: E402
