@@ -1,6 +1,6 @@
 """Limits on what one question may cost, as named constants with their reasons, and the checks that apply them.
 
-Low layers (datasets, encoders, routes) import this module; it imports nothing of longvlm but the errors.
+Low layers (ingest, processing, routes) import this module; it imports nothing of longvlm but the errors.
 """
 
 from __future__ import annotations
