@@ -31,6 +31,7 @@ weights the column says n/a; no accuracy number is ever made up.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -43,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from transformers.modeling_outputs import BaseModelOutputWithPooling  # noqa: E402
 
-from longvlm.presses import KVPress, build_press, generate_pruned  # noqa: E402
+from longvlm.presses import PRESSES, KVPress, build_press, generate_pruned  # noqa: E402
 from longvlm.errors import ConfigError  # noqa: E402
 from longvlm.vlm.loading import FAMILIES, TINY_VISION_SPEC, VLM, load_vlm, tiny_config  # noqa: E402
 from longvlm.vlm.prompt import VisualSlot, build_chat_inputs  # noqa: E402
@@ -169,7 +170,8 @@ def measure(vlm: VLM, inputs: dict, press_name: str | None, budget: float, new_t
 
 
 def _options(press_name: str, window: int) -> dict:
-    return {"window": window} if press_name in ("lookm", "snapkv", "h2o") else {}  # h2o: O(L^2) scoring
+    """The window for the presses that have one (a field of their dataclass; h2o: O(L^2) scoring)."""
+    return {"window": window} if "window" in {f.name for f in dataclasses.fields(PRESSES[press_name])} else {}
 
 
 def run(vlm: VLM, context: int, presses: list[str], budgets: tuple[float, ...], new_tokens: int, repeats: int,
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="cpu-512", choices=["tiny", *CONFIGS])
     parser.add_argument("--context", type=int, nargs="+", default=[4096])
     parser.add_argument("--presses", default="lookm,snapkv,streaming",
-                        help="comma-separated: lookm, snapkv, streaming, h2o, random")
+                        help=f"comma-separated names from the registry: {', '.join(PRESSES)}")
     parser.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS))
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
@@ -239,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         vlm = random_vlm(args.config, args.device, dtype)
     presses = [p for p in args.presses.split(",") if p]
+    unknown = [p for p in presses if p not in PRESSES]
+    if unknown:
+        parser.error(f"unknown press(es) {', '.join(unknown)}; known: {', '.join(PRESSES)}")
     rows = []
     for context in args.context:
         rows += run(vlm, context, presses, tuple(args.budgets), args.new_tokens, args.repeats, args.window,

@@ -41,7 +41,7 @@ def compress_item(tokens: torch.Tensor, grid_thw: Sequence[int], compressor: Vis
     t, gh, gw = (int(v) for v in grid_thw)
     h, w = gh // merge_size, gw // merge_size
     if tokens.shape[0] != t * h * w:
-        raise ConfigError(f"{tokens.shape[0]} tokens do not match grid {t}x{gh}x{gw} "
+        raise RuntimeError(f"{tokens.shape[0]} tokens do not match grid {t}x{gh}x{gw} "
                           f"({t * h * w} merged tokens)")
     if factor == 1:
         return tokens, new_grid

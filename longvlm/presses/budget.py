@@ -71,10 +71,10 @@ def select_tokens(priority: torch.Tensor, real: torch.Tensor, counts: torch.Tens
     torch.topk), laid out in their original order after the unused slots (see the module docstring)."""
     batch, heads, length = priority.shape
     if real.shape != (batch, length):
-        raise ConfigError(f"real-token mask {tuple(real.shape)} does not match priorities {tuple(priority.shape)}")
+        raise RuntimeError(f"real-token mask {tuple(real.shape)} does not match priorities {tuple(priority.shape)}")
     counts = counts.to(priority.device)
     if bool((counts > real.sum(-1)).any()) or bool((counts < 1).any()):
-        raise ConfigError("cannot keep more tokens than a row has, or none")
+        raise RuntimeError("cannot keep more tokens than a row has, or none")
     width = int(counts.max())
     masked = priority.float().masked_fill(~real[:, None, :], float("-inf"))
     top = masked.topk(width, dim=-1).indices  # [B, H, K], best first
