@@ -203,8 +203,11 @@ def _demo(args: argparse.Namespace) -> int:
 def _eval_niah(args: argparse.Namespace) -> int:
     from longvlm.eval.niah import ClipHaystack, SuiteSpec, load_vniah_needles, run_suite
     from longvlm.vlm.loading import load_vlm
+    from longvlm.vlm.rope import apply_position_extension
 
     vlm = load_vlm(args.model)
+    if args.rope_method is not None:
+        apply_position_extension(vlm, args.rope_method, args.rope_scale, train_length=args.rope_train_length)
     kwargs = {}
     if args.haystack:
         kwargs["haystack"] = ClipHaystack(args.haystack)
@@ -236,6 +239,16 @@ def _eval_mmlongbench(args: argparse.Namespace) -> int:
                               extractor=extractor, extractor_label=label, oracle=args.oracle, limit=args.limit)
     print(json.dumps({k: v for k, v in results.items() if k not in ("evidence_sources", "doc_types")}, indent=2))
     return 0
+
+
+def _add_rope_arguments(parser: argparse.ArgumentParser) -> None:
+    """--rope-method / --rope-scale / --rope-train-length (methods from `longvlm.vlm.rope.METHODS`)."""
+    parser.add_argument("--rope-method", choices=ROPE_METHODS, default=None,
+                        help="extend the context: mrope++ (M-RoPE++), or a baseline; with --rope-scale")
+    parser.add_argument("--rope-scale", type=_positive_float, default=1.0,
+                        help="extension factor s: the model then accepts s x its training length")
+    parser.add_argument("--rope-train-length", type=_positive_int, default=None,
+                        help="training length L the scale applies to (default: the model's max_position_embeddings)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,12 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="hybrid: GIRAFFE hybrid-resolution frames (groups of 4 temporal patches, the first at "
                           "high resolution, the rest at 1/3 of its tokens); auto: hybrid only when uniform "
                           "frames at 240 tokens do not fit the budget")
-    ask.add_argument("--rope-method", choices=ROPE_METHODS, default=None,
-                     help="extend the context: mrope++ (M-RoPE++), or a baseline; with --rope-scale")
-    ask.add_argument("--rope-scale", type=_positive_float, default=1.0,
-                     help="extension factor s: the model then accepts s x its training length")
-    ask.add_argument("--rope-train-length", type=_positive_int, default=None,
-                     help="training length L the scale applies to (default: the model's max_position_embeddings)")
+    _add_rope_arguments(ask)
     ask.add_argument("--downsample", choices=DOWNSAMPLE_CHOICES, default="1",
                      help="compress visual tokens k x k per frame/page with --compressor (default: average "
                           "pooling); auto: PDFs 1, video 2, long video 4")
@@ -317,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     niah.add_argument("--haystack", nargs="*", help="video clips to loop as the haystack (default: procedural)")
     niah.add_argument("--needles", help="V-NIAH needle file (json with image paths, prompts, answers)")
     niah.add_argument("--scoring", choices=["generate", "teacher", "both"], default="both")
+    _add_rope_arguments(niah)
     niah.add_argument("--out", required=True)
     niah.set_defaults(func=_eval_niah)
     mmlb = suites.add_parser("mmlongbench", help="MMLongBench-Doc with the official scoring rules")

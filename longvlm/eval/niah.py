@@ -20,13 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from longvlm.datasets import needles
-from longvlm.datasets.examples import Example, ImageItem, VideoItem
+from longvlm.datasets.examples import Example, VideoItem
 from longvlm.eval.synthetic import normalize_answer
 from longvlm.profiling import RssSampler
 from longvlm.training.collate import tokenize_example
 from longvlm.training.evaluate import teacher_forced_hits
 from longvlm.pipeline.encode import encode_example
 from longvlm.vlm.loading import VLM
+from longvlm.vlm.rope import position_extension
 from longvlm.pipeline.answer import answer
 from longvlm.ingest.video import VideoReader
 
@@ -183,8 +184,10 @@ def run_suite(vlm: VLM, spec: SuiteSpec, out_dir: str, *, scoring: str = "both",
     if spec.suite == "video":
         with open(os.path.join(out_dir, "all_accuracies.json"), "w") as fh:
             json.dump(vniah_accuracies(records), fh, indent=1)
+    extension = position_extension(vlm)
+    method = f"{extension.method} x{extension.scale:g}" if extension else "no position extension"
     plot_heatmap(records, os.path.join(out_dir, f"{spec.suite}_heatmap.png"),
-                 title=f"{spec.suite} needle-in-a-haystack ({vlm.name})",
+                 title=f"{spec.suite} needle-in-a-haystack: model {vlm.name}, {method} (context {vlm.max_context})",
                  length_label="frames" if spec.suite == "video" else ("images" if spec.suite == "image" else "pages"))
     return summary
 
