@@ -2,7 +2,7 @@
 accuracy beyond the training length (that part needs a trained model).
 
     python bench/rope_extension.py [--model tiny|DIR] [--train-length L] [--multiples 1 4 16] [--repeats N]
-                                   [--methods none extrapolation linear ntk yarn mrope++]
+                                   [--methods none extrapolation linear ntk yarn mrope++ mrope++code]
                                    [--needles FILE.jsonl] [--needle-scale S]
 
 Prefill (any model; the default tiny preset has random weights, which is fine for cost): for every method
@@ -18,6 +18,10 @@ time ratio uses wall-clock seconds). The methods only change the rotary frequenc
 computed once), so ratios near 1 are expected. "max pos" is the largest M-RoPE position id of the sequence: in
 transformers 5.x a video block advances text positions by its spatial extent only, so it is below the token
 count.
+
+The methods are `longvlm.vlm.rope.METHODS` (default: all of them): `mrope++` is M-RoPE++ as the GIRAFFE paper
+writes it, `mrope++code` as GIRAFFE's published code computes it (docs/parity/rope.md). At 2L and 4L on the
+shipped small model: `python bench/rope_extension.py --model small --multiples 2 4 --repeats 3`.
 
 Needle accuracy: `needle_accuracy(vlm, samples, ...)` answers every sample once per method, with the method
 applied at a scale that fits the longest sample, and counts answers that contain the expected text. It only
@@ -39,8 +43,10 @@ from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from longvlm.vlm.rope import METHODS  # noqa: E402  (after the path setup)
+
 BASELINE = "none"
-ALL_METHODS = [BASELINE, "extrapolation", "linear", "ntk", "yarn", "mrope++"]
+ALL_METHODS = [BASELINE, *METHODS]  # every registered method, mrope++code (GIRAFFE's published code) included
 FILLER = "The quick brown fox jumps over the lazy dog while the clock on the wall keeps ticking. "
 
 

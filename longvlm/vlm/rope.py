@@ -12,6 +12,10 @@ Methods, selected by name and scale s = L'/L (L: the length the model was traine
 | `mrope++`       | M-RoPE++ (GIRAFFE, arXiv 2412.12735 §3.2): temporal section         | `longvlm_mrope_pp`      |
 |                 | extrapolated, height section on a YaRN-style ramp, width section    |                         |
 |                 | interpolated; no attention temperature                              |                         |
+| `mrope++code`   | M-RoPE++ as GIRAFFE's published code computes it                    | `longvlm_mrope_pp_code` |
+|                 | (kiaia/GIRAFFE models/mrope_plus_mokey_patch.py:27-71): temporal    |                         |
+|                 | theta_d, height (1-f) theta_d/s + f theta_d^NTK, width theta_d^NTK, |                         |
+|                 | NTK base' = base ((L'-1)/(L-1))^(D/(D-2)), f = `ntk_factor` (1)     |                         |
 
 M-RoPE splits the head_dim/2 rotary frequencies into `mrope_section = [t, h, w]` (Qwen2-VL: [16, 24, 24]):
 d < t_end = t uses temporal positions (highest frequencies), t_end <= d < h_end = t + h height positions,
@@ -19,11 +23,20 @@ d >= h_end width positions (lowest frequencies). With r_d = L' / lambda_d and la
 M-RoPE++ sets theta'_d = theta_d for d < t_end, theta'_d = theta_d / s for d >= h_end, and in between
 theta'_d = [1/s + (1 - 1/s) (r_d - r_{h_end}) / (r_{t_end} - r_{h_end})] theta_d.
 
+GIRAFFE's published code does something else for height and width (NTK, not a ramp and 1/s): with its
+defaults (f = 1, L = 16384, L' = 65536, D = 128) theta'_d / theta_d = ((L'-1)/(L-1))^(-2d/(D-2)), i.e. 0.703 ->
+0.424 over the height section and 0.415 -> 0.250 over the width section. `mrope++code` reproduces that code
+(its frequency formula transcribed in float32 as written; what had to change for it to run at all is listed in
+docs/parity/rope.md); `mrope++` stays the paper's formula. Argument mapping: dim = head_dim, base =
+rope_theta, max_position_embeddings = L, max_target_position = L' = round(s L), mrope_section from the config,
+scale = s (the code's own default scale=1 only matters when ntk_factor < 1), ntk_factor =
+`rope_parameters["ntk_factor"]` (default 1.0 as in the code; `apply_position_extension(..., ntk_factor=f)`).
+
 How it plugs in: the choice lives in the text config's `rope_parameters` (`rope_type`, `factor` = s,
 `original_max_position_embeddings` = L) and `max_position_embeddings` becomes L'. transformers'
 `Qwen2VLRotaryEmbedding` / `Qwen2_5_VLRotaryEmbedding` compute their frequencies with
 `ROPE_INIT_FUNCTIONS[rope_type]`, the library's documented extension point, so no forward code is patched:
-`register()` (run when `longvlm.vlm` is imported) adds the three `longvlm_*` types there and a matching
+`register()` (run when `longvlm.vlm` is imported) adds the four `longvlm_*` types there and a matching
 `_validate_<rope_type>_rope_parameters` method to `RotaryEmbeddingConfigMixin` (the name transformers looks up
 when it validates a config). `save_pretrained` / `from_pretrained` round-trip the choice; loading a
 `longvlm_*` checkpoint needs `import longvlm.vlm` first, `linear` and `yarn` ones load in plain transformers.
@@ -46,8 +59,11 @@ METHODS: dict[str, str] = {
     "ntk": "longvlm_ntk",
     "yarn": "yarn",
     "mrope++": "longvlm_mrope_pp",
+    "mrope++code": "longvlm_mrope_pp_code",
 }
-ALIASES = {"pi": "linear", "mrope_pp": "mrope++", "m-rope++": "mrope++", "ntk-aware": "ntk"}
+ALIASES = {"pi": "linear", "mrope_pp": "mrope++", "m-rope++": "mrope++", "ntk-aware": "ntk",
+           "mrope_pp_code": "mrope++code", "m-rope++code": "mrope++code"}
+CODE_NTK_FACTOR = 1.0  # GIRAFFE's default `ntk_factor` (mrope_plus_mokey_patch.py:17)
 NO_EXTENSION = ("none", "default")
 ROTARY_CLASSES = ("Qwen2VLRotaryEmbedding", "Qwen2_5_VLRotaryEmbedding")
 QWEN2_VL_MROPE_SECTION = [16, 24, 24]  # what transformers' rotary class assumes when the config has none
@@ -79,19 +95,25 @@ def default_inv_freq(config, device: torch.device | str | None = None) -> torch.
     return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float, device=device) / dim))
 
 
-def section_bounds(config) -> tuple[int, int]:
-    """(t_end, h_end) from the config's `mrope_section`: frequencies d < t_end are temporal, d >= h_end width."""
+def mrope_section(config, rope_parameters: dict | None = None) -> list[int]:
+    """The config's `mrope_section` [t, h, w] (Qwen2-VL's [16, 24, 24] when absent), checked against head_dim."""
     half = _head_dim(config) // 2
-    section = config.rope_parameters.get("mrope_section")
+    section = (config.rope_parameters if rope_parameters is None else rope_parameters).get("mrope_section")
     if section is None:
         if half != sum(QWEN2_VL_MROPE_SECTION):
             raise ConfigError(f"rope_parameters has no mrope_section and head_dim/2 = {half} != 64")
         section = QWEN2_VL_MROPE_SECTION
     if len(section) != 3 or sum(section) != half or min(section) < 0:
         raise ConfigError(f"mrope_section {section} must be three sizes summing to head_dim/2 = {half}")
+    return [int(n) for n in section]
+
+
+def section_bounds(config, rope_parameters: dict | None = None) -> tuple[int, int]:
+    """(t_end, h_end) from the config's `mrope_section`: frequencies d < t_end are temporal, d >= h_end width."""
+    section = mrope_section(config, rope_parameters)
     if section[0] == 0 or section[2] == 0:
         raise ConfigError(f"M-RoPE++ needs non-empty temporal and width sections, got mrope_section {section}")
-    return int(section[0]), int(section[0] + section[1])
+    return section[0], section[0] + section[1]
 
 
 def mrope_pp_factors(inv_freq: torch.Tensor, t_end: int, h_end: int, scale: float,
@@ -134,25 +156,73 @@ def _compute_mrope_pp_parameters(config, device=None, seq_len=None, layer_type=N
     return inv_freq * mrope_pp_factors(inv_freq, t_end, h_end, scale, length), 1.0
 
 
+def giraffe_code_inv_freq(dim: int, base: float, train_length: int, target_length: int, section: list[int],
+                          scale: float = 1.0, ntk_factor: float = CODE_NTK_FACTOR,
+                          device: torch.device | str | None = None) -> torch.Tensor:
+    """The frequencies of GIRAFFE's `Qwen2RotaryEmbeddingMRoPEPP.__init__` (kiaia/GIRAFFE, commit ee35955,
+    models/mrope_plus_mokey_patch.py lines 27-71), same operations in the same (float32) precision; argument
+    names there: dim, base, max_position_embeddings = train_length, max_target_position = target_length,
+    mrope_section = section, scale, ntk_factor."""
+    if train_length <= 1 or dim <= 2:
+        raise ConfigError(f"GIRAFFE's NTK base needs a training length > 1 and head_dim > 2, got L = "
+                          f"{train_length}, head_dim = {dim}")
+    exponents = torch.arange(0, dim, 2).float().to(device) / dim
+    inv_freq_base = 1.0 / (base ** exponents)  # temporal: extrapolation
+    inv_freq_linear = 1.0 / (scale * (base ** exponents))  # position interpolation by `scale`
+    ntk_base = base * ((target_length - 1) / (train_length - 1)) ** (dim / (dim - 2))
+    inv_freq_ntk = 1.0 / (ntk_base ** exponents)
+    if dim // 2 != sum(section):  # the code's assert (line 46)
+        raise ConfigError(f"mrope_section {section} must sum to head_dim/2 = {dim // 2}")
+    t, h, w = section
+    height = inv_freq_linear[t:t + h] * (1 - ntk_factor) + inv_freq_ntk[t:t + h] * ntk_factor
+    return torch.cat([inv_freq_base[:t], height, inv_freq_ntk[t + h:t + h + w]])
+
+
+def _compute_mrope_pp_code_parameters(config, device=None, seq_len=None, layer_type=None):
+    """M-RoPE++ as GIRAFFE's code computes it (see `giraffe_code_inv_freq`); attention scaling 1 (none there)."""
+    scale, length = _scale_and_length(config)
+    params = config.rope_parameters
+    inv_freq = giraffe_code_inv_freq(_head_dim(config), params["rope_theta"], length, int(round(scale * length)),
+                                     mrope_section(config), scale, params.get("ntk_factor", CODE_NTK_FACTOR),
+                                     device)
+    return inv_freq, 1.0
+
+
 INIT_FUNCTIONS = {
     "longvlm_extrapolation": _compute_extrapolation_parameters,
     "longvlm_ntk": _compute_ntk_parameters,
     "longvlm_mrope_pp": _compute_mrope_pp_parameters,
+    "longvlm_mrope_pp_code": _compute_mrope_pp_code_parameters,
 }
 
 
 def _make_validator(rope_type: str):
+    code = rope_type == "longvlm_mrope_pp_code"
+    optional = {"rope_theta", "original_max_position_embeddings", "mrope_section", *(("ntk_factor",) if code else ())}
+
     def validate(self, rope_parameters, ignore_keys=None) -> None:
-        self._check_received_keys(rope_type, set(rope_parameters), {"rope_type", "factor"},
-                                  {"rope_theta", "original_max_position_embeddings"}, ignore_keys=ignore_keys)
+        self._check_received_keys(rope_type, set(rope_parameters), {"rope_type", "factor"}, set(optional),
+                                  ignore_keys=ignore_keys)
         factor = rope_parameters["factor"]
-        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor < 1:
+        if not _is_number(factor) or not math.isfinite(factor) or factor < 1:
             raise ConfigError(f"rope_parameters factor must be a number >= 1 for {rope_type}, got {factor!r}")
         if rope_type == "longvlm_mrope_pp":
-            section_bounds(self)
+            section_bounds(self, rope_parameters)
+        if code:
+            mrope_section(self, rope_parameters)
+            ntk_factor = rope_parameters.get("ntk_factor", CODE_NTK_FACTOR)
+            if not _is_number(ntk_factor) or not 0 <= ntk_factor <= 1:
+                raise ConfigError(f"rope_parameters ntk_factor must be a number in [0, 1], got {ntk_factor!r}")
+            length = rope_parameters.get("original_max_position_embeddings")
+            if length is not None and (not _is_number(length) or length <= 1):
+                raise ConfigError(f"{rope_type} needs original_max_position_embeddings > 1, got {length!r}")
 
     validate.__name__ = f"_validate_{rope_type}_rope_parameters"
     return validate
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def register() -> None:
@@ -203,17 +273,22 @@ def position_extension(target) -> PositionExtension | None:
 
 
 def apply_position_extension(target, method: str | None, scale: float = 1.0, *,
-                             train_length: int | None = None) -> PositionExtension | None:
+                             train_length: int | None = None,
+                             ntk_factor: float | None = None) -> PositionExtension | None:
     """Extend the context of a VLM, a Qwen2(.5)-VL model or its config by `scale` with `method`.
 
     `train_length` (L) defaults to the length already recorded (a re-applied extension replaces the old one)
     or else to `max_position_embeddings`. The config is rewritten (rope_parameters and
     max_position_embeddings = L * scale); for a model the rotary embedding is rebuilt from it, exactly as
-    `from_pretrained` would. `method=None` / 'none' restores the plain model. Returns the stored extension.
+    `from_pretrained` would. `method=None` / 'none' restores the plain model. `ntk_factor` (only for
+    'mrope++code'; default 1.0, GIRAFFE's) is the code's height mix between PI and NTK. Returns the stored
+    extension.
     """
     register()
     model, text = _text_config(target)
     name = canonical_method(method)
+    if ntk_factor is not None and name != "mrope++code":
+        raise ConfigError(f"ntk_factor only applies to mrope++code, not to {name or 'none'}")
     current = position_extension(text)
     length = int(train_length or (current.train_length if current else text.max_position_embeddings))
     if length <= 0:
@@ -228,6 +303,8 @@ def apply_position_extension(target, method: str | None, scale: float = 1.0, *,
         params = {"rope_type": METHODS[name], **keep, "factor": float(scale)}
         if name != "linear":  # transformers' linear validator knows no training length (it is max_len / factor)
             params["original_max_position_embeddings"] = length
+        if name == "mrope++code":
+            params["ntk_factor"] = CODE_NTK_FACTOR if ntk_factor is None else ntk_factor  # validated below
         max_length = int(round(length * scale))
     previous = text.rope_parameters, text.max_position_embeddings
     text.rope_parameters, text.max_position_embeddings = params, max_length
