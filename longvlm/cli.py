@@ -301,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"with --kv-press: KV tokens kept, a ratio (default {DEFAULT_KV_BUDGET}) or a count (2048)")
     ask.add_argument("--kv-merge", choices=(NO_MERGE, *MERGE_METHODS), default=None,
                      help="with --kv-press: merge each evicted KV pair into the most similar kept one (LOOK-M's "
-                          "rules, for any press); none: evict only (default: lookm merges weighted, others evict)")
+                          "rules, for any press; *_reference: LOOK-M's released code, see docs/parity/presses.md); "
+                          "none: evict only (default: lookm merges weighted_reference, others evict)")
     ask.add_argument("--memory-bridge", default=None,
                      help=f"video: stream through a memory bridge (a directory saved by training, "
                           f"{', '.join(map(repr, SHIPPED_BRIDGES))} for the one shipped with the small model, or "

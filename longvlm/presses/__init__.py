@@ -3,7 +3,9 @@
 Presses are dataclasses of their hyperparameters (`SnapKVPress(0.2, window=16)`, `dataclasses.replace`, ==).
 `PRESSES` is the one registry of press names (CLI `--kv-press`, the demo's dropdown, the lmms-eval model
 argument and the benchmarks read it); `WRAPPERS` holds the presses that wrap another one (`MergingPress`).
-`generate_pruned` decodes greedily on a pruned cache for any batch.
+`generate_pruned` decodes greedily on a pruned cache for any batch. Where the reference implementations (LOOK-M's
+code, SnapKV, kvpress) differ from a default, the reference behaviour is a named option of the press, reachable
+through `build_press(name, budget, **options)`; docs/parity/presses.md lists them.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from longvlm.presses.base import KVPress, LayerView, PressState, ScorerPress
 from longvlm.presses.baselines import H2OPress, RandomPress, SnapKVPress, StreamingLLMPress
 from longvlm.presses.budget import DEFAULT_KV_BUDGET, KVBudget
 from longvlm.presses.decode import PrunedGeneration, generate_pruned
-from longvlm.presses.lookm import LookMPress
-from longvlm.presses.merging import MERGE_METHODS, MergingPress
+from longvlm.presses.lookm import LOOKM_REFERENCE, LookMPress
+from longvlm.presses.merging import DEFAULT_MERGE, MERGE_METHODS, MergingPress
 
 PRESSES = {cls.name: cls for cls in (LookMPress, StreamingLLMPress, H2OPress, SnapKVPress, RandomPress)}
 WRAPPERS = {"merge": MergingPress}
@@ -30,7 +32,9 @@ def build_press(name: str, budget: KVBudget | float | int = DEFAULT_KV_BUDGET, *
 
     `merge`: one of `MERGE_METHODS` merges the evicted pairs into the kept ones (LOOK-M's own `merge`, a
     `MergingPress` around any other press); `NO_MERGE` ("none") only evicts; None keeps the press's default
-    (LOOK-M merges with "weighted", the others evict)."""
+    (LOOK-M merges with `DEFAULT_MERGE`, the others evict). `options` are the press's dataclass fields, e.g.
+    `build_press("lookm", 0.2, **LOOKM_REFERENCE)`, `build_press("snapkv", 0.2, pooling="avg")`,
+    `build_press("h2o", 0.2, window=0, normalize=True)`."""
     if name not in PRESSES:
         raise ConfigError(f"unknown KV press {name!r}; known: {', '.join(sorted(PRESSES))}")
     if merge is not None and merge != NO_MERGE and merge not in MERGE_METHODS:
@@ -50,6 +54,7 @@ def build_press(name: str, budget: KVBudget | float | int = DEFAULT_KV_BUDGET, *
     return WRAPPERS["merge"](press, merge)
 
 
-__all__ = ["DEFAULT_KV_BUDGET", "H2OPress", "KVBudget", "KVPress", "LayerView", "LookMPress", "MERGE_METHODS",
-           "MergingPress", "NO_MERGE", "PRESSES", "PressState", "PrunedGeneration", "RandomPress", "ScorerPress",
-           "SnapKVPress", "StreamingLLMPress", "WRAPPERS", "build_press", "generate_pruned"]
+__all__ = ["DEFAULT_KV_BUDGET", "DEFAULT_MERGE", "H2OPress", "KVBudget", "KVPress", "LOOKM_REFERENCE", "LayerView",
+           "LookMPress", "MERGE_METHODS", "MergingPress", "NO_MERGE", "PRESSES", "PressState", "PrunedGeneration",
+           "RandomPress", "ScorerPress", "SnapKVPress", "StreamingLLMPress", "WRAPPERS", "build_press",
+           "generate_pruned"]

@@ -4,10 +4,11 @@
         model.generate(**inputs)         # batch of 1; or longvlm.presses.decode.generate_pruned for any batch
 
 During the prefill forward (empty cache, whole prompt at once) each attention layer first attends over all its
-keys as usual; its hook then scores the cached keys, keeps `budget` of them per row and head and writes the
-smaller tensors back into the `DynamicCache` layer. The prefill output is therefore unchanged; decoding sees the
-pruned cache. Which entries are text / image / video tokens comes from the `mm_token_type_ids` the model is
-called with; padding from its 2D `attention_mask` (left padding only).
+keys as usual; its hook then scores the cached keys, keeps `budget` of them per row and head (`keep_counts`;
+exact unless a press option says otherwise) and writes the smaller tensors back into the `DynamicCache` layer.
+The prefill output is therefore unchanged; decoding sees the pruned cache. Which entries are text / image /
+video tokens comes from the `mm_token_type_ids` the model is called with; padding from its 2D `attention_mask`
+(left padding only).
 
 Decoding must use the ORIGINAL positions: the pruned cache is shorter than the prompt, so positions derived from
 the cache length (transformers' `rope_deltas` path) would be wrong. `generate()` tracks `position_ids` itself
@@ -50,9 +51,10 @@ class LayerView:
     def length(self) -> int:
         return int(self.keys.shape[2])
 
-    def recent(self, window: int) -> torch.Tensor:
-        """[B, L] bool: the last `window` real tokens of each row (rows are left-padded)."""
-        return (torch.arange(self.length, device=self.real.device) >= self.length - window)[None, :] & self.real
+    def recent(self, window: int | torch.Tensor) -> torch.Tensor:
+        """[B, L] bool: the last `window` real tokens of each row (an int, or a [B] tensor of per-row counts;
+        rows are left-padded)."""
+        return recent_mask(self.real, window)
 
     def index_in_row(self) -> torch.Tensor:
         """[B, L] position of each token among its row's real tokens (negative for padding)."""
@@ -62,6 +64,24 @@ class LayerView:
     def visual(self) -> torch.Tensor:
         """[B, L] bool: image or video tokens."""
         return (self.token_types == IMAGE) | (self.token_types == VIDEO)
+
+
+def recent_mask(real: torch.Tensor, window: int | torch.Tensor) -> torch.Tensor:
+    """[B, L] bool: the last `window` (int or [B] tensor) real tokens of each left-padded row of `real` [B, L]."""
+    length = real.shape[1]
+    window = torch.as_tensor(window, device=real.device).long().reshape(-1, 1)  # [1, 1] or [B, 1]
+    return (torch.arange(length, device=real.device)[None, :] >= length - window) & real
+
+
+def window_tokens(window: int | float, real: torch.Tensor, minimum: int = 0) -> torch.Tensor:
+    """[B] recent-window size of each row: `window` tokens (int), or a ratio (float in (0, 1)) of the row's real
+    tokens rounded down like the reference's `int(L * recent_ratio)`; at least `minimum`, at most the row."""
+    lengths = real.sum(-1).long()
+    if isinstance(window, float):
+        sizes = torch.floor(lengths.double() * window).long()
+    else:
+        sizes = torch.full_like(lengths, window)
+    return torch.minimum(sizes.clamp(min=minimum), lengths)
 
 
 def tiered(scores: torch.Tensor, tier: torch.Tensor) -> torch.Tensor:
@@ -115,7 +135,8 @@ class KVPress(ABC):
 
     A press is a dataclass of its hyperparameters: repr, ==, hash and `dataclasses.replace` see only those;
     the fields below are the runtime state of one `with press(model)` block. Subclasses provide `budget`,
-    `record_indices` and `priority` (higher is kept), and may override `compress` (merging presses).
+    `record_indices` and `priority` (higher is kept), and may override `compress` (merging presses) and
+    `keep_counts` (tokens kept per row; the exact budget by default).
     """
 
     name = "press"
@@ -147,6 +168,11 @@ class KVPress(ABC):
 
     def __hash__(self) -> int:
         return hash((type(self), *self.hyperparameters().values()))
+
+    def keep_counts(self, real: torch.Tensor, token_types: torch.Tensor) -> torch.Tensor:
+        """[B] tokens each row keeps, from its real-token mask and token types [B, L]: the budget (exact) unless a
+        press overrides it (LOOK-M's `protect_all_text`)."""
+        return self.budget.keep(real.sum(-1))
 
     @abstractmethod
     def priority(self, view: LayerView) -> torch.Tensor:
@@ -202,7 +228,7 @@ class KVPress(ABC):
         self._real = real
         self._types = torch.zeros_like(real, dtype=torch.long) if types is None else types.long().to(device)
         lengths = real.sum(-1)
-        self._counts = self.budget.keep(lengths).to(device)
+        self._counts = self.keep_counts(real, self._types).to(device)
         self.state.reset(length, lengths, self._counts)  # the object the context manager yielded
         self._armed = length > 1 and bool((lengths > 0).all())
 
@@ -271,6 +297,32 @@ class ScorerPress(KVPress):
             raise ConfigError(f"record_indices must be a bool, got {self.record_indices!r}")
 
 
+def require_window(press: KVPress, name: str = "window", minimum: int = 1) -> None:
+    """ConfigError unless hyperparameter `name` of `press` is a token count (int >= `minimum`) or a ratio of the
+    prompt (float in (0, 1))."""
+    value = getattr(press, name)
+    if isinstance(value, float):
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f"{type(press).__name__}: {name} as a ratio of the prompt must be in (0, 1), "
+                              f"got {value!r}")
+        return
+    require_int(press, name, minimum)
+
+
+def require_choice(press: KVPress, name: str, choices: tuple) -> None:
+    """ConfigError unless hyperparameter `name` of `press` is one of `choices`."""
+    value = getattr(press, name)
+    if isinstance(value, bool) or value not in choices:
+        raise ConfigError(f"{type(press).__name__}: {name} must be one of {', '.join(map(repr, choices))}, "
+                          f"got {value!r}")
+
+
+def require_bool(press: KVPress, name: str) -> None:
+    """ConfigError unless hyperparameter `name` of `press` is a bool."""
+    if not isinstance(getattr(press, name), bool):
+        raise ConfigError(f"{type(press).__name__}: {name} must be a bool, got {getattr(press, name)!r}")
+
+
 def require_int(press: KVPress, name: str, minimum: int | None = None) -> None:
     """ConfigError unless hyperparameter `name` of `press` is an int (not a bool) >= `minimum`."""
     value = getattr(press, name)
@@ -289,4 +341,5 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
     return [layer.self_attn for layer in layers]
 
 
-__all__ = ["KVPress", "LayerView", "PressState", "ScorerPress", "attention_modules", "require_int", "tiered"]
+__all__ = ["KVPress", "LayerView", "PressState", "ScorerPress", "attention_modules", "recent_mask", "require_bool",
+           "require_choice", "require_int", "require_window", "tiered", "window_tokens"]

@@ -3,8 +3,11 @@
 The attention layers run with SDPA / flash attention, which never return their weights. Instead the scores are
 recomputed from the layer's input hidden states: queries = RoPE(q_proj(hidden)) with the layer's own
 projection and the model's own `apply_rotary_pos_emb`, against the keys already in the cache (SnapKV-style).
-`window_scores` uses only the last `window` queries (O(window * L)); `accumulated_scores` (H2O) uses every
-query, chunked so that memory stays O(chunk * L) while compute is O(L^2).
+
+`summed_attention` adds up what each key receives from a set of prompt queries, per query head: the last
+`queries` real tokens of each row (O(queries * L), SnapKV's observation window) or every prompt query (H2O's
+accumulated attention, O(L^2) compute). Queries are processed in chunks, so memory stays O(chunk * L).
+`window_scores` and `accumulated_scores` average it over the query heads that share a KV head.
 """
 
 from __future__ import annotations
@@ -56,25 +59,49 @@ def attention_probs(view: LayerView, start: int, end: int) -> torch.Tensor:
     return torch.nan_to_num(probs, nan=0.0)  # rows with no allowed key (padding queries)
 
 
-def window_scores(view: LayerView, window: int) -> torch.Tensor:
-    """Attention each cached key receives from the last `window` prompt queries, summed over those queries
-    and averaged over the query heads sharing a KV head: [B, Hkv, L]."""
-    length = view.keys.shape[2]
-    start = max(0, length - window)
-    return attention_probs(view, start, length).sum(dim=3).mean(dim=2)
-
-
-# Query chunks of `accumulated_scores` hold at most this many attention weights ([B, H, chunk, L] float32).
+# Query chunks hold at most this many attention weights ([B, H, chunk, L] float32).
 ACCUMULATE_CHUNK_ELEMENTS = 1 << 26
+
+
+def summed_attention(view: LayerView, queries: int | torch.Tensor | None = None,
+                     chunk: int | None = None) -> torch.Tensor:
+    """Attention each cached key receives, summed over prompt queries, per query head: [B, Hkv, G, L] float32.
+
+    `queries`: None = every prompt query (H2O; O(L^2) compute); an int or a [B] tensor = the last `queries` real
+    tokens of each row (SnapKV's observation window; O(queries * L)). Memory is bounded by `chunk` queries at a
+    time (auto when None)."""
+    batch, kv_heads, length, _ = view.keys.shape
+    device = view.keys.device
+    heads = view.module.config.num_attention_heads
+    if queries is None:
+        first = torch.zeros(batch, dtype=torch.long, device=device)
+    else:
+        counts = torch.as_tensor(queries, device=device).long().expand(batch)
+        first = length - counts  # per row: queries at positions >= first count (left padding: the last real ones)
+    start = max(0, int(first.min()))
+    chunk = chunk or max(1, ACCUMULATE_CHUNK_ELEMENTS // (batch * heads * length))
+    total = torch.zeros(batch, kv_heads, heads // kv_heads, length, dtype=torch.float32, device=device)
+    for begin in range(start, length, chunk):
+        end = min(length, begin + chunk)
+        probs = attention_probs(view, begin, end)  # [B, Hkv, G, q, L]
+        used = torch.arange(begin, end, device=device)[None, :] >= first[:, None]  # [B, q]
+        total += (probs * used[:, None, None, :, None]).sum(dim=3)
+    return total
+
+
+def window_scores(view: LayerView, window: int | torch.Tensor) -> torch.Tensor:
+    """Attention each cached key receives from the last `window` prompt queries of each row (an int or a [B]
+    tensor), summed over those queries and averaged over the query heads sharing a KV head: [B, Hkv, L]."""
+    return summed_attention(view, window).mean(dim=2)
 
 
 def accumulated_scores(view: LayerView, chunk: int | None = None) -> torch.Tensor:
     """H2O's accumulated attention: what each key receives from every prompt query, [B, Hkv, L]. O(L^2)
     compute (impractical beyond ~32K tokens); memory bounded by `chunk` queries at a time (auto by default)."""
-    batch, kv_heads, length, _ = view.keys.shape
-    heads = view.module.config.num_attention_heads
-    chunk = chunk or max(1, ACCUMULATE_CHUNK_ELEMENTS // (batch * heads * length))
-    total = torch.zeros(batch, kv_heads, length, dtype=torch.float32, device=view.keys.device)
-    for start in range(0, length, chunk):
-        total += attention_probs(view, start, min(length, start + chunk)).sum(dim=3).mean(dim=2)
-    return total
+    return summed_attention(view, None, chunk).mean(dim=2)
+
+
+def observed_counts(length: int, device: torch.device | None = None) -> torch.Tensor:
+    """[L] number of prompt queries that see key j under the causal mask: L - j. With left padding a real key
+    j is seen by exactly the queries j..L-1 of its row (all real), so this holds for every row."""
+    return torch.arange(length, 0, -1, device=device, dtype=torch.float32)

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from test_parity import LOOKM_MERGES, lookm_merge_groups
 
 from longvlm.presses import merging as merge_module
 from longvlm.presses.merging import assign_to_kept, merge_evicted
@@ -10,7 +11,10 @@ from longvlm.errors import ConfigError
 
 
 def reference_merge(kept_k, kept_v, ev_k, ev_v, method):
-    """Loop-by-loop LOOK-M merge (see merge.py's docstring for the definitions)."""
+    """Loop-by-loop LOOK-M merge of evicted pairs [H, P, D] into kept pairs [H, K, D] (see merging.py's docstring
+    for the definitions); the `_reference` rules go through the transcriptions of LOOK-M's code (test_parity)."""
+    if method in LOOKM_MERGES:
+        return lookm_merge_groups(kept_k, kept_v, ev_k, ev_v, method)
     heads, kept, _ = kept_k.shape
     out_k, out_v = kept_k.clone(), kept_v.clone()
     for h in range(heads):
@@ -35,7 +39,7 @@ def reference_merge(kept_k, kept_v, ev_k, ev_v, method):
     return out_k, out_v
 
 
-@pytest.mark.parametrize("method", ["average", "pivotal", "weighted"])
+@pytest.mark.parametrize("method", merge_module.MERGE_METHODS)
 def test_merge_matches_reference(method):
     gen = torch.Generator().manual_seed(1)
     kept_k, kept_v = torch.randn(3, 5, 8, generator=gen), torch.randn(3, 5, 8, generator=gen)
@@ -130,12 +134,13 @@ def test_merge_selection_matches_reference():
         for b in range(batch):
             used = sel.slot_mask[b]
             assert int(used.sum()) == int(counts[b]) and bool(used[width - int(counts[b]):].all())
-            for h in range(heads):
-                kept = sel.indices[b, h, used]
-                evicted = [i for i in range(length) if real[b, i] and i not in kept.tolist()]
-                assert len(evicted) == int(real_lengths[b] - counts[b])
-                want_k, want_v = reference_merge(keys[b, h, kept][None], values[b, h, kept][None],
-                                                 keys[b, h, evicted][None], values[b, h, evicted][None], method)
-                torch.testing.assert_close(got_k[b, h, used], want_k[0], atol=1e-5, rtol=1e-5)
-                torch.testing.assert_close(got_v[b, h, used], want_v[0], atol=1e-5, rtol=1e-5)
+            kept = sel.indices[b][:, used]  # [H, K] per head, position order
+            evicted = torch.tensor([[i for i in range(length) if real[b, i] and i not in kept[h].tolist()]
+                                    for h in range(heads)], dtype=torch.long).reshape(heads, -1)
+            assert evicted.shape[1] == int(real_lengths[b] - counts[b])
+            index = torch.arange(heads)[:, None]
+            want_k, want_v = reference_merge(keys[b][index, kept], values[b][index, kept], keys[b][index, evicted],
+                                             values[b][index, evicted], method)
+            torch.testing.assert_close(got_k[b][:, used], want_k, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(got_v[b][:, used], want_v, atol=1e-5, rtol=1e-5)
         assert torch.equal(got_k[2, :, -4:], keys[2, :, -4:])  # nothing evicted: bit-equal

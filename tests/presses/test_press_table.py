@@ -11,8 +11,9 @@ from test_kv_merge import reference_merge
 from transformers import DynamicCache
 
 from longvlm.errors import ConfigError
-from longvlm.presses import (MERGE_METHODS, NO_MERGE, PRESSES, WRAPPERS, H2OPress, KVBudget, LookMPress, MergingPress,
-                             RandomPress, SnapKVPress, StreamingLLMPress, build_press, generate_pruned)
+from longvlm.presses import (DEFAULT_MERGE, LOOKM_REFERENCE, MERGE_METHODS, NO_MERGE, PRESSES, WRAPPERS, H2OPress,
+                             KVBudget, LookMPress, MergingPress, RandomPress, SnapKVPress, StreamingLLMPress,
+                             build_press, generate_pruned)
 from longvlm.presses.decode import prompt_position_ids
 
 WRAPS = (NO_MERGE, *MERGE_METHODS)  # build_press(merge=...): no wrapper, or merging with each rule
@@ -75,23 +76,27 @@ def test_press_table(vlm, batch, full_cache, name, merge, budget):
         assert keys.shape == values.shape == (*full_k.shape[:2], width, full_k.shape[3])
         kept = state.kept_indices[layer]
         changed = False
+        heads = keys.shape[1]
+        index = torch.arange(heads)[:, None]
         for row in range(real.shape[0]):
             used = state.slot_mask[row]
             assert bool(used[width - int(counts[row]):].all()) and (kept[row][:, ~used] == -1).all()
-            for head in range(keys.shape[1]):
-                index = kept[row, head, used]
-                assert index.tolist() == sorted(set(index.tolist())) and bool(real[row, index].all())
-                original_k, original_v = full_k[row, head, index], full_v[row, head, index]
-                if not merged:  # evicting only: the kept pairs are the original ones, bit for bit
-                    assert torch.equal(keys[row, head, used], original_k)
-                    assert torch.equal(values[row, head, used], original_v)
-                    continue
-                evicted = [i for i in torch.nonzero(real[row]).flatten().tolist() if i not in set(index.tolist())]
-                want_k, want_v = reference_merge(original_k[None], original_v[None], full_k[row, head, evicted][None],
-                                                 full_v[row, head, evicted][None], merge)
-                torch.testing.assert_close(keys[row, head, used], want_k[0], atol=1e-5, rtol=1e-5)
-                torch.testing.assert_close(values[row, head, used], want_v[0], atol=1e-5, rtol=1e-5)
-                changed |= not torch.equal(values[row, head, used], original_v)
+            chosen = kept[row][:, used]  # [H, K]
+            for head in range(heads):
+                assert chosen[head].tolist() == sorted(set(chosen[head].tolist()))
+                assert bool(real[row, chosen[head]].all())
+            original_k, original_v = full_k[row][index, chosen], full_v[row][index, chosen]
+            if not merged:  # evicting only: the kept pairs are the original ones, bit for bit
+                assert torch.equal(keys[row][:, used], original_k) and torch.equal(values[row][:, used], original_v)
+                continue
+            real_positions = torch.nonzero(real[row]).flatten().tolist()
+            evicted = torch.tensor([[i for i in real_positions if i not in set(chosen[head].tolist())]
+                                    for head in range(heads)]).reshape(heads, -1)
+            want_k, want_v = reference_merge(original_k, original_v, full_k[row][index, evicted],
+                                             full_v[row][index, evicted], merge)
+            torch.testing.assert_close(keys[row][:, used], want_k, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(values[row][:, used], want_v, atol=1e-5, rtol=1e-5)
+            changed |= not torch.equal(values[row][:, used], original_v)
         assert changed or not merged, f"{press!r} merged nothing in layer {layer}"
     # decoding on the pruned cache (a fresh press of the same hyperparameters)
     result = generate_pruned(vlm.model, batch, dataclasses.replace(press), max_new_tokens=3, eos_token_id=[])
@@ -131,18 +136,23 @@ def test_dataclass_round_trip(vlm, batch, name):
     # the wrapper: its repr shows what it wraps; budget and record_indices are the inner press's
     inner = press if name != "lookm" else dataclasses.replace(press, merge=None)
     wrapped = MergingPress(inner)
-    assert repr(wrapped) == f"MergingPress(press={inner!r}, merge='weighted')" and wrapped.name.startswith(name)
-    assert wrapped.budget == inner.budget and wrapped == MergingPress(inner, "weighted")
+    assert repr(wrapped) == f"MergingPress(press={inner!r}, merge={DEFAULT_MERGE!r})" and wrapped.name.startswith(name)
+    assert wrapped.budget == inner.budget and wrapped == MergingPress(inner, DEFAULT_MERGE)
     assert wrapped != MergingPress(inner, "average")
     assert dataclasses.replace(wrapped, merge="pivotal").merge == "pivotal"
     assert MergingPress(dataclasses.replace(inner, record_indices=True)).record_indices
 
 
 def test_positional_and_keyword_construction():
-    assert SnapKVPress(0.2) == SnapKVPress(budget=0.2) == SnapKVPress(budget=0.2, window=32, kernel=7)
-    assert repr(SnapKVPress(budget=0.2, window=16)) == "SnapKVPress(budget=20%, window=16, kernel=7)"
+    assert SnapKVPress(0.2) == SnapKVPress(budget=0.2) == SnapKVPress(budget=0.2, window=32, kernel=7, pooling="max",
+                                                                      pool_window=False)
+    assert repr(SnapKVPress(budget=0.2, window=16)) == ("SnapKVPress(budget=20%, window=16, kernel=7, pooling='max', "
+                                                        "pool_window=False)")
     assert repr(StreamingLLMPress(64)) == "StreamingLLMPress(budget=64 tokens, sinks=4)"
-    assert LookMPress().budget == KVBudget(ratio=0.2) and LookMPress().merge == "weighted"
+    assert repr(H2OPress(64)) == "H2OPress(budget=64 tokens, window=32, query_chunk=None, normalize=False)"
+    assert repr(LookMPress()) == ("LookMPress(budget=20%, window=32, scoring='window', merge='weighted_reference', "
+                                  "protect_all_text=False)")
+    assert LookMPress().budget == KVBudget(ratio=0.2) and LookMPress().merge == DEFAULT_MERGE == "weighted_reference"
     assert len({SnapKVPress(0.2), SnapKVPress(budget=0.2), SnapKVPress(0.3)}) == 2
     with pytest.raises(TypeError):
         SnapKVPress(0.2, 16)  # hyperparameters after the budget are keyword-only
@@ -156,6 +166,10 @@ def test_positional_and_keyword_construction():
     lambda: MergingPress(LookMPress()), lambda: MergingPress(MergingPress(SnapKVPress())),
     lambda: MergingPress("snapkv"), lambda: build_press("snapkv", merge="median"),
     lambda: build_press("snapkv", kernel_size=5), lambda: build_press("nope"),
+    lambda: SnapKVPress(pooling="mean"), lambda: SnapKVPress(pool_window=1), lambda: SnapKVPress(window=0.1),
+    lambda: H2OPress(normalize="observed"), lambda: H2OPress(window=1.0), lambda: H2OPress(window=-1),
+    lambda: LookMPress(window=0.0), lambda: LookMPress(window=1.0), lambda: LookMPress(scoring="all"),
+    lambda: LookMPress(protect_all_text=1), lambda: build_press("lookm", merge="weighted-reference"),
 ])
 def test_invalid_hyperparameters(make):
     with pytest.raises(ConfigError):
@@ -167,6 +181,41 @@ def test_build_press_merge():
     assert build_press("snapkv", 0.5) == SnapKVPress(0.5)
     assert build_press("snapkv", 0.5, merge=NO_MERGE) == SnapKVPress(0.5)
     assert build_press("snapkv", 0.5, merge="average", window=8) == MergingPress(SnapKVPress(0.5, window=8), "average")
-    assert build_press("lookm") == LookMPress(merge="weighted")  # LOOK-M merges by default
+    assert build_press("lookm") == LookMPress(merge="weighted_reference")  # LOOK-M merges by default
     assert build_press("lookm", merge="pivotal") == LookMPress(merge="pivotal")
     assert build_press("lookm", merge=NO_MERGE) == LookMPress(merge=None)
+
+
+def test_build_press_reaches_every_option():
+    """Every reference option of docs/parity/presses.md is reachable by name through build_press."""
+    reference = build_press("lookm", 0.2, **LOOKM_REFERENCE)
+    assert reference == LookMPress(0.2, window=0.1, scoring="all_queries", merge="pivotal_reference",
+                                   protect_all_text=True)
+    assert build_press("lookm", 0.2, merge="weighted", window=0.1).merge == "weighted"
+    assert build_press("snapkv", 0.2, window=64, kernel=5, pooling="avg") == SnapKVPress(0.2, window=64, kernel=5,
+                                                                                        pooling="avg")
+    assert build_press("snapkv", 0.2, pool_window=True).pool_window
+    assert build_press("h2o", 0.2, window=0, normalize=True) == H2OPress(0.2, window=0, normalize=True)
+    assert build_press("h2o", 0.2, window=0.1).window == 0.1
+    for method in MERGE_METHODS:
+        assert build_press("snapkv", 0.2, merge=method) == MergingPress(SnapKVPress(0.2), method)
+        assert build_press("lookm", 0.2, merge=method).merge == method
+
+
+def test_protect_all_text_keeps_text_past_the_budget(vlm, batch):
+    """On a real model: with protect_all_text every text token and the window are kept in every layer and head,
+    rows keep max(budget, |window + text|) tokens, and decoding works on the (longer) cache."""
+    from longvlm.vlm.prompt import TEXT
+
+    types, mask = batch["mm_token_type_ids"], batch["attention_mask"].bool()
+    press = build_press("lookm", 5, **{**LOOKM_REFERENCE, "window": 4}, record_indices=True)
+    text = ((types == TEXT) & mask).sum(-1)
+    result = generate_pruned(vlm.model, batch, press, max_new_tokens=2, eos_token_id=[])
+    assert result.state.keep_counts.tolist() == torch.maximum(text, torch.tensor(5)).tolist()  # window is text here
+    length = mask.shape[1]
+    for kept in result.state.kept_indices.values():
+        for row in range(mask.shape[0]):
+            text_positions = torch.nonzero((types[row] == TEXT) & mask[row]).flatten().tolist()
+            want = set(text_positions) | set(range(length - 4, length))
+            for head in kept[row]:
+                assert set(head[head >= 0].tolist()) == want
