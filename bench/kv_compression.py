@@ -159,7 +159,7 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 def measure(vlm: VLM, inputs: dict, press_name: str | None, budget: float, new_tokens: int, window: int,
             clock: str = "wall") -> dict:
-    press = None if press_name is None else build_press(press_name, budget, **_options(press_name, window))
+    press = None if press_name is None else make_press(press_name, budget, window)
     if press is not None:
         press.clock = CLOCKS[clock]
     result = generate_pruned(vlm.model, inputs, press, max_new_tokens=new_tokens, eos_token_id=[],
@@ -172,6 +172,36 @@ def measure(vlm: VLM, inputs: dict, press_name: str | None, budget: float, new_t
 def _options(press_name: str, window: int) -> dict:
     """The window for the presses that have one (a field of their dataclass; h2o: O(L^2) scoring)."""
     return {"window": window} if "window" in {f.name for f in dataclasses.fields(PRESSES[press_name])} else {}
+
+
+def _value(text: str):
+    """A press option's value from the command line: none, true/false, an int, a float, else the text."""
+    lowered = text.lower()
+    if lowered in ("none", "true", "false"):
+        return {"none": None, "true": True, "false": False}[lowered]
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_press_spec(spec: str) -> tuple[str, dict]:
+    """'snapkv' or 'lookm[merge=pivotal_reference;window=0.1]' -> (registry name, options); `merge` wraps the
+    press (`build_press(..., merge=)`), every other key is a field of the press's dataclass."""
+    name, _, rest = spec.partition("[")
+    options = {}
+    for item in rest.rstrip("]").split(";") if rest else []:
+        key, _, value = item.partition("=")
+        options[key.strip()] = _value(value.strip())
+    return name.strip(), options
+
+
+def make_press(spec: str, budget: float, window: int) -> KVPress:
+    """The press a spec names, with the bench's --window unless the spec sets its own."""
+    name, options = parse_press_spec(spec)
+    return build_press(name, budget, **{**_options(name, window), **options})
 
 
 def run(vlm: VLM, context: int, presses: list[str], budgets: tuple[float, ...], new_tokens: int, repeats: int,
@@ -218,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="cpu-512", choices=["tiny", *CONFIGS])
     parser.add_argument("--context", type=int, nargs="+", default=[4096])
     parser.add_argument("--presses", default="lookm,snapkv,streaming",
-                        help=f"comma-separated names from the registry: {', '.join(PRESSES)}")
+                        help=f"comma-separated names from the registry ({', '.join(PRESSES)}), each optionally with "
+                             "options: 'lookm[merge=pivotal_reference;window=0.1],snapkv[pool_window=true]'")
     parser.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS))
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
@@ -241,9 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         vlm = random_vlm(args.config, args.device, dtype)
     presses = [p for p in args.presses.split(",") if p]
-    unknown = [p for p in presses if p not in PRESSES]
+    unknown = [p for p in presses if parse_press_spec(p)[0] not in PRESSES]
     if unknown:
         parser.error(f"unknown press(es) {', '.join(unknown)}; known: {', '.join(PRESSES)}")
+    for spec in presses:  # options checked before any measurement
+        make_press(spec, 0.5, args.window)
     rows = []
     for context in args.context:
         rows += run(vlm, context, presses, tuple(args.budgets), args.new_tokens, args.repeats, args.window,
@@ -251,8 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if not vlm.is_random and args.needles > 0:
         samples = synthetic_needle_samples(vlm, per_task=args.needles)
         for row in rows:
-            press = None if row["press"] == "full cache" else build_press(
-                row["press"], row["budget"], **_options(row["press"], args.window))
+            press = None if row["press"] == "full cache" else make_press(row["press"], row["budget"], args.window)
             row["accuracy"] = needle_accuracy(vlm, samples, press)
     threads = torch.get_num_threads()
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {threads} threads"

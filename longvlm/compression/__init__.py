@@ -2,7 +2,9 @@
 
 `VISUAL_COMPRESSORS` is the one registry of their names (CLI `--compressor`, the demo's dropdown, the lmms-eval
 model argument and the benchmarks read it): `avgpool` and `bilinear` (parameter-free) and `oryx` (trainable
-region attention; untrained it starts as average pooling, see `longvlm.compression.oryx`).
+region attention, Oryx's `DynamicCompressor`; untrained it starts as average pooling, see
+`longvlm.compression.oryx`; trained with the LLM frozen by a config's `oryx_compressor:` section,
+`longvlm.compression.training`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from longvlm.compression.base import VisualCompressor, check_factor, to_regions
-from longvlm.compression.oryx import OryxCompressor, OryxConfig
+from longvlm.compression.oryx import OryxCompressor, OryxConfig, saved_oryx_config
 from longvlm.compression.pooling import AvgPoolCompressor, BilinearCompressor
 from longvlm.errors import ConfigError
 
@@ -46,4 +48,5 @@ def build_compressor(name: str, hidden_size: int | None = None, weights: str | P
 
 
 __all__ = ["AvgPoolCompressor", "BilinearCompressor", "OryxCompressor", "OryxConfig", "TRAINABLE_COMPRESSORS",
-           "VISUAL_COMPRESSORS", "VisualCompressor", "build_compressor", "check_factor", "to_regions"]
+           "VISUAL_COMPRESSORS", "VisualCompressor", "build_compressor", "check_factor", "saved_oryx_config",
+           "to_regions"]

@@ -30,7 +30,9 @@ def to_regions(grid: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 class VisualCompressor(nn.Module):
-    """Reduce each frame/page feature grid k x k times. k=1 always returns the grid unchanged.
+    """Reduce each frame/page feature grid k x k times. k=1 returns `identity(grid)`: the grid unchanged (an Oryx
+    compressor can be configured to apply its formula instead, `OryxConfig.identity_mode`; the pipeline never
+    runs a compressor at k=1).
 
     Subclasses implement `reduce(grid, factor)` for k > 1; `forward` validates and dispatches. Modules with
     parameters (Oryx) are saved with `state_dict`; parameter-free ones (pooling) have none.
@@ -43,8 +45,12 @@ class VisualCompressor(nn.Module):
         if grid.ndim != 4:
             raise ConfigError(f"expected a [T, H, W, C] feature grid, got shape {tuple(grid.shape)}")
         if factor == 1:
-            return grid
+            return self.identity(grid)
         return self.reduce(grid, factor)
+
+    def identity(self, grid: torch.Tensor) -> torch.Tensor:
+        """What k=1 returns: the grid unchanged."""
+        return grid
 
     def reduce(self, grid: torch.Tensor, factor: int) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

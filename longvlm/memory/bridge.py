@@ -2,13 +2,24 @@
 
 For segment k with merged visual tokens V_k [N_k, C] (C = LLM hidden size) and memory m_{k-1} [M, C]:
 
-    [m', _] = BridgeLayers([m_{k-1}; V_k])            self-attention + FFN (torch TransformerEncoderLayer, pre-norm)
-    m_k     = m' + g * CrossAttn(q = m', kv = cache)    retrieval over earlier memories m_0..m_{k-1}
-    cache  <- cache + [m_k]                             bounded: see `longvlm.memory.state`
+    w_k     = BridgeLayers([m_{k-1}; V_k])[:M]                  self-attention + FFN (torch TransformerEncoderLayer,
+                                                                pre-norm): the written memory
+    R(w, K) = w + g * CrossAttn(q = LN(w), kv = LN(K))          retrieval over cache entries K, learned gate g
 
-m_0 is a learned parameter (`memory_init`). The retrieval uses the cache *before* m_k joins it (only earlier
-memories), with pre-norms and a learned scalar gate g. Each step costs O((M + N_k)^2 + M * cache_size * M), so
-streaming a video is linear in its length and the state is constant once the cache is full.
+and the order of retrieval and caching is `MemoryBridgeConfig.retrieval_order`:
+
+* "cache_first" (VideoLLaMB, llava/model/multimodal_projector/rmt_r_transformer_projector.py:390-397, the
+  default for new bridges): cache <- cache + [w_k], then m_k = R(w_k, cache): the retrieval sees the current
+  memory too and the cache holds the written (pre-retrieval) memories;
+* "retrieve_first" (what bridges saved before this option were trained with, so a saved config without the key
+  loads as it, e.g. the shipped `memory-bridge-small`): m_k = R(w_k, cache) over the earlier entries only
+  (m_k = w_k while the cache is empty), then cache <- cache + [m_k].
+
+m_0 is a learned parameter (`memory_init`). The cache is bounded (`cache_size`, merging adjacent entries, see
+`longvlm.memory.state`; VideoLLaMB's grows without bound): with "cache_first" the retrieval sees the bounded
+cache plus the new entry, and the merge follows. Each step costs O((M + N_k)^2 + M * cache_size * M), so streaming
+a video is linear in its length and the state is constant once the cache is full. (VideoLLaMB's retrieval layer
+is post-norm, LN(w + Dense(CrossAttn(w, K))), without a gate: a parameterisation this module does not transcribe.)
 
 The LLM is given m_k (as a small image block of M tokens) and the tokens of one segment: the current one, or one
 chosen for the question (`longvlm.memory.streaming`). The choice scores each cache entry against the question
@@ -35,6 +46,10 @@ from longvlm.errors import ConfigError
 CONFIG_NAME = "memory_bridge.json"
 WEIGHTS_NAME = "memory_bridge.safetensors"
 
+RETRIEVAL_ORDERS = ("cache_first", "retrieve_first")
+LEGACY_RETRIEVAL_ORDER = "retrieve_first"
+"""The order of bridges saved before `retrieval_order` existed: a saved config without the key loads with it."""
+
 
 @dataclass
 class MemoryBridgeConfig:
@@ -43,7 +58,9 @@ class MemoryBridgeConfig:
     of `num_heads` heads and FFN size `ffn_mult` * hidden; `cache_size`: most memories kept for retrieval;
     `model_signature`: the `model_signature` of the VLM the bridge was trained with (recorded by training; empty:
     not recorded); `relevance_dim`: width of the learned question / cache-entry projections that score entries
-    (0: untrained cosine similarity)."""
+    (0: untrained cosine similarity); `retrieval_order`: "cache_first" (VideoLLaMB's: the written memory joins
+    the cache, then retrieves over it) or "retrieve_first" (retrieve over earlier memories, then cache the result;
+    saved bridges without the key, e.g. the shipped one, load with it). See the module docstring."""
 
     hidden_size: int | None = None
     num_memory_tokens: int = 32
@@ -54,6 +71,7 @@ class MemoryBridgeConfig:
     dropout: float = 0.0
     model_signature: list[float] = field(default_factory=list)
     relevance_dim: int = 0
+    retrieval_order: str = "cache_first"
 
     def __post_init__(self) -> None:
         sizes = ["num_memory_tokens", "num_layers", "num_heads", "ffn_mult", "cache_size"]
@@ -67,6 +85,9 @@ class MemoryBridgeConfig:
             raise ConfigError(f"memory bridge: relevance_dim must be an integer >= 0, got {self.relevance_dim!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ConfigError(f"memory bridge: dropout must be in [0, 1), got {self.dropout!r}")
+        if self.retrieval_order not in RETRIEVAL_ORDERS:
+            raise ConfigError(f"memory bridge: retrieval_order must be one of {RETRIEVAL_ORDERS}, got "
+                              f"{self.retrieval_order!r}")
         if self.hidden_size is not None and self.hidden_size % self.num_heads:
             raise ConfigError(f"memory bridge: hidden_size {self.hidden_size} is not divisible by "
                               f"num_heads {self.num_heads}")
@@ -74,6 +95,12 @@ class MemoryBridgeConfig:
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def saved_bridge_config(**saved) -> MemoryBridgeConfig:
+    """The config of a saved bridge's JSON: keys it lacks keep the behaviour it was trained with
+    (`retrieval_order`: `LEGACY_RETRIEVAL_ORDER`), not today's defaults."""
+    return MemoryBridgeConfig(**{"retrieval_order": LEGACY_RETRIEVAL_ORDER, **saved})
 
 
 class MemoryBridge(nn.Module):
@@ -103,8 +130,8 @@ class MemoryBridge(nn.Module):
     def num_memory_tokens(self) -> int:
         return self.config.num_memory_tokens
 
-    def step(self, memory: torch.Tensor, tokens: torch.Tensor, cache: torch.Tensor | None = None) -> torch.Tensor:
-        """One segment: memory [M, C] and segment tokens [N, C] (and earlier memories [K, M, C]) -> memory [M, C]."""
+    def write(self, memory: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The bridge layers over [memory; segment tokens] -> the written memory w [M, C] (before retrieval)."""
         m = self.num_memory_tokens
         if tokens.ndim != 2 or tokens.shape[-1] != self.config.hidden_size:
             raise ConfigError(f"memory bridge built for hidden size {self.config.hidden_size}, got segment "
@@ -113,12 +140,32 @@ class MemoryBridge(nn.Module):
         x = torch.cat([memory.to(dtype), tokens.to(dtype)])[None]
         for layer in self.layers:
             x = layer(x)
-        out = x[0, :m]
-        if cache is not None and cache.shape[0] > 0:
-            keys = self.cache_norm(cache.to(dtype).reshape(1, -1, cache.shape[-1]))
-            retrieved, _ = self.retrieval(self.query_norm(out)[None], keys, keys, need_weights=False)
-            out = out + self.retrieval_gate * retrieved[0]
-        return out
+        return x[0, :m]
+
+    def retrieve(self, memory: torch.Tensor, cache: torch.Tensor | None) -> torch.Tensor:
+        """R(w, K) = w + g * CrossAttn(LN(w), LN(K)) over cache entries K [K, M, C]; w itself when K is empty."""
+        if cache is None or cache.shape[0] == 0:
+            return memory
+        keys = self.cache_norm(cache.to(memory.dtype).reshape(1, -1, cache.shape[-1]))
+        retrieved, _ = self.retrieval(self.query_norm(memory)[None], keys, keys, need_weights=False)
+        return memory + self.retrieval_gate * retrieved[0]
+
+    def step_entry(self, memory: torch.Tensor, tokens: torch.Tensor, cache: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One segment in the configured `retrieval_order`: memory [M, C], segment tokens [N, C] and the cache of
+        earlier entries [K, M, C] -> (the new memory [M, C], the entry the segment adds to the cache [M, C])."""
+        written = self.write(memory, tokens)
+        if self.config.retrieval_order == "cache_first":
+            entries = written[None] if cache is None or cache.shape[0] == 0 else \
+                torch.cat([cache.to(written.dtype), written[None]])
+            return self.retrieve(written, entries), written
+        out = self.retrieve(written, cache)
+        return out, out
+
+    def step(self, memory: torch.Tensor, tokens: torch.Tensor, cache: torch.Tensor | None = None) -> torch.Tensor:
+        """One segment: memory [M, C] and segment tokens [N, C] (and earlier cache entries [K, M, C]) -> memory
+        [M, C]."""
+        return self.step_entry(memory, tokens, cache)[0]
 
     def initial_state(self, meta: dict | None = None) -> MemoryState:
         """The state before the first segment: the learned initial memory and an empty cache."""
@@ -128,8 +175,8 @@ class MemoryBridge(nn.Module):
     @torch.no_grad()
     def advance(self, state: MemoryState, tokens: torch.Tensor, span: CacheSpan) -> MemoryState:
         """Streaming update (no gradients): run one segment and push its memory into the state's cache."""
-        memory = self.step(state.memory, tokens, state.cache)
-        state.push(memory, span, self.config.cache_size)
+        memory, entry = self.step_entry(state.memory, tokens, state.cache)
+        state.push(memory, span, self.config.cache_size, entry=entry)
         return state
 
     def unroll(self, segments: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, list[CacheSpan]]:
@@ -140,8 +187,8 @@ class MemoryBridge(nn.Module):
         entries: list[torch.Tensor] = []
         spans: list[CacheSpan] = []
         for k, tokens in enumerate(segments):
-            memory = self.step(memory, tokens, torch.stack(entries) if entries else None)
-            entries.append(memory)
+            memory, entry = self.step_entry(memory, tokens, torch.stack(entries) if entries else None)
+            entries.append(entry)
             spans.append(CacheSpan(float(k), float(k + 1), k, k))
             while len(entries) > self.config.cache_size:
                 _merge_adjacent(entries, spans)
@@ -173,8 +220,9 @@ class MemoryBridge(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> MemoryBridge:
-        """Load a bridge written by `save_pretrained` (no pickle: JSON + safetensors)."""
-        return load_module(cls, MemoryBridgeConfig, path, CONFIG_NAME, WEIGHTS_NAME, "memory bridge")
+        """Load a bridge written by `save_pretrained` (no pickle: JSON + safetensors); a config saved before a
+        field existed keeps the behaviour it was trained with (`saved_bridge_config`)."""
+        return load_module(cls, saved_bridge_config, path, CONFIG_NAME, WEIGHTS_NAME, "memory bridge")
 
 
 SIGNATURE_SIZE = 16

@@ -8,15 +8,27 @@ patch):
 
 hl(i) is reached by hill-climbing left from s_i (keep stepping to s_{j-1} while s_{j-1} >= the current value),
 hr(i) likewise to the right. As recurrences: hl(i) = hl(i-1) if s_{i-1} >= s_i else s_i, and
-hr(i) = hr(i+1) if s_{i+1} >= s_i else s_i. A boundary at i cuts between frames i and i+1. Boundaries are the
-top-k depths (`top_k`), or every depth > mean + alpha * std (`alpha`, population std), or every depth >
-`threshold` (an absolute value); the last frame always closes a segment. `max_segment` caps a segment's length
-(a forced cut after that many frames), which bounds the memory of streaming.
+hr(i) = hr(i+1) if s_{i+1} >= s_i else s_i. A boundary at i cuts between frames i and i+1; the last frame always
+closes a segment. Boundaries (`TilingRule`) are one of:
+
+* `alpha` (VideoLLaMB's rule, `segment()` in llava/model/multimodal_projector/self_segment.py:24-47): every
+  depth > mean + alpha * std, std the *unbiased* (n - 1) standard deviation of `torch.std_mean` (`std="unbiased"`,
+  the default; `std="population"` divides by n, what this module did before); when more than `max_cuts` depths
+  pass (default 15, as VideoLLaMB's OOM guard), only the `max_cuts` deepest are kept (ties: the earlier
+  boundary; `max_cuts=None`: no cap). With no rule given, `alpha=0.5` (`REFERENCE_ALPHA`, VideoLLaMB's default,
+  used by its streaming demo llava/serve/inference.py:154);
+* `top_k`: the k deepest (VideoLLaMB's `k=` path, no cap);
+* `threshold`: every depth > an absolute value (ours; not capped).
+
+`max_segment` caps a segment's length (a forced cut after that many frames, not counted in `max_cuts`), which
+bounds the memory of streaming (ours; VideoLLaMB instead subsamples at most 8 frames per segment).
 
 `OnlineSceneTiler` takes the features one at a time. hr(i) is known once the right climb breaks (a later s
 drops) or the stream ends, so its depths equal the offline ones exactly and, with an absolute `threshold`
-(and `max_segment`), so do its boundaries. Top-k and mean + alpha * std need all depths; online, `alpha`
-uses the running mean/std of the depths known so far (causal, so not identical to the offline rule).
+(and `max_segment`), so do its boundaries. Top-k, `max_cuts` and mean + alpha * std need all depths; online,
+`alpha` uses the running mean/std of the depths known so far (causal, so not identical to the offline rule),
+with the *population* std by default (the rule the shipped memory bridge streams with; `std="unbiased"` is the
+option), and no `max_cuts`.
 """
 
 from __future__ import annotations
@@ -69,30 +81,61 @@ def depth_scores(sims: Sequence[float]) -> np.ndarray:
     return left + right - 2 * s
 
 
+STD_MODES = ("unbiased", "population")
+REFERENCE_ALPHA = 0.5
+"""VideoLLaMB's default alpha (`segment(features, alpha=0.5)`), the rule when none is given."""
+REFERENCE_MAX_CUTS = 15
+"""VideoLLaMB keeps at most the 15 deepest alpha cuts (self_segment.py:38-39)."""
+
+
 @dataclass(frozen=True)
 class TilingRule:
-    """How depths become boundaries: exactly one of `top_k`, `alpha`, `threshold`; optional `max_segment`."""
+    """How depths become boundaries: at most one of `top_k`, `alpha`, `threshold` (none: `alpha=0.5`, the
+    reference's default); optional `max_segment`. `std`: the alpha rule's standard deviation, "unbiased" (n - 1,
+    VideoLLaMB's `torch.std_mean`) or "population" (n); `max_cuts`: the alpha rule keeps at most that many cuts,
+    the deepest (VideoLLaMB: 15; None: all). See the module docstring."""
 
     top_k: int | None = None
     alpha: float | None = None
     threshold: float | None = None
     max_segment: int | None = None
+    std: str = "unbiased"
+    max_cuts: int | None = REFERENCE_MAX_CUTS
 
     def __post_init__(self) -> None:
-        if sum(x is not None for x in (self.top_k, self.alpha, self.threshold)) != 1:
-            raise ConfigError("scene tiling: give exactly one of top_k=, alpha= or threshold=")
+        given = sum(x is not None for x in (self.top_k, self.alpha, self.threshold))
+        if given > 1:
+            raise ConfigError("scene tiling: give at most one of top_k=, alpha= or threshold= (none: alpha=0.5)")
+        if given == 0:
+            object.__setattr__(self, "alpha", REFERENCE_ALPHA)
         if self.top_k is not None and self.top_k < 0:
             raise ConfigError(f"scene tiling: top_k must be >= 0, got {self.top_k}")
         if self.max_segment is not None and self.max_segment < 1:
             raise ConfigError(f"scene tiling: max_segment must be >= 1, got {self.max_segment}")
+        if self.std not in STD_MODES:
+            raise ConfigError(f"scene tiling: std must be one of {STD_MODES}, got {self.std!r}")
+        if self.max_cuts is not None and (not isinstance(self.max_cuts, int) or isinstance(self.max_cuts, bool)
+                                          or self.max_cuts < 0):
+            raise ConfigError(f"scene tiling: max_cuts must be an integer >= 0 or None, got {self.max_cuts!r}")
+
+
+def _deepest(depths: np.ndarray, k: int) -> set[int]:
+    """The k largest depths (ties: the earlier index)."""
+    return {int(i) for i in np.argsort(-depths, kind="stable")[:k]}
 
 
 def _cuts(depths: np.ndarray, rule: TilingRule) -> set[int]:
     if rule.top_k is not None:
-        order = np.argsort(-depths, kind="stable")
-        return {int(i) for i in order[:rule.top_k]}
-    limit = rule.threshold if rule.threshold is not None else depths.mean() + rule.alpha * depths.std()
-    return {int(i) for i in np.nonzero(depths > limit)[0]} if len(depths) else set()
+        return _deepest(depths, rule.top_k)
+    if rule.threshold is not None:
+        return {int(i) for i in np.nonzero(depths > rule.threshold)[0]}
+    ddof = 1 if rule.std == "unbiased" else 0
+    if len(depths) <= ddof:  # no depth, or the unbiased std of one value (NaN in torch): no cut
+        return set()
+    cuts = {int(i) for i in np.nonzero(depths > depths.mean() + rule.alpha * depths.std(ddof=ddof))[0]}
+    if rule.max_cuts is not None and len(cuts) > rule.max_cuts:
+        cuts = _deepest(depths, rule.max_cuts)  # the deepest ones all pass the threshold
+    return cuts
 
 
 def segment_ends(num_frames: int, cuts: set[int], max_segment: int | None = None) -> list[int]:
@@ -121,10 +164,11 @@ def make_segments(ends: Sequence[int], timestamps: Sequence[float], frame_second
 
 
 def scene_tiling(features: np.ndarray, timestamps: Sequence[float] | None = None, *, top_k: int | None = None,
-                 alpha: float | None = None, threshold: float | None = None,
-                 max_segment: int | None = None) -> list[Segment]:
-    """Split frames with features [n, d] into scenes (offline). `timestamps` default to 0, 1, 2, ... s."""
-    rule = TilingRule(top_k, alpha, threshold, max_segment)
+                 alpha: float | None = None, threshold: float | None = None, max_segment: int | None = None,
+                 std: str = "unbiased", max_cuts: int | None = REFERENCE_MAX_CUTS) -> list[Segment]:
+    """Split frames with features [n, d] into scenes (offline). `timestamps` default to 0, 1, 2, ... s. The rule
+    (`TilingRule`): one of `top_k`, `alpha`, `threshold` (none: alpha 0.5), `std` and `max_cuts` for alpha."""
+    rule = TilingRule(top_k, alpha, threshold, max_segment, std, max_cuts)
     n = len(features)
     if n == 0:
         raise ConfigError("scene tiling needs at least one frame")
@@ -137,11 +181,13 @@ def scene_tiling(features: np.ndarray, timestamps: Sequence[float] | None = None
 
 class OnlineSceneTiler:
     """Streaming SceneTilling: `push(feature, timestamp)` returns the segments closed so far; `finish()` closes
-    the rest. Keeps the last feature, the left-climb peak and the frames whose right climb is still rising."""
+    the rest. Keeps the last feature, the left-climb peak and the frames whose right climb is still rising. The
+    alpha rule uses the running mean and std (`std`: "population" by default, the rule the shipped memory bridge
+    streams with; "unbiased" divides by n - 1) of the depths settled so far, from the `warmup`-th on; no cap."""
 
     def __init__(self, *, threshold: float | None = None, alpha: float | None = None, max_segment: int | None = None,
-                 warmup: int = 8, record_depths: bool = False) -> None:
-        self.rule = TilingRule(None, alpha, threshold, max_segment)
+                 warmup: int = 8, record_depths: bool = False, std: str = "population") -> None:
+        self.rule = TilingRule(None, alpha, threshold, max_segment, std, max_cuts=None)
         self.warmup = warmup
         self._last: np.ndarray | None = None
         self._frames = 0
@@ -199,7 +245,9 @@ class OnlineSceneTiler:
             cut = depth > self.rule.threshold
         else:
             count, mean, m2 = self._stats
-            cut = count >= self.warmup and depth > mean + self.rule.alpha * (m2 / count) ** 0.5
+            denominator = count - 1 if self.rule.std == "unbiased" else count
+            cut = count >= self.warmup and denominator > 0 and \
+                depth > mean + self.rule.alpha * (m2 / denominator) ** 0.5
         count, mean, m2 = self._stats
         count += 1
         delta = depth - mean

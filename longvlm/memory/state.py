@@ -1,7 +1,9 @@
 """The state a memory bridge carries across segments: small, bounded, and saved without pickle.
 
 * `memory` [M, C]: the current memory tokens (the output of the last segment, after retrieval);
-* `cache` [K, M, C] with K <= cache_size: earlier memories. Each entry covers a contiguous time span of the
+* `cache` [K, M, C] with K <= cache_size: the memories of the segments so far, as the bridge's
+  `retrieval_order` caches them (after retrieval with "retrieve_first", before it with "cache_first",
+  VideoLLaMB's order; see `longvlm.memory.bridge`). Each entry covers a contiguous time span of the
   video (`spans`: start_s, end_s, first and last segment, number of segments merged into it). When the cache
   is full, two adjacent entries are merged (segment-count weighted average, spans joined): among the pairs
   covering the fewest segments, the one with the most similar mean memories. So the state stays the same size
@@ -65,11 +67,12 @@ class MemoryState:
         """Bytes held by the tensors (what grows with the cache, bounded by cache_size)."""
         return self.memory.numel() * self.memory.element_size() + self.cache.numel() * self.cache.element_size()
 
-    def push(self, memory: torch.Tensor, span: CacheSpan, cache_size: int) -> None:
-        """Make `memory` the current memory and append it to the cache (merging when the cache is full)."""
+    def push(self, memory: torch.Tensor, span: CacheSpan, cache_size: int, entry: torch.Tensor | None = None) -> None:
+        """Make `memory` the current memory and append `entry` (default: `memory` itself) to the cache, merging
+        when the cache is full."""
         memory = memory.detach()
         self.memory = memory
-        entries = list(self.cache.unbind(0)) + [memory]
+        entries = list(self.cache.unbind(0)) + [memory if entry is None else entry.detach()]
         spans = self.spans + [span]
         while len(entries) > cache_size:
             _merge_adjacent(entries, spans)

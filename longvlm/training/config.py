@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from longvlm.compression.oryx import OryxConfig
+from longvlm.compression.training import check_factors
 from longvlm.errors import ConfigError
 from longvlm.memory.bridge import MemoryBridgeConfig
 
@@ -51,12 +53,35 @@ class MemoryBridgeSection:
     training, or add `lora`).
 
     In YAML the section is one flat mapping: the bridge's fields (num_memory_tokens, num_layers, num_heads,
-    ffn_mult, cache_size, dropout, relevance_dim) next to the training ones."""
+    ffn_mult, cache_size, dropout, relevance_dim, retrieval_order) next to the training ones."""
 
     bridge: MemoryBridgeConfig = field(default_factory=MemoryBridgeConfig)
     max_segment_patches: int = 4
     alpha: float = 1.0
     selection_loss_weight: float = 0.0
+    init: str | None = None
+
+
+# OryxConfig fields that come from the trained model, not from the config
+ORYX_FIELDS_FROM_MODEL = ("hidden_size",)
+
+
+@dataclass
+class OryxCompressorSection:
+    """Train an Oryx compressor (`longvlm.compression.oryx`) with the VLM frozen, like a memory bridge:
+    `compressor` is the compressor to build (its hidden size comes from the trained model); example i is
+    compressed by `factors[i % len(factors)]` (each >= 2); optionally a saved compressor to start from (`init`).
+    Each example's images / frames are encoded by the frozen vision tower and merger at a size whose merged grid
+    divides into k x k regions, compressed (with gradients) and given to the LLM at the positions of a k-times
+    smaller grid, as at inference; the loss is on the answer tokens (`longvlm.training.trainer.oryx_example_loss`).
+    The mixture's length bins count *uncompressed* tokens (the LLM sees about 1/k^2 of the visual ones).
+    `trainable.freeze` must hold vision and merger (the LLM may train too, with `lora`).
+
+    In YAML the section is one flat mapping: the compressor's fields (attn_dim, bias, gate, gate_init,
+    identity_mode) next to the training ones (factors, init)."""
+
+    compressor: OryxConfig = field(default_factory=OryxConfig)
+    factors: list[int] = field(default_factory=lambda: [2])
     init: str | None = None
 
 
@@ -133,6 +158,7 @@ class TrainConfig:
     torch_threads: int | None = None
     memory_bridge: MemoryBridgeSection | None = None  # set: train a memory bridge (see MemoryBridgeSection)
     vision_pretrain: VisionPretrainSection | None = None  # set: pretrain the vision tower first
+    oryx_compressor: OryxCompressorSection | None = None  # set: train an Oryx compressor (see OryxCompressorSection)
 
     @property
     def total_steps(self) -> int:
@@ -158,10 +184,12 @@ def _build(cls, data: Any, where: str):
     nested = {"model": ModelConfig, "trainable": TrainableConfig, "data": DataConfig, "optim": OptimConfig,
               "vision_pretrain": VisionPretrainSection}
     for key, value in data.items():
-        if cls is TrainConfig and key in ("memory_bridge", "vision_pretrain") and value is None:
+        if cls is TrainConfig and key in ("memory_bridge", "vision_pretrain", "oryx_compressor") and value is None:
             kwargs[key] = None
         elif cls is TrainConfig and key == "memory_bridge":
             kwargs[key] = _build_memory_bridge(value, f"{where}.{key}")
+        elif cls is TrainConfig and key == "oryx_compressor":
+            kwargs[key] = _build_oryx_compressor(value, f"{where}.{key}")
         elif cls is TrainConfig and key in nested:
             kwargs[key] = _build(nested[key], value, f"{where}.{key}")
         elif cls is TrainConfig and key == "stages":
@@ -193,6 +221,32 @@ def memory_bridge_to_dict(section: MemoryBridgeSection) -> dict:
     """The memory_bridge section as its flat YAML mapping (what `_build_memory_bridge` reads)."""
     bridge = {k: v for k, v in dataclasses.asdict(section.bridge).items() if k not in BRIDGE_FIELDS_FROM_MODEL}
     return {**bridge, **{f.name: getattr(section, f.name) for f in dataclasses.fields(section) if f.name != "bridge"}}
+
+
+def _build_oryx_compressor(data: Any, where: str) -> OryxCompressorSection:
+    """The oryx_compressor section from its flat YAML mapping: the compressor's fields go to its OryxConfig."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    compressor_keys = {f.name for f in dataclasses.fields(OryxConfig)} - set(ORYX_FIELDS_FROM_MODEL)
+    own_keys = {f.name for f in dataclasses.fields(OryxCompressorSection)} - {"compressor"}
+    unknown = sorted(set(data) - compressor_keys - own_keys)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(compressor_keys | own_keys)}")
+    try:
+        compressor = OryxConfig(**{k: v for k, v in data.items() if k in compressor_keys})
+        section = OryxCompressorSection(compressor, **{k: v for k, v in data.items() if k in own_keys})
+        section.factors = check_factors(section.factors)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {str(exc).removeprefix('OryxConfig: ').removeprefix('oryx_compressor.')}") \
+            from exc
+    return section
+
+
+def oryx_compressor_to_dict(section: OryxCompressorSection) -> dict:
+    """The oryx_compressor section as its flat YAML mapping (what `_build_oryx_compressor` reads)."""
+    compressor = {k: v for k, v in dataclasses.asdict(section.compressor).items() if k not in ORYX_FIELDS_FROM_MODEL}
+    return {**compressor, **{f.name: getattr(section, f.name) for f in dataclasses.fields(section)
+                             if f.name != "compressor"}}
 
 
 def _not_positive_ints(section: Any, names: tuple[str, ...]) -> list[str]:
@@ -236,10 +290,32 @@ def config_from_dict(data: dict) -> TrainConfig:
         if config.memory_bridge is not None:
             raise ConfigError("config.vision_pretrain and config.memory_bridge cannot be combined: pretrain the "
                               "model first, then train its bridge in another run")
+    if config.oryx_compressor is not None:
+        _check_oryx_compressor(config)
     bad = sorted(set(config.trainable.freeze) - {"vision", "merger", "llm", "embeddings"})
     if bad:
         raise ConfigError(f"trainable.freeze: unknown part(s) {bad}; use vision, merger, llm, embeddings")
     return config
+
+
+def _check_oryx_compressor(config: TrainConfig) -> None:
+    """The oryx_compressor section combines with nothing else that chooses the objective, and needs visual
+    examples and a frozen vision tower."""
+    others = [name for name in ("memory_bridge", "vision_pretrain") if getattr(config, name) is not None]
+    if others:
+        raise ConfigError(f"config.oryx_compressor cannot be combined with config.{others[0]}: train them in "
+                          "separate runs")
+    if config.eval_samples:
+        raise ConfigError("config.eval_samples is not supported with oryx_compressor yet (held-out scoring runs the "
+                          "uncompressed model); set it to 0")
+    sources = set(config.data.sources) | {s for stage in config.stages for s in (stage.sources or {})}
+    if "text_passkey" in sources:
+        raise ConfigError("config.oryx_compressor trains on images and videos; drop the text_passkey source (its "
+                          "examples give the compressor nothing to learn)")
+    frozen = {"vision", "merger"} - set(config.trainable.freeze)
+    if frozen:
+        raise ConfigError(f"config.oryx_compressor encodes with the frozen vision tower: trainable.freeze needs "
+                          f"{sorted(frozen)}")
 
 
 def load_config(path: str | os.PathLike, overrides: dict | None = None) -> TrainConfig:
@@ -269,4 +345,6 @@ def config_to_dict(config: TrainConfig) -> dict:
     data = dataclasses.asdict(config)
     if config.memory_bridge is not None:
         data["memory_bridge"] = memory_bridge_to_dict(config.memory_bridge)
+    if config.oryx_compressor is not None:
+        data["oryx_compressor"] = oryx_compressor_to_dict(config.oryx_compressor)
     return data

@@ -14,7 +14,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import AutoTokenizer
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from longvlm.compression.oryx import OryxCompressor
+from longvlm.compression.training import build_oryx, compress_items, factor_for
+from longvlm.datasets.examples import Example, ImageItem, VideoItem
 from longvlm.datasets.mixture import HELDOUT_STREAM, TRAIN_STREAM, LengthBin, Mixture
 from longvlm.errors import ConfigError
 from longvlm.memory.training import build_bridge, memory_example_loss
@@ -24,7 +28,8 @@ from longvlm.training.evaluate import teacher_forced_accuracy
 from longvlm.training.model_setup import apply_trainable, build_training_model, trainable_summary
 from longvlm.training.vision_pretrain import pretrain_vision
 from longvlm.vlm.loading import VLM
-from longvlm.vlm.prompt import IGNORE_INDEX
+from longvlm.vlm.prompt import IGNORE_INDEX, VisualSlot, build_training_inputs, frame_interval, video_prompt_parts
+from longvlm.vlm.vision import frame_tokens, image_tokens
 
 SAMPLES_PER_MICRO_STEP = 100_000  # index space reserved per micro step in the mixture stream
 
@@ -200,9 +205,101 @@ class MemoryBridgeObjective(Objective):
         accelerator.unwrap_model(self.modules[0]).save_pretrained(os.path.join(output_dir, "memory_bridge"))
 
 
+def oryx_example_loss(vlm: VLM, model, compressor: OryxCompressor, example: Example, factor: int
+                      ) -> tuple[torch.Tensor, dict[str, int]]:
+    """Answer-token loss of `example` with every image and video compressed `factor` x `factor` by `compressor`,
+    as at inference: each item resized so that its merged grid divides into k x k regions, encoded by the vision
+    tower and merger without gradients (frozen), compressed with gradients (`compress_items`), and placed at the
+    positions of a k-times smaller grid (the LLM derives them from the reported grids). Returns the loss and the
+    LLM input's size: {'tokens': sequence length, 'answer_tokens': labelled tokens}."""
+    spec = vlm.vision
+    parts: list = []
+    images, videos = [], []
+    for part in example.parts:
+        if isinstance(part, str):
+            parts.append(part)
+        elif isinstance(part, ImageItem):
+            size = spec.resized(*part.pixels.shape[:2], downsample=factor)
+            images.append((part.pixels, size))
+            parts.append(VisualSlot("image", spec.tokens(*size, downsample=factor)))
+        elif isinstance(part, VideoItem):
+            size = spec.resized(*part.frames.shape[1:3], downsample=factor)
+            videos.append((part, size))
+            parts += video_prompt_parts(spec.tokens(*size, len(part.frames), downsample=factor), part.timestamps)
+        else:
+            raise TypeError(f"unsupported example part {type(part).__name__}")
+    if not images and not videos:
+        raise ConfigError(f"oryx compressor training needs examples with images or videos ({example.task})")
+    inputs = build_training_inputs(vlm.tokenizer, vlm.config, parts, example.answer)
+    device = next(model.parameters()).device
+    dtype = next(vlm.model.model.language_model.parameters()).dtype
+    kwargs = {k: v.to(device) for k, v in inputs.items()}
+    outputs = {}
+    with torch.no_grad():  # the frozen vision tower and merger
+        encoded_images = image_tokens(vlm, [p for p, _ in images], [s for _, s in images]) if images else None
+        encoded_videos = [frame_tokens(vlm, list(item.frames), size) for item, size in videos]
+    if encoded_images is not None:
+        tokens, grids = compress_items(encoded_images[0], encoded_images[1].tolist(), compressor, factor,
+                                       spec.merge_size)
+        kwargs["image_grid_thw"] = torch.tensor(grids, device=device)
+        outputs["image"] = BaseModelOutputWithPooling(pooler_output=[t.to(device, dtype) for t in tokens])
+    if encoded_videos:
+        tokens, grids = compress_items([t for t, _ in encoded_videos], [g for _, g in encoded_videos], compressor,
+                                       factor, spec.merge_size)
+        kwargs["video_grid_thw"] = torch.tensor(grids, device=device)
+        outputs["video"] = BaseModelOutputWithPooling(pooler_output=[t.to(device, dtype) for t in tokens])
+        if vlm.family == "qwen2_5_vl":
+            kwargs["second_per_grid_ts"] = torch.tensor(
+                [spec.temporal_patch_size * frame_interval(item.timestamps) for item, _ in videos], device=device)
+    kwargs["mm_encoder_outputs"] = outputs
+    sizes = {"tokens": int(inputs["input_ids"].shape[-1]),
+             "answer_tokens": int((inputs["labels"] != IGNORE_INDEX).sum())}
+    return model(**kwargs, use_cache=False).loss, sizes
+
+
+class OryxCompressorObjective(Objective):
+    """An Oryx compressor (new, seeded with the run's seed, or `oryx_compressor.init`) trains next to the model's
+    trainable parameters (possibly none): each micro step is the mean loss of `rows_per_step` mixture examples,
+    each compressed by its factor from `oryx_compressor.factors` (`oryx_example_loss`)."""
+
+    def __init__(self, vlm: VLM, config: TrainConfig, maker: BatchMaker) -> None:
+        super().__init__(vlm, config, maker)
+        section = config.oryx_compressor
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            compressor = build_oryx(vlm.config.text_config.hidden_size, section.compressor, section.init)
+        compressor = compressor.to(vlm.model.device)
+        compressor.train()
+        self.modules = [compressor]
+
+    def loss(self, accelerator, model, micro_step: int, stage: StageConfig) -> tuple[torch.Tensor, dict]:
+        factors = self.config.oryx_compressor.factors
+        compressor = accelerator.unwrap_model(self.modules[0])
+        mixture = self.maker.mixture(stage)
+        rows = stage.rows_per_step or self.config.optim.rows_per_step
+        base = micro_step * SAMPLES_PER_MICRO_STEP
+        results = [oryx_example_loss(self.vlm, model, compressor, mixture.draw(base + j),
+                                     factor_for(micro_step * rows + j, factors))
+                   for j in range(rows)]
+        return torch.stack([loss for loss, _ in results]).mean(), {
+            "samples": rows, "tokens": sum(size["tokens"] for _, size in results),
+            "answer_tokens": sum(size["answer_tokens"] for _, size in results)}
+
+    def summary(self) -> dict:
+        return {"compressor_trainable": sum(p.numel() for p in self.modules[0].parameters() if p.requires_grad)}
+
+    def save(self, accelerator, output_dir: str) -> None:
+        accelerator.unwrap_model(self.modules[0]).save_pretrained(os.path.join(output_dir, "oryx_compressor"))
+
+
 def make_objective(vlm: VLM, config: TrainConfig, maker: BatchMaker) -> Objective:
-    """The run's objective: a memory bridge's when the config has a memory_bridge section, else the model's."""
-    return (MemoryBridgeObjective if config.memory_bridge is not None else Objective)(vlm, config, maker)
+    """The run's objective: a memory bridge's when the config has a memory_bridge section, an Oryx compressor's
+    when it has an oryx_compressor section, else the model's."""
+    if config.memory_bridge is not None:
+        return MemoryBridgeObjective(vlm, config, maker)
+    if config.oryx_compressor is not None:
+        return OryxCompressorObjective(vlm, config, maker)
+    return Objective(vlm, config, maker)
 
 
 def _lr_lambda(config: TrainConfig):

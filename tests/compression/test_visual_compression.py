@@ -41,25 +41,29 @@ def test_pooling_matches_reference(k):
 
 
 def reference_oryx(module, grid, k):
-    """The Oryx formula cell by cell: q = mean, a = softmax(<Wq q, Wk f_i>/sqrt(d)), out = q + g sum a_i f_i."""
+    """The Oryx formula cell by cell: q = mean, a = softmax(<Wq q + bq, Wk f_i + bk>/sqrt(d)),
+    out = q + g sum a_i f_i."""
     t_, h, w, c = grid.shape
     out = torch.empty(t_, h // k, w // k, c)
     wq, wk, gate = module.query_proj.weight, module.key_proj.weight, module.gate
+    bq = module.query_proj.bias if module.config.bias else torch.zeros(wq.shape[0])
+    bk = module.key_proj.bias if module.config.bias else torch.zeros(wk.shape[0])
     for t in range(t_):
         for i in range(h // k):
             for j in range(w // k):
                 feats = region(grid, t, i, j, k)
                 q = feats.mean(0)
-                logits = torch.stack([(wq @ q) @ (wk @ f) for f in feats]) / math.sqrt(module.config.attn_dim)
+                logits = torch.stack([(wq @ q + bq) @ (wk @ f + bk) for f in feats]) / math.sqrt(module.config.attn_dim)
                 a = torch.softmax(logits, 0)
                 out[t, i, j] = q + gate * (a[:, None] * feats).sum(0)
     return out
 
 
+@pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("k", [2, 4])
-def test_oryx_matches_reference(k):
+def test_oryx_matches_reference(k, bias):
     torch.manual_seed(0)
-    module = OryxCompressor(OryxConfig(hidden_size=6, attn_dim=4, gate_init=1.0))
+    module = OryxCompressor(OryxConfig(hidden_size=6, attn_dim=4, gate_init=1.0, bias=bias))
     grid = torch.randn(3, 8, 4, 6) * 3
     with torch.no_grad():
         torch.testing.assert_close(module(grid, k), reference_oryx(module, grid, k), atol=1e-5, rtol=1e-5)

@@ -65,6 +65,103 @@ def test_state_and_bridge_round_trip(bridge, tmp_path):
         MemoryState.load(tmp_path)
 
 
+# -- retrieval order (VideoLLaMB parity) ---------------------------------------------------------------------
+
+def videollamb_unroll(bridge, segments):
+    """The segment loop of VideoLLaMB's RMTRTransformerProjector.forward, github bigai-nlco/VideoLLaMB (BIGAI-ML)
+    commit a885b99, llava/model/multimodal_projector/rmt_r_transformer_projector.py:368-397, with our modules
+    for its parts (`self.projector` -> `bridge.write`, `self.retrieval` -> `bridge.retrieve`):
+
+        segment_output = self.projector(hidden_state, read_memories, ...)      # :376
+        read_memories = segment_output[1]                                      # :390
+        memory_cache.append(read_memories)                                     # :392
+        read_memories = self.retrieval(read_memories,
+                                       encoder_hidden_states=torch.cat(memory_cache, dim=1))   # :394-397
+
+    Its cache is unbounded (a list): compared with a cache_size that holds every segment."""
+    read_memories = bridge.memory_init
+    memory_cache = []
+    for hidden_state in segments:
+        read_memories = bridge.write(read_memories, hidden_state)
+        memory_cache.append(read_memories)
+        read_memories = bridge.retrieve(read_memories, torch.stack(memory_cache))
+    return read_memories, torch.stack(memory_cache)
+
+
+def retrieve_first_unroll(bridge, segments):
+    """The order bridges were trained with before `retrieval_order` (the shipped one): retrieval over the earlier
+    memories only (none for the first segment), then the retrieved memory is cached."""
+    memory, cache = bridge.memory_init, []
+    for tokens in segments:
+        written = bridge.write(memory, tokens)
+        memory = bridge.retrieve(written, torch.stack(cache)) if cache else written
+        cache.append(memory)
+    return memory, torch.stack(cache)
+
+
+@pytest.mark.parametrize("order,reference", [("cache_first", videollamb_unroll),
+                                             ("retrieve_first", retrieve_first_unroll)])
+def test_retrieval_order_matches_its_reference(order, reference):
+    torch.manual_seed(3)
+    bridge = MemoryBridge(MemoryBridgeConfig(C, num_memory_tokens=8, cache_size=16, retrieval_order=order))
+    with torch.no_grad():
+        bridge.retrieval_gate.fill_(0.8)
+    segments = [torch.randn(n, C) for n in (6, 9, 4, 11, 7)]
+    with torch.no_grad():
+        expected_memory, expected_cache = reference(bridge, segments)
+        memory, cache, _ = bridge.unroll(segments)
+        torch.testing.assert_close(memory, expected_memory, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(cache, expected_cache, atol=1e-6, rtol=1e-6)
+        state = bridge.initial_state()  # streaming = training
+        for k, tokens in enumerate(segments):
+            bridge.advance(state, tokens, CacheSpan(k, k + 1, k, k))
+        torch.testing.assert_close(state.memory, expected_memory, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(state.cache, expected_cache, atol=1e-6, rtol=1e-6)
+        other = videollamb_unroll if reference is retrieve_first_unroll else retrieve_first_unroll
+        assert (other(bridge, segments)[0] - memory).abs().max() > 1e-3  # the two orders differ
+
+
+def test_cache_first_streaming_equals_training_with_merging():
+    torch.manual_seed(4)
+    bridge = MemoryBridge(MemoryBridgeConfig(C, num_memory_tokens=8, cache_size=3))
+    assert bridge.config.retrieval_order == "cache_first"  # new bridges: VideoLLaMB's order
+    segments = [torch.randn(5, C) for _ in range(9)]
+    with torch.no_grad():
+        memory, cache, spans = bridge.unroll(segments)
+        state = bridge.initial_state()
+        for k, tokens in enumerate(segments):
+            bridge.advance(state, tokens, CacheSpan(float(k), float(k + 1), k, k))
+    assert state.cache.shape == cache.shape == (3, 8, C)
+    torch.testing.assert_close(state.memory, memory)
+    torch.testing.assert_close(state.cache, cache)
+    covered = [(s.first_segment, s.last_segment) for s in spans]
+    assert [(s.first_segment, s.last_segment) for s in state.spans] == covered
+
+
+def test_saved_bridges_keep_the_order_they_were_trained_with(tmp_path):
+    """A saved config without `retrieval_order` (written before it existed, e.g. the shipped bridge) loads as
+    "retrieve_first" and computes exactly what it computed when it was trained; new saves record their order."""
+    from longvlm.memory.bridge import CONFIG_NAME
+    from longvlm.memory.loading import load_memory_bridge
+
+    shipped = load_memory_bridge("small")
+    assert shipped.config.retrieval_order == "retrieve_first"
+    torch.manual_seed(5)
+    old = MemoryBridge(MemoryBridgeConfig(C, num_memory_tokens=8, retrieval_order="retrieve_first"))
+    old.save_pretrained(tmp_path)
+    data = json.loads((tmp_path / CONFIG_NAME).read_text())
+    assert data["retrieval_order"] == "retrieve_first"
+    del data["retrieval_order"]  # as written before the option
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(data))
+    loaded = MemoryBridge.from_pretrained(tmp_path)
+    assert loaded.config.retrieval_order == "retrieve_first"
+    segments = [torch.randn(4, C) for _ in range(4)]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.unroll(segments)[0], retrieve_first_unroll(old, segments)[0])
+    with pytest.raises(ConfigError, match="retrieval_order"):
+        MemoryBridgeConfig(C, retrieval_order="reference")
+
+
 def test_bad_configs():
     with pytest.raises(ConfigError, match="divisible"):
         MemoryBridgeConfig(30, num_heads=4)
@@ -319,7 +416,9 @@ def test_memory_bridge_config_section(tmp_path):
     assert (section.max_segment_patches, section.alpha, section.init) == (3, 1.0, None)
     written = json.loads((tmp_path / "train_config.json").read_text())  # the run's record, in the YAML format
     assert written["memory_bridge"] == {**data["memory_bridge"], "ffn_mult": 2, "dropout": 0.0, "relevance_dim": 0,
-                                        "selection_loss_weight": 0.0, "init": None}
+                                        "retrieval_order": "cache_first", "selection_loss_weight": 0.0, "init": None}
+    legacy = config_from_dict({**data, "memory_bridge": {**data["memory_bridge"], "retrieval_order": "retrieve_first"}})
+    assert legacy.memory_bridge.bridge.retrieval_order == "retrieve_first"  # the order the shipped bridge trained with
     assert config_from_dict(config_to_dict(config)) == config
     data["data"]["sources"] = {"text_passkey": 1.0}
     with pytest.raises(ConfigError, match="video_needle"):
