@@ -46,13 +46,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--select", default="relevance", choices=SELECT_MODES,
                         help="which segment the LLM sees beside the memory (MemoryOptions.select)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--alpha", type=float, default=1.0, help="SceneTilling cut rule: depth > mean + alpha * std "
+                        "(the shipped bridge: 1.0; VideoLLaMB streams with 0.5)")
+    parser.add_argument("--tiling-std", default="population", choices=("population", "unbiased"),
+                        help="std of the running depths (the shipped bridge: population; VideoLLaMB: unbiased)")
     args = parser.parse_args(argv)
     vlm = load_vlm(args.model)
     torch.manual_seed(args.seed)
     bridge = MemoryBridge.from_pretrained(args.bridge) if args.bridge else \
         MemoryBridge(MemoryBridgeConfig(vlm.config.text_config.hidden_size))
     options = MemoryOptions(bridge.to(vlm.model.device).eval(), max_segment_patches=args.segment_patches,
-                            select=args.select)
+                            select=args.select, alpha=args.alpha, tiling_std=args.tiling_std)
     rng = np.random.default_rng(args.seed)
     correct = {"uniform": 0, "memory_bridge": 0}
     shown = {"uniform": 0, "memory_bridge": 0}  # samples whose needle frame is among the frames the LLM sees

@@ -51,14 +51,16 @@ SELECT_MODES = ("auto", "relevance", "last")
 @dataclass
 class MemoryOptions:
     """How to stream a video through `bridge`: SceneTilling cut rule (online: `alpha` over the running depth
-    statistics, or an absolute `threshold`), the forced cut after `max_segment_patches` temporal patches, and
-    which segment the LLM gets (`select`: auto | relevance | last; see the module docstring)."""
+    statistics, or an absolute `threshold`; `tiling_std` "population", as the shipped bridge was trained, or
+    VideoLLaMB's "unbiased"), the forced cut after `max_segment_patches` temporal patches, and which segment
+    the LLM gets (`select`: auto | relevance | last; see the module docstring)."""
 
     bridge: MemoryBridge
     max_segment_patches: int = 16
     alpha: float | None = 1.0
     threshold: float | None = None
     select: str = "auto"
+    tiling_std: str = "population"
 
     def __post_init__(self) -> None:
         if self.select not in SELECT_MODES:
@@ -148,7 +150,7 @@ def _stream_patches(vlm: VLM, reader: VideoReader, indices: list[int], first_pat
     bridge, tp = options.bridge, vlm.vision.temporal_patch_size
     size = (int(state.meta["height"]), int(state.meta["width"]))
     tiler = OnlineSceneTiler(threshold=options.threshold, alpha=options.alpha,
-                             max_segment=options.max_segment_patches)
+                             max_segment=options.max_segment_patches, std=options.tiling_std)
     buffer: OrderedDict[int, _Patch] = OrderedDict()
     last: tuple[CacheSpan, list[_Patch]] | None = None
     chunk = max(tp, frames_per_chunk - frames_per_chunk % tp)

@@ -64,8 +64,10 @@ def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
     size = spec.resized(*frames.shape[1:3])
     tokens = encode_patches(vlm, frames, size)  # [P, tokens per patch, C], no gradients (frozen tower)
     patch_stamps = stamps[::spec.temporal_patch_size]
+    # the rule the bridge streams with at inference (population std, no cap: `OnlineSceneTiler`), so training
+    # sees the segments inference makes
     segments = scene_tiling(tokens.float().mean(dim=1).cpu().numpy(), patch_stamps, alpha=alpha,
-                            max_segment=max_segment_patches)
+                            max_segment=max_segment_patches, std="population", max_cuts=None)
     pieces = [tokens[s.start:s.end + 1].reshape(-1, tokens.shape[-1]) for s in segments]
     memory, cache, spans = bridge.unroll(pieces)
     selection_loss = None
