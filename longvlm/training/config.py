@@ -201,20 +201,29 @@ def _build(cls, data: Any, where: str):
     return cls(**kwargs)
 
 
-def _build_memory_bridge(data: Any, where: str) -> MemoryBridgeSection:
-    """The memory_bridge section from its flat YAML mapping: the bridge's fields go to its MemoryBridgeConfig."""
+def _split_section(data: Any, where: str, inner: type, section: type, inner_field: str,
+                   from_model: tuple[str, ...]) -> tuple[dict, dict]:
+    """A flat YAML section split into the keyword arguments of its module's config (`inner`, without the fields
+    that come from the model) and of the section's own training fields; unknown keys are a `ConfigError`."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    bridge_keys = {f.name for f in dataclasses.fields(MemoryBridgeConfig)} - set(BRIDGE_FIELDS_FROM_MODEL)
-    own_keys = {f.name for f in dataclasses.fields(MemoryBridgeSection)} - {"bridge"}
-    unknown = sorted(set(data) - bridge_keys - own_keys)
+    inner_keys = {f.name for f in dataclasses.fields(inner)} - set(from_model)
+    own_keys = {f.name for f in dataclasses.fields(section)} - {inner_field}
+    unknown = sorted(set(data) - inner_keys - own_keys)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(bridge_keys | own_keys)}")
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(inner_keys | own_keys)}")
+    return ({k: v for k, v in data.items() if k in inner_keys}, {k: v for k, v in data.items() if k in own_keys})
+
+
+def _build_memory_bridge(data: Any, where: str) -> MemoryBridgeSection:
+    """The memory_bridge section from its flat YAML mapping: the bridge's fields go to its MemoryBridgeConfig."""
+    bridge_kwargs, own = _split_section(data, where, MemoryBridgeConfig, MemoryBridgeSection, "bridge",
+                                        BRIDGE_FIELDS_FROM_MODEL)
     try:
-        bridge = MemoryBridgeConfig(**{k: v for k, v in data.items() if k in bridge_keys})
+        bridge = MemoryBridgeConfig(**bridge_kwargs)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {str(exc).removeprefix('memory bridge: ')}") from exc
-    return MemoryBridgeSection(bridge, **{k: v for k, v in data.items() if k in own_keys})
+    return MemoryBridgeSection(bridge, **own)
 
 
 def memory_bridge_to_dict(section: MemoryBridgeSection) -> dict:
@@ -225,16 +234,11 @@ def memory_bridge_to_dict(section: MemoryBridgeSection) -> dict:
 
 def _build_oryx_compressor(data: Any, where: str) -> OryxCompressorSection:
     """The oryx_compressor section from its flat YAML mapping: the compressor's fields go to its OryxConfig."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    compressor_keys = {f.name for f in dataclasses.fields(OryxConfig)} - set(ORYX_FIELDS_FROM_MODEL)
-    own_keys = {f.name for f in dataclasses.fields(OryxCompressorSection)} - {"compressor"}
-    unknown = sorted(set(data) - compressor_keys - own_keys)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(compressor_keys | own_keys)}")
+    compressor_kwargs, own = _split_section(data, where, OryxConfig, OryxCompressorSection, "compressor",
+                                            ORYX_FIELDS_FROM_MODEL)
     try:
-        compressor = OryxConfig(**{k: v for k, v in data.items() if k in compressor_keys})
-        section = OryxCompressorSection(compressor, **{k: v for k, v in data.items() if k in own_keys})
+        compressor = OryxConfig(**compressor_kwargs)
+        section = OryxCompressorSection(compressor, **own)
         section.factors = check_factors(section.factors)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {str(exc).removeprefix('OryxConfig: ').removeprefix('oryx_compressor.')}") \
