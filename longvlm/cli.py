@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable
 from typing import NoReturn
 
-from longvlm.compression import VISUAL_COMPRESSORS
+from longvlm.compression import SHIPPED_COMPRESSORS, VISUAL_COMPRESSORS
 from longvlm.errors import ConfigError, InputError, InputWarning, LongVLMError
 from longvlm.eval.niah import QUESTION_KINDS, SUITES
 from longvlm.memory.loading import SHIPPED_BRIDGES, UNTRAINED_BRIDGE
@@ -291,10 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="compress visual tokens k x k per frame/page with --compressor (default: average "
                           "pooling); auto: PDFs 1, video 2, long video 4")
     ask.add_argument("--compressor", choices=tuple(VISUAL_COMPRESSORS), default=None,
-                     help="visual compressor for --downsample (default avgpool; oryx is trainable: untrained it "
-                          "equals average pooling, load trained weights with --compressor-weights)")
+                     help="visual compressor for --downsample (default avgpool); oryx is trainable: the small model "
+                          "uses its shipped trained one, other models start untrained (= average pooling) unless "
+                          "--compressor-weights names trained weights")
     ask.add_argument("--compressor-weights", metavar="DIR", default=None,
-                     help="a trained compressor saved with save_pretrained (oryx)")
+                     help=f"a trained compressor saved with save_pretrained (oryx), or a shipped one: "
+                          f"{', '.join(SHIPPED_COMPRESSORS)} (trained for the small model)")
     ask.add_argument("--kv-press", choices=tuple(PRESSES), default=None,
                      help="prune the KV cache at prefill with this method")
     ask.add_argument("--kv-budget", type=_kv_budget, default=None,

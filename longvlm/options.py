@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from longvlm.compression import AvgPoolCompressor, VisualCompressor, build_compressor, check_factor
+from longvlm.compression import (SHIPPED_COMPRESSORS, TRAINABLE_COMPRESSORS, AvgPoolCompressor, VisualCompressor,
+                                 build_compressor, check_factor)
 from longvlm.errors import ConfigError
 from longvlm.memory.loading import build_memory_bridge
 from longvlm.memory.streaming import SELECT_MODES, MemoryOptions
@@ -147,6 +148,14 @@ def build_compression(*, select: bool = False, native_items: int = 4, compressor
                        kv_press=press, selector=selector, native_items=native_items)
 
 
+def default_compressor_weights(compressor: str | None, vlm: VLM | None) -> str | None:
+    """The weights a trainable compressor uses when none are named: those shipped for the loaded model (Oryx
+    for 'small'), else None (untrained: Oryx starts as average pooling)."""
+    if compressor in TRAINABLE_COMPRESSORS and vlm is not None and vlm.name in SHIPPED_COMPRESSORS:
+        return vlm.name
+    return None
+
+
 def build_options(vlm: VLM | None = None, *, memory_bridge: str | None = None, memory_select: str = "auto",
                   select: bool = False, native_items: int = 4, compressor: str | None = None,
                   downsample: str | int = "1", compressor_weights: str | None = None, kv_press: str | None = None,
@@ -156,8 +165,9 @@ def build_options(vlm: VLM | None = None, *, memory_bridge: str | None = None, m
     demo, the lmms-eval adapter and the benchmarks all build their options here. `vlm` is needed for a
     compressor or memory bridge (their sizes and device)."""
     hidden = vlm.config.text_config.hidden_size if vlm is not None else None
+    weights = compressor_weights or default_compressor_weights(compressor, vlm)
     compression = build_compression(select=select, native_items=native_items, compressor=compressor,
-                                    downsample=downsample, compressor_weights=compressor_weights,
+                                    downsample=downsample, compressor_weights=weights,
                                     kv_press=kv_press, kv_budget=kv_budget, kv_merge=kv_merge, hidden_size=hidden)
     memory = None
     if memory_bridge is not None:
@@ -169,4 +179,5 @@ def build_options(vlm: VLM | None = None, *, memory_bridge: str | None = None, m
     return Options(compression=compression, memory=memory, **settings)
 
 
-__all__ = ["Compression", "DOWNSAMPLE_CHOICES", "Options", "build_compression", "build_options"]
+__all__ = ["Compression", "DOWNSAMPLE_CHOICES", "Options", "build_compression", "build_options",
+           "default_compressor_weights"]

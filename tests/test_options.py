@@ -176,3 +176,13 @@ def test_every_registry_name_is_reachable_from_the_cli_and_the_demo():
     assert set(PRESS_CHOICES) == {"none", *PRESSES} and set(ROPE_CHOICES) == {"none", *METHODS}
     for name in VISUAL_COMPRESSORS:  # each builds from its name alone (oryx: with the model's hidden size)
         assert build_compression(compressor=name, downsample="2", hidden_size=64).visual_compressor().name == name
+
+
+def test_the_shipped_oryx_is_used_for_the_small_model_by_cli_and_demo():
+    small = load_vlm("small")
+    cli = _cli_compression(["--downsample", "2", "--compressor", "oryx"], small)
+    demo = DemoSettings(compressor="oryx", downsample="2").compression(small)
+    for compression in (cli, demo):
+        assert float(compression.visual.gate) > 0  # the trained weights, not the untrained start (gate 0)
+    untrained = _cli_compression(["--downsample", "2", "--compressor", "oryx"], load_vlm("tiny"))
+    assert float(untrained.visual.gate) == 0.0

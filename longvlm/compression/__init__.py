@@ -18,9 +18,17 @@ from longvlm.compression.pooling import AvgPoolCompressor, BilinearCompressor
 from longvlm.errors import ConfigError
 
 
+SHIPPED_COMPRESSORS = {"small": Path(__file__).resolve().parent.parent / "assets" / "oryx-compressor-small"}
+"""Trained compressors shipped inside the package, by the name of the shipped model they were trained for."""
+
+
 def _oryx(hidden_size: int | None, weights: str | Path | None) -> VisualCompressor:
     if weights is not None:
-        return OryxCompressor.from_pretrained(weights)
+        compressor = OryxCompressor.from_pretrained(SHIPPED_COMPRESSORS.get(str(weights), weights))
+        if hidden_size is not None and compressor.config.hidden_size != hidden_size:
+            raise ConfigError(f"{weights}: an Oryx compressor for hidden size {compressor.config.hidden_size}; this "
+                              f"model's visual tokens have {hidden_size} (train one for it: configs/oryx_small.yaml)")
+        return compressor
     if hidden_size is None:
         raise ConfigError("an untrained oryx compressor needs the model's hidden size (build it with the model)")
     return OryxCompressor(OryxConfig(hidden_size))
@@ -37,8 +45,8 @@ TRAINABLE_COMPRESSORS = ("oryx",)
 
 
 def build_compressor(name: str, hidden_size: int | None = None, weights: str | Path | None = None) -> VisualCompressor:
-    """A visual compressor by registry name; `weights` (a directory saved by `save_pretrained`) for trainable
-    ones."""
+    """A visual compressor by registry name; `weights` (a directory saved by `save_pretrained`, or a
+    `SHIPPED_COMPRESSORS` name) for trainable ones."""
     if name not in VISUAL_COMPRESSORS:
         raise ConfigError(f"unknown visual compressor {name!r}; known: {', '.join(VISUAL_COMPRESSORS)}")
     if weights is not None and name not in TRAINABLE_COMPRESSORS:
@@ -47,6 +55,6 @@ def build_compressor(name: str, hidden_size: int | None = None, weights: str | P
     return VISUAL_COMPRESSORS[name](hidden_size, weights)
 
 
-__all__ = ["AvgPoolCompressor", "BilinearCompressor", "OryxCompressor", "OryxConfig", "TRAINABLE_COMPRESSORS",
+__all__ = ["SHIPPED_COMPRESSORS", "AvgPoolCompressor", "BilinearCompressor", "OryxCompressor", "OryxConfig", "TRAINABLE_COMPRESSORS",
            "VISUAL_COMPRESSORS", "VisualCompressor", "build_compressor", "check_factor", "saved_oryx_config",
            "to_regions"]

@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass
 
 from longvlm.errors import ConfigError
-from longvlm.options import DOWNSAMPLE_CHOICES, Compression, Options, build_compression, build_options
+from longvlm.options import (DOWNSAMPLE_CHOICES, Compression, Options, build_compression, build_options,
+                             default_compressor_weights)
 from longvlm.routes import ROUTES
 from longvlm.vlm.loading import VLM
 
@@ -62,6 +63,7 @@ class DemoSettings:
         hidden = vlm.config.text_config.hidden_size if vlm is not None else None
         return build_compression(compressor=None if self.compressor == "none" else self.compressor,
                                  downsample=self.downsample, hidden_size=hidden,
+                                 compressor_weights=default_compressor_weights(self.compressor, vlm),
                                  kv_press=None if self.kv_press == "none" or not with_press else self.kv_press,
                                  kv_budget=float(self.kv_budget) if self.kv_press != "none" and with_press else None)
 

@@ -187,3 +187,14 @@ def test_cli_compression_flags(capsys, sixty_page_pdf):
     assert main(["ask", "--pdf", sixty_page_pdf, "-q", "code?", "--max-pages", "2", "--max-new-tokens", "2",
                  "--kv-press", "streaming", "--kv-budget", "64", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["stats"]["kv_tokens_kept"] == 64
+
+
+def test_the_shipped_oryx_compressor_loads_for_the_small_model_only():
+    from longvlm.compression import SHIPPED_COMPRESSORS, build_compressor
+    from longvlm.errors import ConfigError as Refused
+
+    assert (SHIPPED_COMPRESSORS["small"] / "oryx_compressor.safetensors").is_file()
+    oryx = build_compressor("oryx", 128, "small")  # the small model's hidden size
+    assert oryx.config.hidden_size == 128 and float(oryx.gate) > 0  # trained: the gate opened
+    with pytest.raises(Refused, match="hidden size 128"):
+        build_compressor("oryx", 64, "small")
