@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from longvlm.compression import SHIPPED_COMPRESSORS, VISUAL_COMPRESSORS
 from longvlm.errors import ConfigError, InputError, InputWarning, LongVLMError
+from longvlm.excerpts import excerpt, plain
 from longvlm.eval.niah import QUESTION_KINDS, SUITES
 from longvlm.memory.loading import SHIPPED_BRIDGES, UNTRAINED_BRIDGE
 from longvlm.memory.streaming import SELECT_MODES
@@ -98,14 +99,17 @@ def _print_answer(result, args: argparse.Namespace, note: str = "", random_weigh
                           "random_weights": random_weights, "evidence": [e.__dict__ for e in result.evidence],
                           "passages": result.passages, "stats": result.stats}, indent=2))
         return
-    print(f"answer: {result.text!r}")
+    if result.stats.get("abstained"):
+        why = result.stats.get("abstain_reason", "")
+        print(f"answer: {result.text!r} (not found in the document{': ' + why if why else ''})")
+    else:
+        print(f"answer: {result.text!r}")
     print(f"route: {result.route}  model: {result.model}{note}")
     print(f"evidence: {result.evidence_summary()}")
     if result.passages:
-        print("passages (retrieved, best first):")
+        print("passages (retrieved, best first; »...« is the span the answer was taken from):")
         for p in result.passages:
-            snippet = " ".join(p["text"].split())
-            print(f"  [{p['cite']}] {snippet[:300]}{' ...' if len(snippet) > 300 else ''}")
+            print(f"  [{p['cite']}] {plain(excerpt(p['text'], p.get('span'), 300))}")
     for key, value in result.stats.items():
         if key != "notes":
             print(f"  {key:>22}: {value:.3f}" if isinstance(value, float) else f"  {key:>22}: {value}")

@@ -31,6 +31,7 @@ from longvlm.demo.session import DemoSession, SessionFiles, ingest, public_messa
 from longvlm.demo.settings import DOWNSAMPLE_CHOICES, DemoSettings
 from longvlm.demo.stats import stats_rows
 from longvlm.errors import BudgetError, ConfigError, InputError, LongVLMError, short_reason
+from longvlm.excerpts import excerpt
 from longvlm.memory.loading import SHIPPED_BRIDGES
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.room import default_new_tokens, fit_room
@@ -129,6 +130,9 @@ def citations_html(session: DemoSession | None) -> str:
 def _answer_markdown(question_index: int, session: DemoSession) -> str:
     _, result = session.history[question_index]
     text = result.text if result.text.strip() else "*(the model generated no visible text)*"
+    if result.stats.get("abstained"):
+        why = result.stats.get("abstain_reason", "")
+        text = f"{text} — *not found in the document*" + (f" ({html.escape(why)})" if why else "")
     cited = answer_citations(session, result)
     sources = ", ".join(c.label for c in cited) if cited else "none"
     how = f" ({ROUTE_NOTES[result.route]})" if result.route in ROUTE_NOTES else ""
@@ -136,9 +140,10 @@ def _answer_markdown(question_index: int, session: DemoSession) -> str:
     if result.passages:  # folded, so that the answer itself stays in view
         lines = []
         for passage in result.passages:
-            snippet = " ".join(passage["text"].split())
-            snippet = snippet[:240] + (" …" if len(snippet) > 240 else "")
-            lines.append(f"<b>[{html.escape(passage['cite'])}]</b> {html.escape(snippet)}")
+            part = excerpt(passage["text"], passage.get("span"), 240)
+            match = f"<mark>{html.escape(part.match)}</mark>" if part.match else ""
+            lines.append(f"<b>[{html.escape(passage['cite'])}]</b> {'… ' if part.cut_start else ''}"
+                         f"{html.escape(part.before)}{match}{html.escape(part.after)}{' …' if part.cut_end else ''}")
         excerpts = (f"\n\n<details><summary>{len(lines)} retrieved passages</summary>"
                     + "<br><br>".join(lines) + "</details>")
     return (f"{text}{excerpts}\n\n<sub>route: {result.route}{how} · model: {Path(result.model).name} · "
