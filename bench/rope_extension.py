@@ -183,6 +183,7 @@ def needle_accuracy(vlm, samples: list[NeedleSample], *, methods: list[str] | No
     case-insensitively). Each sample is encoded once; every method is applied at `scale` (default: the
     smallest that fits the longest sample's context over the training length L) and the model's own rope is
     restored afterwards. Only meaningful with trained weights."""
+    from longvlm.options import Options
     from longvlm.pipeline.encode import encode_pdf, encode_video
     from longvlm.pipeline.answer import answer, model_inputs
     from longvlm.vlm.rope import apply_position_extension, position_extension
@@ -193,8 +194,8 @@ def needle_accuracy(vlm, samples: list[NeedleSample], *, methods: list[str] | No
     for s in samples:
         if (s.video is None) == (s.pdf is None):
             raise ValueError(f"needle sample needs exactly one of video / pdf: {s}")
-        enc = (encode_video(vlm, s.video, max_visual_tokens=s.max_visual_tokens) if s.video
-               else encode_pdf(vlm, s.pdf, max_visual_tokens=s.max_visual_tokens))
+        options = Options(max_visual_tokens=s.max_visual_tokens)
+        enc = encode_video(vlm, s.video, options) if s.video else encode_pdf(vlm, s.pdf, options)
         context = int(model_inputs(vlm, enc, s.question)["input_ids"].shape[1])
         encoded.append((s, enc, context))
     longest = max(c for _, _, c in encoded) + max_new_tokens

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> dict:
     from longvlm.memory.bridge import MemoryBridge, MemoryBridgeConfig
     from longvlm.datasets.needles import video_needle
     from longvlm.testing import write_video
+    from longvlm.options import Options
     from longvlm.pipeline.encode import encode_video
     from longvlm.vlm.loading import load_vlm
     from longvlm.memory.streaming import SELECT_MODES, MemoryOptions
@@ -65,8 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
             example = video_needle(rng, args.frames, question=args.question)
             path = write_video(os.path.join(tmp, f"{k}.mp4"), example.parts[0].frames, fps=1.0, crf=12)
             question = example.parts[-1]
-            runs = {"uniform": encode_video(vlm, path, max_visual_tokens=args.budget),
-                    "memory_bridge": encode_video(vlm, path, max_visual_tokens=args.budget, memory=options)}
+            runs = {"uniform": encode_video(vlm, path, Options(max_visual_tokens=args.budget)),
+                    "memory_bridge": encode_video(vlm, path, Options(max_visual_tokens=args.budget, memory=options))}
             for name, encoded in runs.items():
                 reply = answer(vlm, encoded, question, max_new_tokens=8)
                 correct[name] += int(reply.text.strip().lower().rstrip(".") == example.answer.lower())

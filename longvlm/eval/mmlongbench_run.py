@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from longvlm.errors import InputError, LongVLMError
 from longvlm.eval.extract import FAILED, RULE_BASED_LABEL, official_extract, rule_based_extract
 from longvlm.eval.mmlongbench import aggregate, load_samples, prediction_note, score_answer
+from longvlm.options import Options
 from longvlm.pipeline.encode import encode_pdf
 from longvlm.vlm.loading import VLM
 from longvlm.pipeline.answer import answer
@@ -120,14 +121,16 @@ def _answer_one(vlm: VLM, pdf: str, sample: dict, cache: dict, *, oracle: bool, 
             pages = [p - 1 for p in sample["evidence_pages"]] or [0]
             room = fit_room(vlm, question=sample["question"], max_visual_tokens=max_visual_tokens,
                             max_new_tokens=max_new_tokens)
-            encoded = encode_pdf(vlm, pdf, dpi=dpi, max_pages=max_pages, page_order=pages,
-                                 min_tokens_per_page=min_tokens_per_page, only_pages=pages, **room.encoder_budget)
+            options = Options(max_visual_tokens=room.visual_tokens, dpi=dpi, max_pages=max_pages)
+            encoded = encode_pdf(vlm, pdf, options, page_order=pages, only_pages=pages,
+                                 min_tokens_per_page=min_tokens_per_page, context_room=room.context)
         else:
             room = fit_room(vlm, max_visual_tokens=max_visual_tokens, max_new_tokens=max_new_tokens)
             if pdf not in cache:
                 cache.clear()  # questions are grouped by document: keep one encoded document at a time
-                cache[pdf] = encode_pdf(vlm, pdf, dpi=dpi, max_pages=max_pages,
-                                        min_tokens_per_page=min_tokens_per_page, **room.encoder_budget)
+                options = Options(max_visual_tokens=room.visual_tokens, dpi=dpi, max_pages=max_pages)
+                cache[pdf] = encode_pdf(vlm, pdf, options, min_tokens_per_page=min_tokens_per_page,
+                                        context_room=room.context)
             encoded = cache[pdf]
         result = answer(vlm, encoded, sample["question"], max_new_tokens=room.new_tokens)
         response = result.text

@@ -18,7 +18,6 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,10 +34,8 @@ from longvlm.ingest.kinds import KINDS, detect_kind
 from longvlm.ingest.pdf import PdfDocument
 from longvlm.ingest.video import VideoReader
 from longvlm.limits import check_question
-from longvlm.memory.bridge import MemoryBridge
-from longvlm.memory.streaming import MemoryOptions, encode_video_with_memory
+from longvlm.memory.streaming import encode_video_with_memory
 from longvlm.options import Compression, Options
-from longvlm.planning.hybrid import HybridConfig
 from longvlm.processing.patches import video_patches
 from longvlm.planning.planner import (Plan, PlannedImage, PlannedVideo, plan_images, plan_native_frames,
                                       plan_ranked_images, plan_video)
@@ -94,23 +91,30 @@ def _encode_images(vlm: VLM, images: list[Image.Image | np.ndarray], sizes: list
     return [visual.apply(vlm, item, item_grid.tolist()) for item, item_grid in zip(tokens, grid)]
 
 
-def encode_pdf(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, dpi: float = 144.0,
-               max_pages: int | None = None, page_order: Sequence[int] | None = None,
-               min_tokens_per_page: int = 64, pages_per_chunk: int = 8, only_pages: Sequence[int] | None = None,
-               native_pages: int | None = None, progress: ProgressFn | None = None,
-               compression: Compression | None = None, context_room: int | None = None) -> EncodedInput:
-    """Plan and encode the pages of a PDF (the first `max_pages` if given) into `max_visual_tokens`.
+def _budget(options: Options) -> int:
+    """The visual-token budget of the per-kind encoders: `options.max_visual_tokens`, else 4096."""
+    return options.max_visual_tokens or 4096
+
+
+def encode_pdf(vlm: VLM, path: str, options: Options | None = None, *, page_order: Sequence[int] | None = None,
+               native_pages: int | None = None, only_pages: Sequence[int] | None = None,
+               min_tokens_per_page: int = 64, pages_per_chunk: int = 8, progress: ProgressFn | None = None,
+               context_room: int | None = None) -> EncodedInput:
+    """Plan and encode the pages of a PDF as `options` say: the first `max_pages` if given, rendered at `dpi`,
+    into `max_visual_tokens` (default 4096).
 
     `page_order` (0-based indices, best first) decides which pages are kept when not all fit;
     `only_pages` (0-based) restricts the candidates (e.g. oracle evidence pages). With `native_pages` (and a
     `page_order`, e.g. from question-aware selection) the first `native_pages` of the order get native
-    resolution and the others low resolution or none (`plan_ranked_images`). With `compression`, its
+    resolution and the others low resolution or none (`plan_ranked_images`). With `options.compression`, its
     visual compressor shrinks each page k x k and the budget counts compressed tokens (composes with
     `native_pages`: the ranking picks the resolutions, the compressor shrinks every page).
     With `context_room` (`longvlm.vlm.room`), the visual tokens plus the page labels around them fit in that
     many tokens: the budget is lowered until they do.
     """
-    visual = _visual_setup(vlm, compression, "pdf")
+    options = options or Options()
+    max_visual_tokens, dpi, max_pages = _budget(options), options.dpi, options.max_pages
+    visual = _visual_setup(vlm, options.compression, "pdf")
     stats: dict = {}
     started = time.perf_counter()
     with PdfDocument(path) as doc:
@@ -187,11 +191,10 @@ def _closeup_parts(closeups: Sequence[PlannedImage], timestamps: Sequence[float]
     return ["Close-up frames:\n", *_labelled_parts([f"Frame at {t:.1f}s" for t in timestamps], closeups)]
 
 
-def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_tokens: int = 4096,
-                  progress: ProgressFn | None = None, compression: Compression | None = None,
-                  context_room: int | None = None) -> EncodedInput:
-    """Plan and encode a list of images (paths or PIL images) into `max_visual_tokens` (see `encode_pdf` for
-    `compression` and `context_room`).
+def encode_images(vlm: VLM, images: Sequence[str | Image.Image], options: Options | None = None, *,
+                  progress: ProgressFn | None = None, context_room: int | None = None) -> EncodedInput:
+    """Plan and encode a list of images (paths or PIL images) into `options.max_visual_tokens` (default 4096;
+    see `encode_pdf` for the compression and `context_room`).
 
     The plan comes from the files' headers (`longvlm.ingest.images.image_size`: nothing decoded, pixel and
     aspect-ratio limits checked); then each kept image is decoded, bounded to 4x its planned pixels
@@ -200,10 +203,11 @@ def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_t
     started = time.perf_counter()
     if not images:
         raise ConfigError("no images given")
+    options = options or Options()
     sizes = [image_size(im) for im in images]
-    visual = _visual_setup(vlm, compression, "images")
+    visual = _visual_setup(vlm, options.compression, "images")
     plan = fit_plan(lambda budget: plan_images(sizes, budget, vlm.vision, downsample=visual.factor),
-                    lambda p: p.total_tokens + text_tokens(vlm.tokenizer, _image_parts(p.items)), max_visual_tokens,
+                    lambda p: p.total_tokens + text_tokens(vlm.tokenizer, _image_parts(p.items)), _budget(options),
                     context_room)
     embeds: list[torch.Tensor] = []
     decode_s = encode_s = 0.0
@@ -225,16 +229,14 @@ def encode_images(vlm: VLM, images: Sequence[str | Image.Image], *, max_visual_t
 
 
 @torch.no_grad()
-def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_fps: float = 1.0,
-                 max_frames: int | None = None, frames_per_chunk: int = 16, resolution: str = "uniform",
-                 hybrid: HybridConfig | None = None, frame_order: Sequence[int] | None = None,
-                 native_frames: int = 0, progress: ProgressFn | None = None,
-                 compression: Compression | None = None, memory: Any = None,
+def encode_video(vlm: VLM, path: str, options: Options | None = None, *, frame_order: Sequence[int] | None = None,
+                 native_frames: int = 0, frames_per_chunk: int = 16, progress: ProgressFn | None = None,
                  context_room: int | None = None) -> EncodedInput:
-    """Plan and encode a video into `max_visual_tokens`, decoding `frames_per_chunk` frames at a time.
+    """Plan and encode a video as `options` say (`sample_fps`, `max_frames`) into `max_visual_tokens`
+    (default 4096), decoding `frames_per_chunk` frames at a time.
 
-    `resolution`: "uniform" (one size for all frames), "hybrid" (GIRAFFE's hybrid resolution, see
-    `longvlm.planning.hybrid`; `hybrid` sets L, m and s) or "auto" (hybrid when uniform frames at
+    `options.video_resolution`: "uniform" (one size for all frames), "hybrid" (GIRAFFE's hybrid resolution,
+    see `longvlm.planning.hybrid`; `options.hybrid` sets L, m and s) or "auto" (hybrid when uniform frames at
     `hybrid.high_tokens` tokens do not fit the budget). A hybrid video is one visual block made of several
     video items; the encoded input then carries the position layout `answer()` passes to the model.
 
@@ -242,11 +244,11 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
     kept when the budget forces thinning; with `native_frames`, its first frames are also given as close-up
     images at native resolution (at most half the budget), after the video, labelled with their timestamps.
 
-    With `compression`, each chunk's frames (and the close-ups) are compressed k x k right after the vision
+    With `options.compression`, each chunk's frames (and the close-ups) are compressed k x k right after the vision
     tower (k from the video's duration when `downsample="auto"`) and the budget counts compressed tokens;
     uniform resolution only (the planner refuses hybrid with k > 1).
 
-    With `memory` (a `MemoryBridge`, or `longvlm.memory.streaming.MemoryOptions`), the whole video is
+    With `options.memory` (`longvlm.memory.streaming.MemoryOptions`), the whole video is
     streamed through the bridge segment by segment (SceneTilling) and the result holds the memory tokens plus
     one segment's tokens within `max_visual_tokens`; `answer()` picks the segment per question. Uniform
     resolution, no visual compression, no question-aware frame order.
@@ -254,16 +256,19 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
     With `context_room` (`longvlm.vlm.room`), the visual tokens plus the video header and close-up labels fit
     in that many tokens: the budget is lowered until they do (with a memory bridge: the budget alone).
     """
-    if memory is not None:
+    options = options or Options()
+    max_visual_tokens, sample_fps, max_frames = _budget(options), options.sample_fps, options.max_frames
+    resolution, hybrid = options.video_resolution, options.hybrid
+    if options.memory is not None:  # Options refuses a memory bridge with compression or non-uniform frames
         budget = max_visual_tokens if context_room is None else min(max_visual_tokens, context_room)
-        return _encode_with_memory(vlm, path, memory, budget, sample_fps, max_frames, frames_per_chunk,
-                                   resolution, progress, compression)
+        return encode_video_with_memory(vlm, path, options.memory, max_visual_tokens=budget, sample_fps=sample_fps,
+                                        max_frames=max_frames, frames_per_chunk=frames_per_chunk, progress=progress)
     started = time.perf_counter()
     reader = VideoReader(path)
     meta = reader.metadata
     t_plan = time.perf_counter()
     spec = vlm.vision
-    visual = _visual_setup(vlm, compression, "video", meta.duration)
+    visual = _visual_setup(vlm, options.compression, "video", meta.duration)
 
     def plan_for(budget: int) -> tuple[Plan, list[PlannedImage]]:
         closeups: list[PlannedImage] = []
@@ -329,19 +334,6 @@ def encode_video(vlm: VLM, path: str, *, max_visual_tokens: int = 4096, sample_f
     return check_planned(EncodedInput(path, "video", plan, parts, evidence, video_embeds=embeds,
                                 video_grid_thw=grid_thw, image_embeds=image_embeds, image_grid_thw=image_grid,
                                 second_per_grid_ts=second_per_grid_ts, position_blocks=blocks, stats=stats))
-
-
-def _encode_with_memory(vlm: VLM, path: str, memory: Any, max_visual_tokens: int, sample_fps: float,
-                        max_frames: int | None, frames_per_chunk: int, resolution: str, progress: ProgressFn | None,
-                        compression: Compression | None) -> EncodedInput:
-    if resolution != "uniform" or compression is not None:
-        raise ConfigError("a memory bridge streams uniform-resolution frames without visual compression; drop "
-                          "the resolution / compression options")
-    options = MemoryOptions(memory) if isinstance(memory, MemoryBridge) else memory
-    if not isinstance(options, MemoryOptions):
-        raise ConfigError(f"memory= takes a MemoryBridge or MemoryOptions, got {type(memory).__name__}")
-    return encode_video_with_memory(vlm, path, options, max_visual_tokens=max_visual_tokens, sample_fps=sample_fps,
-                                    max_frames=max_frames, frames_per_chunk=frames_per_chunk, progress=progress)
 
 
 def _encode_video_items(vlm: VLM, reader: VideoReader, items: list[PlannedVideo], chunk_frames: int,
@@ -428,8 +420,9 @@ def encode(vlm: VLM, source: Source, options: Options | None = None, *, question
     """Encode one input for `vlm` as `options` say (default `Options()`: what fits the model).
 
     `source` is a file (its kind detected once from its content, then its suffix: `longvlm.ingest.kinds`,
-    unless the caller says it with `kind`: 'pdf', 'video' or 'image', e.g. the CLI's --pdf) or a list of images. With a `Compression` selector the question is needed (`ConfigError` without it): the
-    pages/frames are ranked against it before planning. `context_room` (`longvlm.vlm.room`): the visual tokens
+    unless the caller says it with `kind`: 'pdf', 'video' or 'image', e.g. the CLI's --pdf) or a list of images.
+    With a `Compression` selector the question is needed (`ConfigError` without it): the pages/frames are
+    ranked against it before planning. `context_room` (`longvlm.vlm.room`): the visual tokens
     plus their labels fit in that many tokens; without it, what fits the model after the prompt and the answer
     (`fit_room`, with a note when `options.max_visual_tokens` is lowered). The result remembers `options` for
     `answer()` (its KV press).
@@ -443,15 +436,15 @@ def encode(vlm: VLM, source: Source, options: Options | None = None, *, question
     if context_room is None:
         room = fit_room(vlm, question=question, max_visual_tokens=options.max_visual_tokens,
                         max_new_tokens=options.max_new_tokens)
-        budget, notes = room.encoder_budget, room.notes
+        visual_tokens, context_room, notes = room.visual_tokens, room.context, room.notes
     else:
-        budget = {"max_visual_tokens": min(options.max_visual_tokens or context_room, context_room),
-                  "context_room": context_room}
+        visual_tokens = min(options.max_visual_tokens or context_room, context_room)
+    sized = options.replace(max_visual_tokens=visual_tokens)  # what the per-kind encoders plan for
     selection: dict = {}
     if isinstance(source, (list, tuple)):
         if options.memory is not None:
             raise ConfigError("a memory bridge works on video only")
-        encoded = encode_images(vlm, list(source), progress=progress, compression=compression, **budget)
+        encoded = encode_images(vlm, list(source), sized, progress=progress, context_room=context_room)
     else:
         path = os.fspath(source)
         if kind is None:
@@ -466,19 +459,18 @@ def encode(vlm: VLM, source: Source, options: Options | None = None, *, question
                 order, selection = _rank_pages(selector, check_question(question), path, options.max_pages,
                                                compression.native_items)
                 native = compression.native_items
-            encoded = encode_pdf(vlm, path, dpi=options.dpi, max_pages=options.max_pages, page_order=order,
-                                 native_pages=native, progress=progress, compression=compression, **budget)
+            encoded = encode_pdf(vlm, path, sized, page_order=order, native_pages=native, progress=progress,
+                                 context_room=context_room)
         elif kind == "video":
             order = None
             if selector is not None:
                 order, selection = _rank_frames(selector, check_question(question), path, options.sample_fps,
                                                 options.max_frames, compression.native_items)
-            encoded = encode_video(vlm, path, sample_fps=options.sample_fps, max_frames=options.max_frames,
-                                   resolution=options.video_resolution, hybrid=options.hybrid, frame_order=order,
+            encoded = encode_video(vlm, path, sized, frame_order=order,
                                    native_frames=compression.native_items if order is not None else 0,
-                                   progress=progress, compression=compression, memory=options.memory, **budget)
+                                   progress=progress, context_room=context_room)
         else:
-            encoded = encode_images(vlm, [path], progress=progress, compression=compression, **budget)
+            encoded = encode_images(vlm, [path], sized, progress=progress, context_room=context_room)
     encoded.stats.update(selection)
     add_notes(encoded.stats, notes)
     encoded.options = options

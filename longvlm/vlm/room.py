@@ -41,12 +41,6 @@ class Room:
     context: int
     notes: tuple[str, ...] = ()
 
-    @property
-    def encoder_budget(self) -> dict[str, int]:
-        """Keyword arguments of the encoders (`encode_pdf`, `encode_video`, `encode_images`): the visual budget
-        and the room the visual tokens and their labels must fit."""
-        return {"max_visual_tokens": self.visual_tokens, "context_room": self.context}
-
 
 def add_notes(stats: dict, notes) -> None:
     """Append `notes` (what was lowered or skipped, for the user) to `stats["notes"]`."""

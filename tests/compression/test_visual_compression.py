@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from longvlm.compression import AvgPoolCompressor, BilinearCompressor, OryxCompressor, OryxConfig
-from longvlm.options import Compression
+from longvlm.options import Compression, Options
 from longvlm.presses import LookMPress
 from longvlm.compression.visual import compress_item, compressed_grid
 from longvlm.planning.planner import LONG_VIDEO_SECONDS, auto_downsample, plan_images, plan_video
@@ -146,8 +146,8 @@ def vlm(request):
 def test_encoded_image_equals_pooled_uncompressed(vlm):
     """Through the real vision tower: the compressed encoding is the average pool of the uncompressed one."""
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (112, 224, 3), dtype=np.uint8))
-    full = encode_images(vlm, [image], max_visual_tokens=1000)
-    small = encode_images(vlm, [image], max_visual_tokens=1000, compression=Compression(downsample=2))
+    full = encode_images(vlm, [image], Options(max_visual_tokens=1000))
+    small = encode_images(vlm, [image], Options(max_visual_tokens=1000, compression=Compression(downsample=2)))
     assert full.image_grid_thw.tolist() == [[1, 8, 16]] and small.image_grid_thw.tolist() == [[1, 4, 8]]
     assert small.visual_tokens == small.plan.total_tokens == full.visual_tokens // 4 == 8
     expected = full.image_embeds[0].view(1, 4, 8, -1)
@@ -158,12 +158,12 @@ def test_encoded_image_equals_pooled_uncompressed(vlm):
 
 def test_compressed_pdf_and_video_answer(vlm, sixty_page_pdf, short_video):
     oryx = OryxCompressor(OryxConfig(vlm.config.text_config.hidden_size, gate_init=1.0))
-    pdf = encode_pdf(vlm, sixty_page_pdf, max_visual_tokens=300, max_pages=6,
-                     compression=Compression(oryx, downsample=2))
+    pdf = encode_pdf(vlm, sixty_page_pdf, Options(max_visual_tokens=300, max_pages=6,
+                                                  compression=Compression(oryx, downsample=2)))
     grid_tokens = int((pdf.image_grid_thw.prod(-1) // 4).sum())
     assert pdf.visual_tokens == pdf.plan.total_tokens == grid_tokens <= 300
-    video = encode_video(vlm, short_video, max_visual_tokens=200, sample_fps=2.0,
-                         compression=Compression(BilinearCompressor(), downsample="auto"))
+    video = encode_video(vlm, short_video, Options(max_visual_tokens=200, sample_fps=2.0, compression=Compression(
+        BilinearCompressor(), downsample="auto")))
     assert video.stats["visual_downsample"] == 2  # a 30 s video
     assert video.visual_tokens == video.plan.total_tokens == int(video.video_grid_thw.prod(-1).sum()) // 4
     for encoded in (pdf, video):

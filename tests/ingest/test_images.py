@@ -7,6 +7,7 @@ from bad_input_files import write_blank_png
 from longvlm.ingest.images import (DECODE_MAX_PIXELS, MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, image_size,
                                      open_image)
 from longvlm.errors import InputError
+from longvlm.options import Options
 
 
 def test_limits_are_stated():
@@ -92,7 +93,7 @@ def test_encode_images_plans_from_headers_and_decodes_one_at_a_time(tmp_path, mo
         return out
 
     monkeypatch.setattr(inputs, "open_image", spy)
-    encoded = inputs.encode_images(vlm, [str(big), str(big)], max_visual_tokens=600)
+    encoded = inputs.encode_images(vlm, [str(big), str(big)], Options(max_visual_tokens=600))
     assert encoded.stats["visual_tokens"] == encoded.stats["planned_visual_tokens"] <= 600
     assert len(opened) == len(encoded.plan.items) == 2
     assert all(n <= 4 * item.height * item.width for n, item in zip(opened, encoded.plan.items))

@@ -11,6 +11,7 @@ import torch
 from longvlm.memory.bridge import MemoryBridge, MemoryBridgeConfig, memory_grid
 from longvlm.memory.state import CacheSpan, MemoryState
 from longvlm.errors import ConfigError
+from longvlm.options import Options
 
 C = 64
 
@@ -199,7 +200,7 @@ def test_pipeline_memory_plus_selected_segment(vlm, long_video):
     from longvlm.pipeline.answer import answer, model_inputs
     from longvlm.vlm.positions import blocks_for_items, generation_position_ids
 
-    encoded = encode_video(vlm, long_video, max_visual_tokens=8 + 8 * 8, sample_fps=0.5, memory=_options(vlm))
+    encoded = encode_video(vlm, long_video, Options(max_visual_tokens=8 + 8 * 8, sample_fps=0.5, memory=_options(vlm)))
     state = encoded.memory.state
     assert state.segments_seen >= 10 and state.cache.shape[0] == 4  # 10 scenes of 60 s, cache bounded
     assert encoded.visual_tokens <= 72 and encoded.image_embeds[0].shape == (8, vlm.config.text_config.hidden_size)
@@ -232,7 +233,7 @@ def test_relevance_selection_zooms_into_a_long_entry(vlm, long_video):
     torch.manual_seed(0)
     bridge = MemoryBridge(MemoryBridgeConfig(vlm.config.text_config.hidden_size, 8, cache_size=4, relevance_dim=8))
     options = MemoryOptions(bridge, max_segment_patches=4, select="relevance")
-    encoded = encode_video(vlm, long_video, max_visual_tokens=8 + 4 * 8, sample_fps=0.5, memory=options)
+    encoded = encode_video(vlm, long_video, Options(max_visual_tokens=8 + 4 * 8, sample_fps=0.5, memory=options))
     state = encoded.memory.state
     fit = state.meta["segment_budget"] // state.meta["tokens_per_patch"]
     entry = max(range(len(state.spans)), key=lambda k: state.spans[k].last_patch - state.spans[k].first_patch)
@@ -253,12 +254,11 @@ def test_relevance_selection_zooms_into_a_long_entry(vlm, long_video):
 def test_memory_refuses_other_options(vlm, long_video):
     from longvlm.options import Compression, Options
     from longvlm.pipeline.ask import ask
-    from longvlm.pipeline.encode import encode_video
 
-    with pytest.raises(ConfigError, match="memory bridge"):
-        encode_video(vlm, long_video, memory=_options(vlm), compression=Compression(downsample=2))
-    with pytest.raises(ConfigError, match="memory bridge"):
+    with pytest.raises(ConfigError, match="memory bridge"):  # what encode_video used to check itself
         Options(memory=_options(vlm), compression=Compression(downsample=2))
+    with pytest.raises(ConfigError, match="memory bridge"):
+        Options(memory=_options(vlm), video_resolution="hybrid")
     with pytest.raises(ConfigError, match="video only"):
         ask(vlm, "q", ["x.png"], Options(memory=_options(vlm)))
 
@@ -276,7 +276,7 @@ def test_bridge_is_refused_by_a_model_it_was_not_trained_with(long_video):
     check_bridge_model(bridge, trained_on.model)
     check_bridge_model(bridge, build_tiny("tiny", seed=0, dtype=torch.bfloat16).model)  # same model, cast
     with pytest.raises(ConfigError, match="trained with another model"):
-        encode_video(other, long_video, max_visual_tokens=72, sample_fps=0.1, memory=MemoryOptions(bridge))
+        encode_video(other, long_video, Options(max_visual_tokens=72, sample_fps=0.1, memory=MemoryOptions(bridge)))
     unrecorded = MemoryBridge(MemoryBridgeConfig(other.config.text_config.hidden_size, 8))
     check_bridge_model(unrecorded, other.model)  # bridges saved without a signature are not checked
 

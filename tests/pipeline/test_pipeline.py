@@ -50,7 +50,7 @@ def test_sixty_page_pdf_end_to_end(vlm, sixty_page_pdf):
 
 
 def test_over_budget_pdf_keeps_spread_pages(vlm, sixty_page_pdf):
-    encoded = encode_pdf(vlm, sixty_page_pdf, max_visual_tokens=64 * 20)
+    encoded = encode_pdf(vlm, sixty_page_pdf, Options(max_visual_tokens=64 * 20))
     pages = [e.index for e in encoded.evidence]
     assert encoded.stats["skipped"] == 60 - len(pages) > 0
     assert pages[0] <= 3 and pages[-1] >= 57  # spread over the whole document
@@ -58,7 +58,7 @@ def test_over_budget_pdf_keeps_spread_pages(vlm, sixty_page_pdf):
 
 def test_chunked_video_features_equal_one_pass(vlm, short_video):
     """Encoding frames chunk by chunk gives the model the same logits as feeding all pixels at once."""
-    encoded = encode_video(vlm, short_video, max_visual_tokens=400, sample_fps=2.0)
+    encoded = encode_video(vlm, short_video, Options(max_visual_tokens=400, sample_fps=2.0))
     inputs = build_chat_inputs(vlm.tokenizer, vlm.config, encoded.user_parts + ["question"])
     extra = {"second_per_grid_ts": encoded.second_per_grid_ts} if vlm.family == "qwen2_5_vl" else {}
     reader = VideoReader(short_video)
@@ -74,7 +74,7 @@ def test_chunked_video_features_equal_one_pass(vlm, short_video):
 
 
 def test_follow_up_reuses_encoding(vlm, sixty_page_pdf):
-    encoded = encode_pdf(vlm, sixty_page_pdf, max_visual_tokens=1000, max_pages=10)
+    encoded = encode_pdf(vlm, sixty_page_pdf, Options(max_visual_tokens=1000, max_pages=10))
     first = answer(vlm, encoded, "first question", max_new_tokens=4)
     second = answer(vlm, encoded, "first question", follow_ups=[(first.text, "and a follow-up?")], max_new_tokens=4)
     assert second.stats["context_length"] > first.stats["context_length"]
@@ -82,7 +82,7 @@ def test_follow_up_reuses_encoding(vlm, sixty_page_pdf):
 
 
 def test_context_over_model_limit_is_budget_error(vlm, sixty_page_pdf):
-    encoded = encode_pdf(vlm, sixty_page_pdf, max_visual_tokens=3000, max_pages=20)
+    encoded = encode_pdf(vlm, sixty_page_pdf, Options(max_visual_tokens=3000, max_pages=20))
     with pytest.raises(BudgetError, match="leaves 0 of the model's 1000 tokens for the answer"):
         answer(vlm, encoded, "q", max_context=1000)
     context = encoded.visual_tokens + 300  # room for the prompt and a few new tokens, not for 64
@@ -122,7 +122,7 @@ def test_model_directory_uses_same_path(tmp_path, sixty_page_pdf, preset, family
     tiny.save_pretrained(tmp_path / "model")
     loaded = load_vlm(tmp_path / "model")
     assert not loaded.is_random and loaded.vision == tiny.vision and loaded.family == family
-    encoded = [encode_pdf(m, sixty_page_pdf, max_visual_tokens=800, max_pages=5) for m in (tiny, loaded)]
+    encoded = [encode_pdf(m, sixty_page_pdf, Options(max_visual_tokens=800, max_pages=5)) for m in (tiny, loaded)]
     for ea, eb in zip(encoded[0].image_embeds, encoded[1].image_embeds, strict=True):
         assert torch.equal(ea, eb)
     inputs = build_chat_inputs(tiny.tokenizer, tiny.config, encoded[0].user_parts + ["code?"])

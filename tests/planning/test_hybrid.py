@@ -14,6 +14,7 @@ from longvlm.processing.patches import video_patches
 from longvlm.planning.planner import PlannedVideo, plan_video
 from longvlm.processing.spec import VisionSpec
 from longvlm.errors import BudgetError, ConfigError
+from longvlm.options import Options
 from longvlm.pipeline.encode import encode_video
 from longvlm.vlm.loading import load_vlm
 from longvlm.pipeline.answer import answer, model_inputs
@@ -106,8 +107,8 @@ def test_default_is_unchanged_uniform_and_bad_options():
 def test_hybrid_video_end_to_end(vlm, wide_video):
     """Planned counts == embeddings == placeholders; each item equals its one-pass encoding; positions follow
     time; generation runs."""
-    encoded = encode_video(vlm, wide_video, max_visual_tokens=2000, sample_fps=1.0, frames_per_chunk=6,
-                           resolution="hybrid", hybrid=SMALL)
+    encoded = encode_video(vlm, wide_video, Options(max_visual_tokens=2000, sample_fps=1.0, video_resolution="hybrid",
+                                                    hybrid=SMALL), frames_per_chunk=6)
     plan = encoded.plan
     assert encoded.stats["resolution"] == "hybrid" and len(plan.items) == 6
     assert [e.shape[0] for e in encoded.video_embeds] == [it.tokens for it in plan.items]
@@ -152,8 +153,9 @@ def test_hybrid_video_end_to_end(vlm, wide_video):
 def test_hybrid_with_equal_sizes_equals_uniform(vlm, short_video):
     """On a 64x64 video high and low sizes coincide: the hybrid input (own position ids, items merged) gives
     exactly the logits of the uniform input (transformers' get_rope_index)."""
-    hybrid = encode_video(vlm, short_video, max_visual_tokens=400, sample_fps=1.0, resolution="hybrid", hybrid=SMALL)
-    uniform = encode_video(vlm, short_video, max_visual_tokens=400, sample_fps=1.0)
+    hybrid = encode_video(vlm, short_video, Options(max_visual_tokens=400, sample_fps=1.0, video_resolution="hybrid",
+                                                    hybrid=SMALL))
+    uniform = encode_video(vlm, short_video, Options(max_visual_tokens=400, sample_fps=1.0))
     assert [it.frame_indices for it in hybrid.plan.items] == [it.frame_indices for it in uniform.plan.items]
     a, b = model_inputs(vlm, hybrid, "q?"), model_inputs(vlm, uniform, "q?")
     assert "position_ids" in a and "position_ids" not in b

@@ -7,6 +7,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 from longvlm.planning.planner import plan_images, plan_video
 from longvlm.processing.spec import VisionSpec
 from longvlm.errors import BudgetError
+from longvlm.options import Options
 from longvlm.pipeline.encode import encode_images, encode_video
 from longvlm.vlm.loading import load_vlm
 from longvlm.vlm.prompt import build_chat_inputs
@@ -67,8 +68,8 @@ def test_planned_tokens_are_what_the_model_receives(preset, short_video):
     vlm = load_vlm(preset)
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in [(400, 300), (90, 700)]]
-    for encoded in (encode_images(vlm, images, max_visual_tokens=300),
-                    encode_video(vlm, short_video, max_visual_tokens=500, sample_fps=2.0)):
+    for encoded in (encode_images(vlm, images, Options(max_visual_tokens=300)),
+                    encode_video(vlm, short_video, Options(max_visual_tokens=500, sample_fps=2.0))):
         inputs = build_chat_inputs(vlm.tokenizer, vlm.config, encoded.user_parts + ["q"])
         pad_ids = torch.tensor([vlm.config.image_token_id, vlm.config.video_token_id])
         assert int(torch.isin(inputs["input_ids"], pad_ids).sum()) == encoded.plan.total_tokens

@@ -6,7 +6,7 @@ import torch
 from compression_helpers import MIXED_ROWS, batch_inputs, sharp_vlm
 from transformers import DynamicCache
 
-from longvlm.options import Compression
+from longvlm.options import Compression, Options
 from longvlm.presses import (H2OPress, KVBudget, LookMPress, RandomPress, SnapKVPress, StreamingLLMPress, build_press,
                              generate_pruned)
 from longvlm.presses.decode import decode_position_ids, prompt_position_ids
@@ -248,8 +248,8 @@ def test_explicit_positions_hybrid_video(vlm, short_video):
     from longvlm.pipeline.encode import encode_video
     from longvlm.pipeline.answer import model_inputs
 
-    encoded = encode_video(vlm, short_video, max_visual_tokens=400, sample_fps=1.0, resolution="hybrid",
-                           hybrid=HybridConfig(group=4, high_tokens=64, ratio=4.0))
+    encoded = encode_video(vlm, short_video, Options(max_visual_tokens=400, sample_fps=1.0, video_resolution="hybrid",
+                                                     hybrid=HybridConfig(group=4, high_tokens=64, ratio=4.0)))
     assert encoded.position_blocks is not None
     kwargs = model_inputs(vlm, encoded, "When does the scene change?")
     reference = vlm.model.generate(**kwargs, max_new_tokens=NEW_TOKENS, do_sample=False)
@@ -257,5 +257,5 @@ def test_explicit_positions_hybrid_video(vlm, short_video):
     ours = generate_pruned(vlm.model, kwargs, LookMPress(1.0), max_new_tokens=NEW_TOKENS).tokens
     assert torch.equal(ours, reference)
     with pytest.raises(ConfigError, match="hybrid"):
-        encode_video(vlm, short_video, max_visual_tokens=400, resolution="hybrid",
-                     compression=Compression(downsample=2))
+        encode_video(vlm, short_video, Options(max_visual_tokens=400, video_resolution="hybrid",
+                                               compression=Compression(downsample=2)))

@@ -214,7 +214,7 @@ def test_selection_feeds_the_vlm_planner(embedder, zoo_pdf):
     assert pooled.stats["selection_top"][0] == "p.7" and pooled.stats["visual_downsample"] == 2
     assert 7 in [e.index for e in pooled.evidence] and pooled.stats["visual_tokens"] <= 600
     order = QuestionSelector(embedder).rank(question, pdf_page_texts(zoo_pdf)).order
-    encoded = encode_pdf(vlm, zoo_pdf, max_visual_tokens=700, page_order=order, native_pages=2,
+    encoded = encode_pdf(vlm, zoo_pdf, Options(max_visual_tokens=700), page_order=order, native_pages=2,
                          min_tokens_per_page=4)
     tokens = {item.source_index: item.tokens for item in encoded.plan.items}
     native = vlm.vision.tokens(*vlm.vision.resized(1684, 1190))

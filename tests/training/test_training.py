@@ -15,6 +15,7 @@ from longvlm.training.collate import example_length, greedy_pack, pack_rows, tok
 from longvlm.training.config import config_from_dict, load_config
 from longvlm.training.model_setup import apply_trainable, build_training_model, part_parameters
 from longvlm.training.trainer import train
+from longvlm.options import Options
 from longvlm.pipeline.encode import encode_video
 from longvlm.vlm.loading import load_vlm
 from longvlm.vlm.prompt import example_prompt_parts
@@ -132,7 +133,7 @@ def test_training_renders_a_video_as_the_pipeline_renders_the_file(tmp_path):
     vlm = load_vlm("tiny")
     example = needles.video_needle(np.random.default_rng(0), 8)  # 1 fps from 0 s, as written below
     path = write_video(tmp_path / "needle.mp4", example.parts[0].frames, fps=1.0)
-    encoded = encode_video(vlm, path, max_visual_tokens=10_000)
+    encoded = encode_video(vlm, path, Options(max_visual_tokens=10_000))
     parts = example_prompt_parts(example, vlm.vision)
     assert parts[0] == "Video (8 s, 8 frames from 0.0s to 7.0s):"
     assert encoded.user_parts == parts[:-1] and parts[-1] == example.parts[-1]

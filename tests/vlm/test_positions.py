@@ -6,6 +6,7 @@ import random
 import pytest
 import torch
 
+from longvlm.options import Options
 from longvlm.pipeline.encode import encode_video
 from longvlm.vlm.loading import load_vlm
 from longvlm.pipeline.answer import model_inputs
@@ -127,7 +128,7 @@ def test_block_and_placeholder_mismatch_is_an_error():
 def test_generate_with_explicit_positions_equals_builtin(models, family, short_video):
     """generate() given longvlm's [4, 1, L] position ids decodes exactly like generate() computing them."""
     vlm = models[family]
-    encoded = encode_video(vlm, short_video, max_visual_tokens=300, sample_fps=1.0)
+    encoded = encode_video(vlm, short_video, Options(max_visual_tokens=300, sample_fps=1.0))
     kwargs = model_inputs(vlm, encoded, "what happens?")
     assert "position_ids" not in kwargs
     tps = vlm.config.vision_config.tokens_per_second if family == "qwen2_5_vl" else None
@@ -149,7 +150,7 @@ def test_decode_positions_continue_from_last_prompt_position(models, short_video
     """transformers 5.23 generate(): new tokens get the last prompt position + 1 on every row, not
     max(prompt ids) + 1 (the 4.x rope_deltas rule); pinned because a video's temporal ids can exceed it."""
     vlm = models["qwen2_5_vl"]
-    encoded = encode_video(vlm, short_video, max_visual_tokens=300, sample_fps=1.0)
+    encoded = encode_video(vlm, short_video, Options(max_visual_tokens=300, sample_fps=1.0))
     kwargs = model_inputs(vlm, encoded, "what happens?")
     seen = []
     hook = vlm.model.model.language_model.register_forward_pre_hook(
