@@ -52,7 +52,7 @@ from torch import nn  # noqa: E402
 from longvlm.compression import build_compressor  # noqa: E402
 from longvlm.compression.base import VisualCompressor  # noqa: E402
 from longvlm.compression.training import build_oryx, compress_items  # noqa: E402
-from longvlm.datasets.examples import Example, ImageItem, VideoItem  # noqa: E402
+from longvlm.datasets.examples import Example, ImageItem  # noqa: E402
 from longvlm.encoded import EncodedInput, Evidence, check_planned  # noqa: E402
 from longvlm.errors import ConfigError  # noqa: E402
 from longvlm.eval.synthetic import heldout_examples, normalize_answer  # noqa: E402
@@ -60,9 +60,9 @@ from longvlm.pipeline.answer import answer, model_inputs  # noqa: E402
 from longvlm.pipeline.encode import encode_example  # noqa: E402
 from longvlm.planning.planner import Plan, PlannedImage, PlannedVideo  # noqa: E402
 from longvlm.training.config import TrainConfig, load_config  # noqa: E402
-from longvlm.training.trainer import oryx_example_loss  # noqa: E402
+from longvlm.training.trainer import compressed_prompt, oryx_example_loss  # noqa: E402
 from longvlm.vlm.loading import VLM, load_vlm  # noqa: E402
-from longvlm.vlm.prompt import IGNORE_INDEX, VisualSlot, frame_interval, video_prompt_parts  # noqa: E402
+from longvlm.vlm.prompt import IGNORE_INDEX, frame_interval  # noqa: E402
 from longvlm.vlm.vision import frame_tokens, image_tokens, vision_placement  # noqa: E402
 
 DEFAULT_CONFIG = "configs/oryx_small.yaml"
@@ -156,27 +156,18 @@ def heldout_set(vlm: VLM, tasks: list[str], bins: list[tuple[str, int, int]], pe
 def tower_features(vlm: VLM, example: Example, factor: int) -> TowerFeatures:
     """The first half of `oryx_example_loss` (prompt parts, sizes, frozen tower) for `example` at factor k."""
     spec = vlm.vision
-    parts, items, evidence = [], [], []
+    parts, visuals = compressed_prompt(vlm, example, factor)
+    items, evidence = [], []
     images, videos = [], []
-    for part in example.parts:
-        if isinstance(part, str):
-            parts.append(part)
-        elif isinstance(part, ImageItem):
-            size = spec.resized(*part.pixels.shape[:2], downsample=factor)
-            tokens = spec.tokens(*size, downsample=factor)
+    for part, size, tokens in visuals:
+        if isinstance(part, ImageItem):
             images.append((part.pixels, size))
-            parts.append(VisualSlot("image", tokens))
             items.append(PlannedImage(len(images) - 1, *size, tokens))
             evidence.append(Evidence("image", len(images) - 1))
-        elif isinstance(part, VideoItem):
-            size = spec.resized(*part.frames.shape[1:3], downsample=factor)
-            tokens = spec.tokens(*size, len(part.frames), downsample=factor)
+        else:
             videos.append((part, size))
-            parts += video_prompt_parts(tokens, part.timestamps)
             items.append(PlannedVideo(list(range(len(part.frames))), *size, tokens))
             evidence += [Evidence("frame", i, timestamp=t) for i, t in enumerate(part.timestamps)]
-        else:
-            raise TypeError(f"unsupported example part {type(part).__name__}")
     if not images and not videos:
         raise ConfigError(f"{example.task}: no images or videos to compress")
     features = TowerFeatures(parts, items, evidence)

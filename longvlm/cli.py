@@ -107,7 +107,9 @@ def _print_answer(result, args: argparse.Namespace, note: str = "", random_weigh
     print(f"route: {result.route}  model: {result.model}{note}")
     print(f"evidence: {result.evidence_summary()}")
     if result.passages:
-        print("passages (retrieved, best first; »...« is the span the answer was taken from):")
+        marked = any(p.get("span") for p in result.passages)
+        print("passages (retrieved, best first" + ("; »...« is the span the answer was taken from" if marked else "")
+              + "):")
         for p in result.passages:
             print(f"  [{p['cite']}] {plain(excerpt(p['text'], p.get('span'), 300))}")
     for key, value in result.stats.items():

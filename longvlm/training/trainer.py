@@ -205,6 +205,32 @@ class MemoryBridgeObjective(Objective):
         accelerator.unwrap_model(self.modules[0]).save_pretrained(os.path.join(output_dir, "memory_bridge"))
 
 
+def compressed_prompt(vlm: VLM, example: Example, factor: int
+                      ) -> tuple[list, list[tuple[ImageItem | VideoItem, tuple[int, int], int]]]:
+    """The prompt parts of `example` with every image and video resized so that its merged grid divides into
+    `factor` x `factor` regions, and those visual items in order with their (height, width) and the number of
+    tokens the LLM gets for them after compression."""
+    spec = vlm.vision
+    parts: list = []
+    visuals: list[tuple[ImageItem | VideoItem, tuple[int, int], int]] = []
+    for part in example.parts:
+        if isinstance(part, str):
+            parts.append(part)
+        elif isinstance(part, ImageItem):
+            size = spec.resized(*part.pixels.shape[:2], downsample=factor)
+            tokens = spec.tokens(*size, downsample=factor)
+            parts.append(VisualSlot("image", tokens))
+            visuals.append((part, size, tokens))
+        elif isinstance(part, VideoItem):
+            size = spec.resized(*part.frames.shape[1:3], downsample=factor)
+            tokens = spec.tokens(*size, len(part.frames), downsample=factor)
+            parts += video_prompt_parts(tokens, part.timestamps)
+            visuals.append((part, size, tokens))
+        else:
+            raise TypeError(f"unsupported example part {type(part).__name__}")
+    return parts, visuals
+
+
 def oryx_example_loss(vlm: VLM, model, compressor: OryxCompressor, example: Example, factor: int
                       ) -> tuple[torch.Tensor, dict[str, int]]:
     """Answer-token loss of `example` with every image and video compressed `factor` x `factor` by `compressor`,
@@ -213,21 +239,9 @@ def oryx_example_loss(vlm: VLM, model, compressor: OryxCompressor, example: Exam
     positions of a k-times smaller grid (the LLM derives them from the reported grids). Returns the loss and the
     LLM input's size: {'tokens': sequence length, 'answer_tokens': labelled tokens}."""
     spec = vlm.vision
-    parts: list = []
-    images, videos = [], []
-    for part in example.parts:
-        if isinstance(part, str):
-            parts.append(part)
-        elif isinstance(part, ImageItem):
-            size = spec.resized(*part.pixels.shape[:2], downsample=factor)
-            images.append((part.pixels, size))
-            parts.append(VisualSlot("image", spec.tokens(*size, downsample=factor)))
-        elif isinstance(part, VideoItem):
-            size = spec.resized(*part.frames.shape[1:3], downsample=factor)
-            videos.append((part, size))
-            parts += video_prompt_parts(spec.tokens(*size, len(part.frames), downsample=factor), part.timestamps)
-        else:
-            raise TypeError(f"unsupported example part {type(part).__name__}")
+    parts, visuals = compressed_prompt(vlm, example, factor)
+    images = [(part.pixels, size) for part, size, _ in visuals if isinstance(part, ImageItem)]
+    videos = [(part, size) for part, size, _ in visuals if isinstance(part, VideoItem)]
     if not images and not videos:
         raise ConfigError(f"oryx compressor training needs examples with images or videos ({example.task})")
     inputs = build_training_inputs(vlm.tokenizer, vlm.config, parts, example.answer)
