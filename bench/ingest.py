@@ -1,10 +1,19 @@
-"""Ingestion throughput and memory: 1 fps sampling from a 1-hour low-res video (decord vs PyAV) and
-rendering a 100-page PDF (PyMuPDF), each measured in its own process so peak RSS is per task.
+"""Decoding hour-long real video at the physical limit, and reading scanned PDFs: every row in its own process.
 
-    python bench/ingest.py [--minutes 60] [--pages 100] [--out-dir DIR]
+    python bench/ingest.py [--out-dir DIR] [--rows ROW,ROW] [--ocr-pages 60] [--json FILE]
 
-Prints a table; ratios are against the PyAV sequential-decode baseline measured in the same run. The
-decord rows for a 6-minute and a 60-minute video show that memory does not grow with video length.
+Inputs are built by the bench (in --out-dir, reused when present; nothing is re-encoded unless said):
+  hour720   1-hour 1280x720 20 fps H.264 of real content: `dc_demo.mp4` looped by stream copy (~1 GB,
+            a key frame every ~5 s, B frames)
+  min10_720 / min180_720  the same content, 10 minutes and 3 hours (memory must stay flat with length)
+  noise240  1-hour 426x240 25 fps of noise (x264 veryfast, crf 23, looped by stream copy): worst-case bitrate
+  min10_1080  10-minute 1920x1080 20 fps: `dc_demo.mp4` upscaled and encoded once (x264 veryfast, crf 20,
+            5 s GOP, B frames), then looped by stream copy
+  toy64     1-hour 64x64 10 fps barcode video (the old bench's input; a labelled toy row only)
+  scanned   the image-only PDFs of the MMLongBench-Doc dev subset (../shared/data/mmlongbench-doc)
+
+Each row runs in a fresh process with its peak RSS sampled every 5 ms; every video ratio is against plain
+PyAV sequential decode (one frame kept per second) of the same input in the same run.
 """
 
 from __future__ import annotations
@@ -16,105 +25,276 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "data"
+CLIP = SHARED / "media" / "dc_demo.mp4"
+DOCS = SHARED / "mmlongbench-doc"
 
 
-def _prepare(kind: str, path: str):
-    """Open the input and return a function that does the measured work and returns the item count."""
-    if kind == "decord":  # the longvlm reader: decord seeks to each sampled frame, 16 frames per chunk
-        from longvlm.ingest.video import VideoReader
+# -- inputs ---------------------------------------------------------------------------------------------------
+def build_input(name: str, workdir: Path) -> str:
+    """Make (or reuse) the bench input `name` in `workdir`; returns its path."""
+    from longvlm.testing import loop_video, write_barcode_video, write_video
 
-        reader = VideoReader(path)
-        indices = reader.indices(fps=1.0)
-        return lambda: sum(len(chunk.indices) for chunk in reader.iter_chunks(indices, chunk_size=16))
-    if kind == "pyav":  # baseline: sequential decode, keep the first frame of every second
+    path = workdir / f"{name}.mp4"
+    if path.exists():
+        return str(path)
+    minutes = {"hour720": 60, "min10_720": 10, "min180_720": 180}
+    if name in minutes:
+        return str(loop_video(CLIP, path, minutes[name] * 60))
+    if name == "noise240":
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        piece = write_video(workdir / "noise240_piece.mp4", (rng.integers(0, 256, (240, 426, 3), np.uint8)
+                                                              for _ in range(250)),
+                            fps=25, crf=23, gop_seconds=5, preset="veryfast")
+        return str(loop_video(piece, path, 3600))
+    if name == "min10_1080":
         import av
+        import numpy as np
 
-        def decode_sequentially() -> int:
-            count, next_second = 0, 0.0
-            with av.open(path) as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                for frame in container.decode(stream):
-                    if frame.time is not None and frame.time + 1e-6 >= next_second:
-                        frame.to_ndarray(format="rgb24")
-                        count += 1
-                        next_second += 1.0
-            return count
+        def upscaled():
+            with av.open(str(CLIP)) as src:
+                for frame in src.decode(video=0):
+                    yield frame.to_ndarray(format="rgb24", width=1920, height=1080, interpolation="BICUBIC")
 
-        return decode_sequentially
-    if kind == "pdf":
-        from longvlm.ingest.pdf import PdfDocument
-
-        doc = PdfDocument(path)
-        return lambda: sum(1 for _ in doc.iter_render(dpi=144))
-    raise ValueError(kind)
+        piece = write_video(workdir / "min10_1080_piece.mp4", upscaled(), fps=20, crf=20, gop_seconds=5,
+                            preset="veryfast")
+        del np
+        return str(loop_video(piece, path, 600))
+    if name == "toy64":
+        return write_barcode_video(path, 3600, fps=10, height=64, width=64)
+    raise ValueError(name)
 
 
-def worker(kind: str, path: str) -> dict:
+def scanned_pages(limit: int) -> list[tuple[str, int]]:
+    """(pdf, page) of the image-only dev PDFs (no text layer on any page), the first `limit` pages in turn."""
+    import fitz
+
+    pdfs = []
+    for pdf in sorted((DOCS / "documents").glob("*.pdf")):
+        with fitz.open(pdf) as doc:
+            if all(not page.get_text().strip() for page in doc):
+                pdfs.append((str(pdf), doc.page_count))
+    pages, depth = [], 0
+    while len(pages) < limit and any(depth < n for _, n in pdfs):
+        pages += [(pdf, depth) for pdf, n in pdfs if depth < n]
+        depth += 1
+    return pages[:limit]
+
+
+# -- measured work (inside the worker process) ----------------------------------------------------------------
+def _pyav_sequential(path: str, *, skip: str | None = None, keys_only: bool = False) -> tuple[int, int]:
+    """Plain PyAV: decode every picture in order (frame threads), convert one per second to RGB.
+    `skip="NONREF"` lets FFmpeg drop non-reference pictures (then the frame kept per second is the first
+    reference picture at or after it: not the exact 1 fps frames); `keys_only` decodes key frames only."""
+    import av
+
+    kept = decoded = 0
+    next_second = 0.0
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if keys_only:
+            stream.codec_context.skip_frame = "NONKEY"
+        elif skip:
+            stream.codec_context.skip_frame = skip
+        for frame in container.decode(stream):
+            decoded += 1
+            if keys_only or (frame.time is not None and frame.time + 1e-6 >= next_second):
+                frame.to_ndarray(format="rgb24")
+                kept += 1
+                next_second = (frame.time or 0.0) + 1.0 if skip else next_second + 1.0
+    return kept, decoded
+
+
+def _reader_1fps(path: str, start: float = 0.0, stop: float = 1.0) -> tuple[int, int]:
+    """longvlm's `VideoReader`: the 1 fps frames between fractions `start` and `stop` of the video,
+    16 frames a chunk."""
+    from longvlm.ingest.video import VideoReader
+
+    reader = VideoReader(path)
+    indices = reader.indices(fps=1.0)
+    part = indices[int(start * len(indices)):int(stop * len(indices))]
+    kept = sum(len(chunk.indices) for chunk in reader.iter_chunks(part, chunk_size=16))
+    return kept, reader.decoded_pictures or 0
+
+
+def _two_processes(path: str) -> tuple[int, int]:
+    """The reader on each half of the 1 fps frames, in two processes at once."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2) as pool:
+        halves = list(pool.map(_reader_1fps, [path, path], [0.0, 0.5], [0.5, 1.0]))
+    return sum(h[0] for h in halves), sum(h[1] for h in halves)
+
+
+def _decord_batches(path: str) -> tuple[int, int]:
+    """decord 0.6 `get_batch`, 16 indices at a time (the reader before this bench's rewrite)."""
+    import decord
+
+    reader = decord.VideoReader(path, ctx=decord.cpu(0))
+    step = reader.get_avg_fps()
+    indices = [int(round(k * step)) for k in range(int(len(reader) / step))]
+    kept = 0
+    for start in range(0, len(indices), 16):
+        kept += len(reader.get_batch(indices[start:start + 16]).asnumpy())
+    return kept, 0
+
+
+def _sparse(path: str, count: int = 64) -> tuple[int, int]:
+    from longvlm.ingest.video import VideoReader
+
+    reader = VideoReader(path)
+    kept = sum(len(chunk.indices) for chunk in reader.iter_chunks(reader.indices(count=count)))
+    return kept, reader.decoded_pictures or 0
+
+
+def _scan(path: str) -> tuple[int, int]:
+    from longvlm.ingest.video import VideoReader
+
+    keys = VideoReader(path).scan_key_frames(width=320)
+    return len(keys), len(keys)
+
+
+def _ocr(pages: list[tuple[str, int]], settings: str) -> tuple[int, int]:
+    """OCR of scanned pages rendered at <= 1 MP: `settings` "issue9" (the engine as before this bench) or
+    "default" (the engine as shipped)."""
+    from longvlm.ingest.pdf import PdfDocument
+    from longvlm.retrieval.ocr import OcrEngine
+    from longvlm.retrieval.page_text import ocr_pages
+
+    engine = OcrEngine(**({"preset": "issue9"} if settings == "issue9" else {}))
+    count = chars = 0
+    by_pdf: dict[str, list[int]] = {}
+    for pdf, page in pages:
+        by_pdf.setdefault(pdf, []).append(page)
+    for pdf, numbers in by_pdf.items():
+        texts = ocr_pages(PdfDocument(pdf), numbers, engine)
+        count += len(texts)
+        chars += sum(len(t) for t in texts)
+    return count, chars
+
+
+WORK = {
+    "pyav": lambda path: _pyav_sequential(path),
+    "pyav_nonref": lambda path: _pyav_sequential(path, skip="NONREF"),
+    "pyav_keys": lambda path: _pyav_sequential(path, keys_only=True),
+    "reader": _reader_1fps,
+    "reader_2proc": _two_processes,
+    "decord": _decord_batches,
+    "sparse64": _sparse,
+    "scan": _scan,
+}
+
+
+def worker(kind: str, arg: str) -> dict:
     """Run one measurement in this process and return its figures."""
     from longvlm.profiling import RssSampler
 
-    work = _prepare(kind, path)
     with RssSampler() as rss:
         started = time.perf_counter()
-        count = work()
+        if kind.startswith("ocr_"):
+            items, extra = _ocr([tuple(p) for p in json.loads(arg)], kind.removeprefix("ocr_"))
+        else:
+            items, extra = WORK[kind](arg)
         seconds = time.perf_counter() - started
-    return {"items": count, "seconds": seconds, "per_second": count / seconds, "peak_rss_mb": rss.peak_mb,
-            "rss_growth_mb": rss.growth_mb}
+    children = _children_peak_mb() if kind == "reader_2proc" else 0.0
+    return {"items": items, "extra": extra, "seconds": seconds, "peak_rss_mb": rss.peak_mb + children}
 
 
-def run_worker(kind: str, path: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", kind, path], capture_output=True, text=True,
-                         check=True)
+def _children_peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 * 2  # two children, the larger peak each
+
+
+def run_worker(kind: str, arg: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", kind, arg], capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- the table ------------------------------------------------------------------------------------------------
+VIDEO_ROWS = [  # (input, kind, label); the first row of each input is its baseline
+    ("hour720", "pyav", "PyAV sequential decode, 1 frame/s kept (baseline)"),
+    ("hour720", "reader", "longvlm VideoReader 1 fps (PyAV, seeks across key frames)"),
+    ("hour720", "reader_2proc", "VideoReader 1 fps, two halves in two processes"),
+    ("hour720", "pyav_nonref", "PyAV skip_frame=NONREF (nearest reference pictures, not exact)"),
+    ("hour720", "sparse64", "VideoReader, 64 frames spread over the video"),
+    ("hour720", "pyav_keys", "PyAV key frames only (skip_frame=NONKEY)"),
+    ("hour720", "scan", "longvlm key-frame scan (320 px thumbnails)"),
+    ("min10_720", "pyav", "PyAV sequential decode (baseline)"),
+    ("min10_720", "reader", "longvlm VideoReader 1 fps"),
+    ("min10_720", "decord", "decord get_batch, 16 at a time (the old reader)"),
+    ("min180_720", "reader", "longvlm VideoReader 1 fps (memory flat with length)"),
+    ("min10_1080", "pyav", "PyAV sequential decode (baseline)"),
+    ("min10_1080", "reader", "longvlm VideoReader 1 fps"),
+    ("noise240", "pyav", "PyAV sequential decode (baseline)"),
+    ("noise240", "reader", "longvlm VideoReader 1 fps"),
+    ("toy64", "pyav", "TOY: PyAV sequential decode (baseline)"),
+    ("toy64", "reader", "TOY: longvlm VideoReader 1 fps"),
+]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--worker", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
-    parser.add_argument("--minutes", type=float, default=60.0)
-    parser.add_argument("--pages", type=int, default=100)
-    parser.add_argument("--fps", type=float, default=10.0, help="frame rate of the synthetic video")
-    parser.add_argument("--out-dir", default=None, help="keep generated files here (default: temp dir)")
+    parser.add_argument("--worker", nargs=2, metavar=("KIND", "ARG"), help=argparse.SUPPRESS)
+    parser.add_argument("--out-dir", default=None, help="keep the generated videos here (default: a temp dir)")
+    parser.add_argument("--inputs", default=None, help="only these inputs, comma-separated (default: all)")
+    parser.add_argument("--ocr-pages", type=int, default=60, help="scanned pages to OCR (0: no OCR rows)")
+    parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker)))
         return
 
-    from longvlm.testing import write_barcode_video, write_synthetic_pdf
+    workdir = Path(args.out_dir or tempfile.mkdtemp(prefix="longvlm-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    chosen = set(args.inputs.split(",")) if args.inputs else None
+    rows = [r for r in VIDEO_ROWS if chosen is None or r[0] in chosen]
+    paths = {}
+    for name in dict.fromkeys(r[0] for r in rows):
+        t0 = time.perf_counter()
+        paths[name] = build_input(name, workdir)
+        print(f"# {name}: {paths[name]} ({os.path.getsize(paths[name]) / 1e9:.2f} GB, "
+              f"{time.perf_counter() - t0:.1f} s to make)", flush=True)
+    results = []
+    for name, kind, label in rows:
+        result = run_worker(kind, paths[name])
+        results.append({"input": name, "kind": kind, "label": label, **result})
+        print(f"# {name} {kind}: {json.dumps(result)}", flush=True)
+    if args.ocr_pages and (chosen is None or "scanned" in chosen):
+        pages = scanned_pages(args.ocr_pages)
+        for settings, label in (("issue9", "OCR, engine before issue 24"), ("default", "OCR, engine as shipped")):
+            result = run_worker(f"ocr_{settings}", json.dumps(pages))
+            results.append({"input": "scanned", "kind": f"ocr_{settings}", "label": label, **result})
+            print(f"# scanned ocr_{settings}: {json.dumps(result)}", flush=True)
+    print_table(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
 
-    workdir = args.out_dir or tempfile.mkdtemp(prefix="longvlm-bench-")
-    os.makedirs(workdir, exist_ok=True)
-    t0 = time.perf_counter()
-    long_video = write_barcode_video(os.path.join(workdir, "long.mp4"), args.minutes * 60, fps=args.fps,
-                                     height=64, width=64)
-    short_video = write_barcode_video(os.path.join(workdir, "short.mp4"), args.minutes * 6, fps=args.fps,
-                                      height=64, width=64)
-    pdf = write_synthetic_pdf(os.path.join(workdir, "doc.pdf"), args.pages)
-    print(f"# fixtures made in {time.perf_counter() - t0:.1f}s in {workdir}: {args.minutes:g}-min and "
-          f"{args.minutes / 10:g}-min 64x64 H.264 at {args.fps:g} fps, {args.pages}-page PDF")
 
-    rows = [
-        ("video 1 fps, PyAV sequential (baseline)", "pyav", long_video, "frames"),
-        ("video 1 fps, decord seek+chunks (longvlm)", "decord", long_video, "frames"),
-        (f"video 1 fps, decord, {args.minutes / 10:g}-min video", "decord", short_video, "frames"),
-        ("PDF render 144 dpi, PyMuPDF (longvlm)", "pdf", pdf, "pages"),
-    ]
-    results = [(label, unit, run_worker(kind, path)) for label, kind, path, unit in rows]
-    base = results[0][2]
+def print_table(results: list[dict]) -> None:
+    baselines = {r["input"]: r for r in results if r["kind"] == "pyav" and "error" not in r}
     print()
-    print(f"| {'task':<44} | {'items':>6} | {'seconds':>8} | {'items/s':>9} | {'x baseline':>10} | "
-          f"{'peak RSS MiB':>12} | {'RSS growth MiB':>14} |")
-    print(f"|{'-' * 46}|{'-' * 8}|{'-' * 10}|{'-' * 11}|{'-' * 12}|{'-' * 14}|{'-' * 16}|")
-    for label, unit, r in results:
-        ratio = f"{r['per_second'] / base['per_second']:.2f}" if unit == "frames" else "n/a"
-        print(f"| {label:<44} | {r['items']:>6} | {r['seconds']:>8.2f} | {r['per_second']:>9.1f} | {ratio:>10} | "
-              f"{r['peak_rss_mb']:>12.0f} | {r['rss_growth_mb']:>14.1f} |")
-    long_rss, short_rss = results[1][2]["rss_growth_mb"], results[2][2]["rss_growth_mb"]
-    print(f"\nRSS growth while sampling: {long_rss:.1f} MiB for the {args.minutes:g}-min video vs {short_rss:.1f} "
-          f"MiB for the {args.minutes / 10:g}-min one (10x longer video).")
+    print("| input | method | items | pictures decoded | seconds | x PyAV sequential | peak RSS MB |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for r in results:
+        if "error" in r:
+            print(f"| {r['input']} | {r['label']} | failed: {r['error']} | | | | |")
+            continue
+        base = baselines.get(r["input"])
+        ratio = f"{r['seconds'] / base['seconds']:.2f}" if base is not None else "n/a"
+        per = f" ({r['seconds'] / r['items']:.2f} s/page)" if r["kind"].startswith("ocr_") else ""
+        decoded = f"{r['extra']:,}" if r["extra"] and not r["kind"].startswith("ocr_") else ""
+        print(f"| {r['input']} | {r['label']} | {r['items']:,} | {decoded} | {r['seconds']:.1f}{per} | {ratio} | "
+              f"{r['peak_rss_mb']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Synthetic inputs with known content, made in code: barcode videos and text PDFs.
+"""Inputs with known content, made in code: barcode videos, text PDFs, and hour-long real-content videos
+looped from a clip by stream copy (`loop_video`).
 
 Every frame of a barcode video shows, as 16 black/white stripes, the whole second of video time it belongs
 to, so any decoded frame can be checked against its timestamp. Scene colours change every `scene_seconds`,
@@ -7,7 +8,9 @@ which gives planted scene cuts. PDFs carry known text per page.
 
 from __future__ import annotations
 
+import math
 import os
+from pathlib import Path
 from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 
@@ -47,9 +50,10 @@ def read_barcode(frame: np.ndarray) -> int:
 
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], *, fps: float = 10.0,
-                codec: str = "libx264", crf: int = 18, gop_seconds: float = 10.0) -> str:
+                codec: str = "libx264", crf: int = 18, gop_seconds: float = 10.0, preset: str = "ultrafast") -> str:
     """Encode RGB uint8 frames [H, W, 3] (any iterable: frames are encoded one at a time) into a video file at
-    `fps`; H.264 by default (ultrafast preset, quality `crf`). Returns the path."""
+    `fps`; H.264 by default (x264 `preset`, quality `crf`; "ultrafast" has no B frames, "veryfast" and up
+    do, as real recordings). Returns the path."""
     import av
 
     path = str(path)
@@ -62,7 +66,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], *, fps: f
                 stream.pix_fmt = "yuv420p"
                 stream.gop_size = max(1, int(gop_seconds * fps))
                 if codec == "libx264":
-                    stream.options = {"preset": "ultrafast", "crf": str(crf)}
+                    stream.options = {"preset": preset, "crf": str(crf)}
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         if stream is None:
@@ -93,6 +97,39 @@ def write_barcode_video(path: str | os.PathLike, duration_s: float, *, fps: floa
             yield cached
 
     return write_video(path, frames(), fps=fps, codec=codec, gop_seconds=gop_seconds)
+
+
+def loop_video(source: str | os.PathLike, target: str | os.PathLike, seconds: float = 3600.0) -> Path:
+    """Write `target`: the video stream of `source` repeated until it lasts at least `seconds` (whole loops).
+
+    Packets are remuxed, not decoded: each loop's pts/dts are shifted by the clip's duration (in the stream's
+    time base), so the result plays continuously and seeks like a real long recording. Returns `target`.
+    """
+    import av
+
+    target = Path(target)
+    with av.open(str(source)) as src:
+        stream = src.streams.video[0]
+        packets = [p for p in src.demux(stream) if p.size > 0 and p.pts is not None]
+        if not packets:
+            raise ValueError(f"{source}: no video packets")
+        step = max(p.pts + (p.duration or 0) for p in packets) - min(p.pts for p in packets)
+        loops = max(1, math.ceil(seconds / float(step * stream.time_base)))
+        tmp = target.with_name(target.name + ".tmp.mp4")
+        with av.open(str(tmp), "w") as out:
+            copy = out.add_stream_from_template(stream)
+            for loop in range(loops):
+                shift = loop * step
+                for p in packets:
+                    packet = av.Packet(bytes(p))
+                    packet.pts, packet.dts = p.pts + shift, (p.dts if p.dts is not None else p.pts) + shift
+                    packet.duration, packet.time_base = p.duration, p.time_base
+                    packet.is_keyframe = p.is_keyframe
+                    packet.stream = copy
+                    out.mux(packet)
+    os.replace(tmp, target)
+    return target
+
 
 
 def page_fact(page_number: int) -> str:

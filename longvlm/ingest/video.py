@@ -1,17 +1,20 @@
-"""Video ingestion with decord: metadata, frame sampling, and bounded-memory chunked reading."""
+"""Video ingestion: metadata and truncation (decord), frame sampling, and bounded-memory decoding (PyAV)."""
 
 from __future__ import annotations
 
 import os
 import struct
 import warnings
+from functools import lru_cache
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from longvlm.ingest import sampling
+from longvlm.ingest.decoding import FrameDecoder, FrameTable, KeyFrame, scan_key_frames
 from longvlm.ingest.images import check_aspect
 from longvlm.errors import ConfigError, InputError, InputWarning, LongVLMError, short_reason
 
@@ -46,14 +49,20 @@ class FrameChunk:
 
 
 class VideoReader:
-    """Reads frames from a video file through decord.
+    """Reads frames from a video file: decord indexes it, PyAV decodes it.
+
+    decord opens the file (frame count, frame rate, container timestamps, key frames) and finds the last
+    decodable frame of a truncated file. Frames are decoded with PyAV (FFmpeg's decoder, frame threads): one
+    decoder per reader that runs forward through the file and seeks only when a key frame lies between
+    its position and the next frame asked for, so dense sampling (1 fps and up) costs one sequential decode
+    of the video (the physical limit for exact frames) and sparse sampling costs about half a GOP per
+    frame. Measured on a 1-hour 720p H.264 video (bench/ingest.py): decord's `get_batch` took 1.5x the
+    time of a sequential PyAV decode and 1 GB of memory (its reader keeps decoding ahead without bound
+    after any read); this reader holds the decoder's few reference frames plus one chunk.
 
     Frames are only ever decoded in chunks of `chunk_size` (`iter_chunks`) or one at a time (`read_frame`), so
-    memory stays bounded by the chunk, not by the video length. decord's reader, once it has read a frame,
-    keeps decoding the frames after it in the background without bound (about +400 MB a second on a 720p
-    H.264 video; a 1-hour video reached 12 GB) until it is told to seek; so after every read (the
-    constructor's probes, each chunk, each single frame) the reader is parked by a seek (`_park`).
-    `width`/`height`, if given, make decord scale frames while decoding.
+    memory stays bounded by the chunk, not by the video length. `width`/`height`, if given, scale frames while
+    decoding (FFmpeg's swscale, bicubic).
 
     Frames with an aspect ratio above `longvlm.ingest.images.MAX_ASPECT_RATIO` are refused (`InputError`).
     A truncated file (a download cut short: the last indexed frame does not decode, or the header declares a
@@ -65,6 +74,9 @@ class VideoReader:
     def __init__(self, path: str | os.PathLike, *, width: int = -1, height: int = -1, num_threads: int = 1) -> None:
         self.path = str(path)
         self._keys: list[int] | None = None  # `key_frames`, read when first needed
+        self._size = (width, height) if width > 0 and height > 0 else None
+        self._decoder: FrameDecoder | None = None  # PyAV, opened at the first decode (`_pyav`)
+        self._pyav_checked = False
         if not os.path.isfile(self.path):
             raise InputError(self.path, "video file not found")
         if os.path.getsize(self.path) == 0:
@@ -188,12 +200,16 @@ class VideoReader:
     def key_frames(self) -> list[int]:
         """Sorted indices of the key frames below `metadata.num_frames` ([0] when the container lists none)."""
         if self._keys is None:
-            import decord
+            decoder = self._pyav()
+            if decoder is not None:
+                keys = decoder.table.keys
+            else:
+                import decord
 
-            try:
-                keys = sorted({int(k) for k in self._reader.get_key_indices()})
-            except (decord.DECORDError, RuntimeError):
-                keys = []
+                try:
+                    keys = sorted({int(k) for k in self._reader.get_key_indices()})
+                except (decord.DECORDError, RuntimeError):
+                    keys = []
             self._keys = [k for k in keys if k < self.metadata.num_frames] or [0]
         return self._keys
 
@@ -209,12 +225,34 @@ class VideoReader:
         return key if index - key <= tolerance else index
 
     # -- decoding ---------------------------------------------------------------------------------------
+    def _pyav(self) -> FrameDecoder | None:
+        """The PyAV decoder, or None when PyAV's frame list does not match decord's index (then decord
+        decodes: its frame positions are the ones `metadata`, `indices` and `timestamps` speak of)."""
+        if not self._pyav_checked:
+            self._pyav_checked = True
+            table = _frame_table(self.path)
+            last = self.metadata.num_frames - 1
+            if table is not None and len(table.pts) > last:
+                ends = self.timestamps([0, last])
+                tolerance = 0.5 / self.metadata.fps
+                if all(abs(table.seconds(i) - t) <= tolerance for i, t in zip((0, last), ends)):
+                    self._decoder = FrameDecoder(self.path, table, size=self._size)
+        return self._decoder
+
+    @property
+    def decoded_pictures(self) -> int | None:
+        """Pictures PyAV has decoded for this reader so far (None when decord decodes)."""
+        return self._decoder.decoded if self._decoder is not None else None
+
     def read_frame(self, index: int) -> np.ndarray:
-        """Frame `index` alone ([H, W, 3] uint8 RGB), by a seek: a key frame costs one decoded picture, any
-        other frame is decoded exactly from the key frame before it. For sparse samples of long videos
-        (`snap_to_key_frame`); `iter_chunks` for runs of frames. Raises `InputError` when it does not decode."""
+        """Frame `index` alone ([H, W, 3] uint8 RGB): a key frame costs one decoded picture, any other frame
+        is decoded exactly from the key frame before it (or from where the last read stopped, when no key
+        frame lies between). Raises `InputError` when it does not decode."""
         if not 0 <= index < self.metadata.num_frames:
             raise InputError(self.path, f"frame index out of range 0..{self.metadata.num_frames - 1}")
+        decoder = self._pyav()
+        if decoder is not None:
+            return next(decoder.frames([index]))[1]
         import decord
 
         try:
@@ -239,23 +277,63 @@ class VideoReader:
             raise ConfigError("frame indices must be in non-decreasing order")
         if ordered[0] < 0 or ordered[-1] >= self.metadata.num_frames:
             raise InputError(self.path, f"frame index out of range 0..{self.metadata.num_frames - 1}")
-        import decord
-
+        decoder = self._pyav()
         for start in range(0, len(ordered), chunk_size):
             part = ordered[start:start + chunk_size]
-            try:
-                frames = self._reader.get_batch(part).asnumpy()
-            except (decord.DECORDError, RuntimeError) as exc:
-                raise InputError(self.path, f"frames {part[0]}..{part[-1]} do not decode ({short_reason(exc)})") from exc
-            finally:
-                self._park(part[-1])  # before the caller gets the chunk: it may take long with it
+            if decoder is not None:
+                frames = np.stack([frame for _, frame in decoder.frames(part)])
+            else:
+                frames = self._decord_batch(part)
             yield FrameChunk(frames, part, self.timestamps(part))
+
+    def _decord_batch(self, part: list[int]) -> np.ndarray:
+        import decord
+
+        try:
+            return self._reader.get_batch(part).asnumpy()
+        except (decord.DECORDError, RuntimeError) as exc:
+            raise InputError(self.path, f"frames {part[0]}..{part[-1]} do not decode ({short_reason(exc)})") from exc
+        finally:
+            self._park(part[-1])  # before the caller gets the chunk: it may take long with it
+
+    def scan_key_frames(self, *, width: int = 320, gray: bool = False, limit: int | None = None) -> list[KeyFrame]:
+        """The video's key frames as `width`-wide pictures (`longvlm.ingest.decoding.scan_key_frames`): the
+        coarse timeline of a long video at a small fraction of a full decode. At most `limit`, spread evenly."""
+        decoder = self._pyav()
+        if decoder is None:  # decord's index: read the key frames one by one
+            keys = self.key_frames
+            if limit is not None and len(keys) > limit:
+                keys = [keys[int((i + 0.5) * len(keys) / limit)] for i in range(limit)]
+            out = []
+            for key, stamp in zip(keys, self.timestamps(keys)):
+                picture = Image.fromarray(self.read_frame(key))
+                height = max(2, round(picture.height * width / picture.width / 2) * 2)
+                picture = picture.resize((width, height), Image.BILINEAR).convert("L" if gray else "RGB")
+                out.append(KeyFrame(key, stamp, np.asarray(picture)))
+            return out
+        last = self.metadata.num_frames
+        return [k for k in scan_key_frames(self.path, decoder.table, width=width, gray=gray, limit=limit)
+                if k.index < last]
 
     def read(self, indices: list[int]) -> FrameChunk:
         """Decode all `indices` at once (for short selections; use `iter_chunks` for long ones)."""
         chunks = list(self.iter_chunks(indices))
         return FrameChunk(np.concatenate([c.frames for c in chunks]),
                           [i for c in chunks for i in c.indices], [t for c in chunks for t in c.timestamps])
+
+
+@lru_cache(maxsize=8)
+def _frame_table_cached(path: str, size: int, mtime_ns: int) -> FrameTable | None:
+    try:
+        return FrameTable.read(path)
+    except InputError:
+        return None
+
+
+def _frame_table(path: str) -> FrameTable | None:
+    """PyAV's frame table of `path`, remembered for the last few files (None when PyAV cannot read it)."""
+    stat = os.stat(path)
+    return _frame_table_cached(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
 
 
 def read_video_metadata(path: str | os.PathLike) -> VideoMetadata:

@@ -153,7 +153,7 @@ def test_hour_long_real_video_by_local_path(shipped_demo):
     _require_browser()
     if not LONG_SOURCE.is_file():
         pytest.skip(f"{LONG_SOURCE} is not here")
-    from long_video import loop_video
+    from longvlm.testing import loop_video
     from playwright.sync_api import expect, sync_playwright
 
     url, folder = shipped_demo

@@ -60,7 +60,7 @@ def rss_mb() -> float:
 def test_reader_is_parked_after_reading(shared_media, tmp_path):
     """decord keeps decoding ahead after any read (+400 MB/s on 720p) until it seeks: the reader parks it
     after the constructor's probes, each chunk and each single frame, so RSS stays flat while it idles."""
-    from long_video import loop_video
+    from longvlm.testing import loop_video
 
     video = loop_video(shared_media / "dc_demo.mp4", tmp_path / "loop.mp4", 100)  # 1280x720, ~2 min
     VideoReader(video)  # probes the last frame once (remembered): later readers read only frame 0

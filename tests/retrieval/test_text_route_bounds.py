@@ -282,7 +282,7 @@ def rss_mb() -> float:
 
 def test_decoder_is_parked_between_frames(shared_media, tmp_path):
     """decord keeps decoding ahead after a read (+400 MB/s on 720p) unless parked: RSS stays flat."""
-    from long_video import loop_video
+    from longvlm.testing import loop_video
 
     video = loop_video(shared_media / "dc_demo.mp4", tmp_path / "loop.mp4", 120)
     grab = page_text._FrameGrabber(str(video))
@@ -356,7 +356,7 @@ def test_hour_long_video_on_the_text_route_is_bounded(shared_media, tmp_path, mo
     """A 1-hour 1280x720 real video (dc_demo looped by stream copy), asked through the CLI with nothing of it
     cached: answered within the frame/time budget, well under 2 GiB (before: still running after 5 minutes at
     12 GB). The user cache is the real one (converted models), minus this video's OCR entries."""
-    from long_video import loop_video
+    from longvlm.testing import loop_video
     from test_bad_inputs import run_cli
 
     from longvlm.ingest.cache import cache_dir, file_sha256
