@@ -33,6 +33,7 @@ from longvlm.encoded import Answer, EncodedInput, Evidence
 from longvlm.vlm.loading import VLM
 from longvlm.pipeline.answer import answer
 from longvlm.pipeline.encode import encode
+from longvlm.references import time_references
 from longvlm.vlm.room import add_notes, fit_room
 from longvlm.ingest.pdf import PdfDocument
 from longvlm.ingest.video import read_video_metadata
@@ -167,6 +168,7 @@ class DemoSession:
     duration_s: float | None = None
     files: SessionFiles | None = None
     history: list[tuple[str, Answer]] = field(default_factory=list)
+    focused: dict[tuple[float, ...], EncodedInput] = field(default_factory=dict)  # video: per named times
 
     @property
     def read_count(self) -> int:
@@ -309,6 +311,21 @@ def _turns(session: DemoSession, question: str) -> tuple[str, list[tuple[str, st
     return turns[0][0], [*pairs, (turns[-1][1].text, question)]
 
 
+def _focused(vlm: VLM, session: DemoSession, question: str) -> EncodedInput:
+    """The encoded input a VLM-route question is answered from: for a video question that names times (coarse
+    to fine), the video re-encoded with its frames focused on them (`longvlm.pipeline.encode`: only those
+    stretches are decoded; remembered per set of times), else the session's own."""
+    times = tuple(time_references(question, session.duration_s)) if session.kind == "video" else ()
+    if not times or session.encoded.options.memory is not None:
+        return session.encoded
+    if times not in session.focused:
+        if len(session.focused) >= 4:  # bounded: the oldest focus goes
+            session.focused.pop(next(iter(session.focused)))
+        session.focused[times] = encode(vlm, session.path, session.encoded.options, question=question,
+                                        kind="video")
+    return session.focused[times]
+
+
 def stream_answer(vlm: VLM | None, session: DemoSession, question: str, *, max_new_tokens: int | None = None,
                   kv_press=None, timeout_s: float = 600.0) -> Iterator[tuple[str, Answer | None]]:
     """Yield (text so far, None) while the model generates, then (final text, Answer) once; the turn is then
@@ -325,13 +342,14 @@ def stream_answer(vlm: VLM | None, session: DemoSession, question: str, *, max_n
         yield result.text, result
         return
     first, follow_ups = _turns(session, question)
+    encoded = _focused(vlm, session, question)
     streamer = TextIteratorStreamer(vlm.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout_s)
     outcome: dict = {}
     extra = {"kv_press": kv_press} if kv_press is not None else {}
 
     def run() -> None:
         try:
-            outcome["answer"] = answer(vlm, session.encoded, first, follow_ups=follow_ups,
+            outcome["answer"] = answer(vlm, encoded, first, follow_ups=follow_ups,
                                        max_new_tokens=max_new_tokens, streamer=streamer, **extra)
         except BaseException as exc:  # handed to the caller below
             outcome["error"] = exc

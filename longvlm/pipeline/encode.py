@@ -37,6 +37,7 @@ from longvlm.limits import check_question
 from longvlm.memory.streaming import encode_video_with_memory
 from longvlm.options import Compression, Options
 from longvlm.processing.patches import video_patches
+from longvlm.references import time_references
 from longvlm.planning.planner import (Plan, PlannedImage, PlannedVideo, plan_images, plan_native_frames,
                                       plan_ranked_images, plan_video)
 from longvlm.retrieval.page_text import pdf_page_texts, video_frame_texts
@@ -231,7 +232,7 @@ def encode_images(vlm: VLM, images: Sequence[str | Image.Image], options: Option
 @torch.no_grad()
 def encode_video(vlm: VLM, path: str, options: Options | None = None, *, frame_order: Sequence[int] | None = None,
                  native_frames: int = 0, frames_per_chunk: int = 16, progress: ProgressFn | None = None,
-                 context_room: int | None = None) -> EncodedInput:
+                 context_room: int | None = None, focus_times: Sequence[float] = ()) -> EncodedInput:
     """Plan and encode a video as `options` say (`sample_fps`, `max_frames`) into `max_visual_tokens`
     (default 4096), decoding `frames_per_chunk` frames at a time.
 
@@ -240,9 +241,14 @@ def encode_video(vlm: VLM, path: str, options: Options | None = None, *, frame_o
     `hybrid.high_tokens` tokens do not fit the budget). A hybrid video is one visual block made of several
     video items; the encoded input then carries the position layout `answer()` passes to the model.
 
+    `focus_times` (seconds, e.g. the times a question names: coarse to fine) put the sampled frames nearest
+    to them first when the budget forces thinning: a dense run of frames around each time instead of frames
+    spread over the whole video, and only those stretches are decoded. Times outside the video are ignored.
+
     `frame_order` (frame indices, best first, e.g. from question-aware selection) decides which frames are
-    kept when the budget forces thinning; with `native_frames`, its first frames are also given as close-up
-    images at native resolution (at most half the budget), after the video, labelled with their timestamps.
+    kept when the budget forces thinning, after the focus times' frames; with `native_frames`, its first
+    frames are also given as close-up images at native resolution (at most half the budget), after the
+    video, labelled with their timestamps.
 
     With `options.compression`, each chunk's frames (and the close-ups) are compressed k x k right after the vision
     tower (k from the video's duration when `downsample="auto"`) and the budget counts compressed tokens;
@@ -269,6 +275,9 @@ def encode_video(vlm: VLM, path: str, options: Options | None = None, *, frame_o
     t_plan = time.perf_counter()
     spec = vlm.vision
     visual = _visual_setup(vlm, options.compression, "video", meta.duration)
+    focus = [t for t in focus_times if 0 <= t <= meta.duration]
+    if focus:
+        frame_order = [*focus_order(reader.indices(fps=sample_fps), meta.fps, focus), *(frame_order or [])]
 
     def plan_for(budget: int) -> tuple[Plan, list[PlannedImage]]:
         closeups: list[PlannedImage] = []
@@ -316,6 +325,7 @@ def encode_video(vlm: VLM, path: str, options: Options | None = None, *, frame_o
         image_grid = torch.tensor([visual.grid(vlm, c.height, c.width) for c in closeups], dtype=torch.long)
         plan = dataclasses.replace(plan, items=[*plan.items, *closeups], budget=max_visual_tokens)
     stats = {"video_duration_s": duration, "video_fps": meta.fps, "frames_sampled": len(set(frame_indices)),
+             "focus_times_s": focus,
              "frames_encoded": len(frame_indices),
              "native_frames": len(closeups), "resolution": plan.resolution, "time_plan_s": plan_s,
              "time_decode_s": decode_s, "time_encode_s": encode_s,
@@ -334,6 +344,12 @@ def encode_video(vlm: VLM, path: str, options: Options | None = None, *, frame_o
     return check_planned(EncodedInput(path, "video", plan, parts, evidence, video_embeds=embeds,
                                 video_grid_thw=grid_thw, image_embeds=image_embeds, image_grid_thw=image_grid,
                                 second_per_grid_ts=second_per_grid_ts, position_blocks=blocks, stats=stats))
+
+
+def focus_order(indices: Sequence[int], fps: float, times: Sequence[float]) -> list[int]:
+    """`indices` (frames of a video at `fps`) ordered by their distance to the nearest of `times` (seconds),
+    nearest first; ties keep the earlier frame first."""
+    return sorted(indices, key=lambda i: (min(abs(i / fps - t) for t in times), i))
 
 
 def _encode_video_items(vlm: VLM, reader: VideoReader, items: list[PlannedVideo], chunk_frames: int,
@@ -422,7 +438,8 @@ def encode(vlm: VLM, source: Source, options: Options | None = None, *, question
     `source` is a file (its kind detected once from its content, then its suffix: `longvlm.ingest.kinds`,
     unless the caller says it with `kind`: 'pdf', 'video' or 'image', e.g. the CLI's --pdf) or a list of images.
     With a `Compression` selector the question is needed (`ConfigError` without it): the pages/frames are
-    ranked against it before planning. `context_room` (`longvlm.vlm.room`): the visual tokens
+    ranked against it before planning. A video question that names times ("at 30:00", "minute 12") focuses
+    the frames on them (`encode_video`'s `focus_times`). `context_room` (`longvlm.vlm.room`): the visual tokens
     plus their labels fit in that many tokens; without it, what fits the model after the prompt and the answer
     (`fit_room`, with a note when `options.max_visual_tokens` is lowered). The result remembers `options` for
     `answer()` (its KV press).
@@ -466,9 +483,10 @@ def encode(vlm: VLM, source: Source, options: Options | None = None, *, question
             if selector is not None:
                 order, selection = _rank_frames(selector, check_question(question), path, options.sample_fps,
                                                 options.max_frames, compression.native_items)
+            times = time_references(question) if question is not None and options.memory is None else []
             encoded = encode_video(vlm, path, sized, frame_order=order,
                                    native_frames=compression.native_items if order is not None else 0,
-                                   progress=progress, context_room=context_room)
+                                   progress=progress, context_room=context_room, focus_times=times)
         else:
             encoded = encode_images(vlm, [path], sized, progress=progress, context_room=context_room)
     encoded.stats.update(selection)

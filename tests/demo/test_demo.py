@@ -373,3 +373,19 @@ def test_budget_slider_is_consistent_for_every_context(context):
     assert 64 <= top < context - default_new_tokens(context)
     gr.Slider(min(64, top), top, value=top, step=1)  # raises when value > maximum
     assert default_new_tokens(context) <= new_tokens_maximum(model) <= context // 2
+
+
+def test_a_question_naming_a_time_is_answered_from_frames_around_it(vlm, ten_minute_video, vision_calls):
+    """Coarse to fine: the session's encoding spreads frames over the 10 minutes; a question naming 5:00 is
+    answered from a re-encoding focused there (remembered: asking it again runs no vision tower)."""
+    session = ingest(vlm, ten_minute_video, DemoSettings(max_visual_tokens=128, sample_fps=1.0), max_thumbnails=4)
+    coarse = [e.timestamp for e in session.encoded.evidence]
+    assert coarse[-1] - coarse[0] > 400
+    *_, (_, result) = stream_answer(vlm, session, "What does the counter show at 5:00?", max_new_tokens=4)
+    stamps = [e.timestamp for e in result.evidence]
+    assert len(stamps) == len(coarse) and all(abs(t - 300) <= len(stamps) for t in stamps)
+    calls = len(vision_calls)
+    *_, (_, again) = stream_answer(vlm, session, "And at minute 5?", max_new_tokens=4)
+    assert len(vision_calls) == calls and [e.timestamp for e in again.evidence] == stamps
+    *_, (_, plain) = stream_answer(vlm, session, "What is shown?", max_new_tokens=4)
+    assert [e.timestamp for e in plain.evidence] == coarse  # no time named: the session's own encoding

@@ -160,3 +160,20 @@ def test_cli(capsys, sixty_page_pdf, short_video, tmp_path):
     assert main(["ask", "--route", "vlm", "--pdf", str(bad), "-q", "x"]) == 2
     err = capsys.readouterr().err
     assert "broken.pdf" in err and "corrupt" in err and "Traceback" not in err
+
+
+def test_video_question_naming_times_focuses_the_frames(ten_minute_video):
+    from longvlm.pipeline.encode import encode, focus_order
+    from longvlm.testing import read_barcode
+
+    assert focus_order([0, 5, 10, 15, 20], 5.0, [2.0, 3.9]) == [10, 20, 15, 5, 0]
+    vlm = load_vlm("tiny")
+    encoded = encode(vlm, ten_minute_video, Options(max_visual_tokens=256), question="What happens at 2:30 and at 8:00?")
+    assert encoded.stats["focus_times_s"] == [150.0, 480.0]
+    stamps = [e.timestamp for e in encoded.evidence]
+    near = [min(abs(t - 150), abs(t - 480)) for t in stamps]
+    assert max(near) <= len(stamps) and any(abs(t - 150) < 2 for t in stamps) and any(abs(t - 480) < 2 for t in stamps)
+    frames = VideoReader(ten_minute_video).read([e.index for e in encoded.evidence]).frames
+    assert [read_barcode(f) for f in frames] == [int(t + 1e-6) for t in stamps]
+    outside = encode(vlm, ten_minute_video, Options(max_visual_tokens=256), question="What happens at 2:00:00?")
+    assert outside.stats["focus_times_s"] == [] and max(e.timestamp for e in outside.evidence) > 500
