@@ -64,6 +64,10 @@ class FrameTable:
         return (self.pts[index] - self.start_pts) * self.time_base
 
 
+class _NotDecoded(Exception):
+    """The running decode did not produce the frame asked for (the file ended, or skipped past it)."""
+
+
 class FrameDecoder:
     """Decodes frames of one video file by their positions in a `FrameTable`, in non-decreasing order.
 
@@ -78,6 +82,7 @@ class FrameDecoder:
         self._container = None
         self._frames: Iterator | None = None
         self._next = 0  # position of the next frame the running decode will return (when _frames is set)
+        self._seeked = False  # no frame placed since the last seek
         self.decoded = 0  # pictures decoded so far (a cost counter for benchmarks and tests)
 
     def _open(self) -> None:
@@ -90,13 +95,13 @@ class FrameDecoder:
             stream.codec_context.thread_count = self.threads
         self._stream = self._container.streams.video[0]
 
-    def _seek(self, index: int) -> None:
-        """Restart decoding at the key frame at or before frame `index`."""
+    def _seek(self, index: int, back: int = 0) -> None:
+        """Restart decoding at the key frame at or before frame `index` (`back` key frames earlier still)."""
         self._open()
-        key = self.table.key_before(index)
+        keys = self.table.keys
+        key = keys[max(0, bisect_right(keys, index) - 1 - back)]
         self._container.seek(self.table.pts[key], stream=self._stream, backward=True, any_frame=False)
-        self._frames = self._container.decode(self._stream)
-        self._next = key
+        self._frames, self._next, self._seeked = self._container.decode(self._stream), key, True
 
     def _rgb(self, frame) -> np.ndarray:
         if self.size is None:
@@ -117,12 +122,29 @@ class FrameDecoder:
             if self._frames is None or target < self._next or self.table.key_before(target) > self._next:
                 self._seek(target)
             try:
-                last = (target, self._decode_up_to(target))
-            except (av.FFmpegError, StopIteration) as exc:
+                last = (target, self._decode_with_retries(target))
+            except (av.FFmpegError, _NotDecoded) as exc:
                 self.close()
-                reason = "the file ends before it" if isinstance(exc, StopIteration) else short_reason(exc)
-                raise InputError(self.path, f"frame {target} does not decode ({reason})") from exc
+                raise InputError(self.path, f"frame {target} does not decode ({short_reason(exc)})") from exc
             yield last
+
+    def _decode_with_retries(self, target: int) -> np.ndarray:
+        """Frame `target` from the running decode. Some containers' seeks land past the key frame asked for
+        or give frames without usable timestamps (MPEG-PS): then seek 1 and 4 key frames further back, and
+        at last decode from the start of the file."""
+        for back in (1, 4, None):
+            try:
+                return self._decode_up_to(target)
+            except _NotDecoded:
+                if not self._seeked:  # the decode had placed frames since its seek: the frame is missing
+                    raise
+            if back is None:
+                self.close()
+                self._open()
+                self._frames, self._next, self._seeked = self._container.decode(self._stream), 0, True
+            else:
+                self._seek(target, back)
+        return self._decode_up_to(target)
 
     def _decode_up_to(self, target: int) -> np.ndarray:
         for frame in self._frames:
@@ -130,13 +152,13 @@ class FrameDecoder:
             position = self.table.index_of(frame.pts) if frame.pts is not None else None
             if position is None or position < target:
                 if position is not None:
-                    self._next = position + 1
+                    self._next, self._seeked = position + 1, False
                 continue
-            self._next = position + 1
-            if position > target:  # the frame asked for was not produced (a damaged stretch)
-                raise av.InvalidDataError(0, f"frame {target} missing from the decoded stream")
+            if position > target:
+                raise _NotDecoded(f"decoding went from frame {self._next - 1} to {position}")
+            self._next, self._seeked = position + 1, False
             return self._rgb(frame)
-        raise StopIteration
+        raise _NotDecoded("the file ends before it")
 
     def close(self) -> None:
         """Release the container and decoder (a later request reopens them)."""

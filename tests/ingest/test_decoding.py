@@ -88,3 +88,18 @@ def test_decord_decodes_when_pyav_disagrees(short_video, monkeypatch):
     assert np.array_equal(reader.read([0, 37, 299]).frames, expected)
     assert reader.decoded_pictures is None
     assert [k.index for k in reader.scan_key_frames(width=32)] == reader.key_frames
+
+
+def test_mpeg_program_stream_frames_and_times(tmp_path):
+    """MPEG-PS (.mpg): decord reports times of -1e14 s for it and its seeks land past the key frame; the
+    reader gives PyAV's times and the right frames (seeking further back when a seek lands too late)."""
+    from longvlm.testing import barcode_frame, write_video
+
+    frames = (barcode_frame(int(i / 10), 64, 128) for i in range(120))
+    path = write_video(tmp_path / "clip.mpg", frames, fps=10, codec="mpeg2video", gop_seconds=1.2)
+    reader = VideoReader(path)
+    chunk = reader.read(reader.indices(fps=1.0))
+    assert reader.decoded_pictures is not None  # PyAV decodes it
+    assert chunk.timestamps == pytest.approx(list(range(12)), abs=1e-3)
+    assert [read_barcode(f) for f in chunk.frames] == list(range(12))
+    assert read_barcode(reader.read_frame(110)) == 11 and read_barcode(reader.read_frame(5)) == 0
