@@ -69,10 +69,10 @@ class _NotDecoded(Exception):
 
 
 class FrameDecoder:
-    """Decodes frames of one video file by their positions in a `FrameTable`, in non-decreasing order.
+    """Decodes frames of one video file by their positions in a `FrameTable`.
 
-    Holds one open container and decoder between calls, so consecutive requests continue where the last
-    one stopped (no seek unless a key frame lies in between). `size` (width, height) scales each kept
+    Holds one open container and decoder between calls, so requests in increasing order continue where the
+    last one stopped (no seek unless a key frame lies in between); an earlier frame costs a seek back. `size` (width, height) scales each kept
     frame while converting it to RGB; other pictures are decoded but never converted.
     """
 
@@ -110,7 +110,8 @@ class FrameDecoder:
         return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="BICUBIC")
 
     def frames(self, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
-        """(index, RGB frame) for each of `indices` (non-decreasing; a repeat yields the same array again).
+        """(index, RGB frame) for each of `indices` (any order, increasing is cheapest; a repeat of the
+        previous index yields the same array again).
         Raises `InputError` naming the file when a frame does not decode."""
         import av
 
