@@ -107,6 +107,18 @@ def answer_citations(session: DemoSession, result) -> list[Citation]:
     return cited
 
 
+def answer_record(session: DemoSession | None) -> dict:
+    """The session's last answer as data (the `/last_answer` API endpoint): its question, text, route,
+    citations and the pages/frames it drew on (up to 12, spread), each as {"label", "target"} (a target is
+    what `/jump` takes: "p:3", "t:75.500"); {} before any answer."""
+    if session is None or not session.history:
+        return {}
+    question, result = session.history[-1]
+    return {"question": question, "answer": result.text, "route": result.route, "turns": len(session.history),
+            "cited": [{"label": c.label, "target": c.target} for c in answer_citations(session, result)],
+            "evidence": [{"label": c.label, "target": c.target} for c in evidence_citations(result.evidence)]}
+
+
 def citations_html(session: DemoSession | None) -> str:
     """Chips for the last answer's citations, then for what the model was given; empty before any input."""
     if session is None:
@@ -373,6 +385,8 @@ def build_demo(pool: ModelPool, config: DemoConfig = DemoConfig()) -> gr.Blocks:
                 with gr.Accordion("Stats", open=True):
                     stats_md = gr.HTML(stats_markdown(None, first), elem_id="lv-stats")
         jump_box = gr.Textbox(visible=False, elem_id="lv-jump")
+        answer_json = gr.JSON(visible=False)  # the API's `/last_answer` output
+        answer_btn = gr.Button(visible=False)
 
         # -- handlers ------------------------------------------------------------------------------------
         def settings_from(budget_v, fps_v, max_frames_v, max_new_v, comp_v, ratio_v, press_v, kv_v, memory_v,
@@ -543,6 +557,7 @@ def build_demo(pool: ModelPool, config: DemoConfig = DemoConfig()) -> gr.Blocks:
             jump, [jump_box, session_state], jump_outputs, api_name="jump")
         gallery.select(gallery_selected, [session_state], jump_box, api_visibility="private").then(
             jump, [jump_box, session_state], jump_outputs, api_visibility="private")
+        answer_btn.click(answer_record, [session_state], answer_json, api_name="last_answer", queue=False)
         clear_btn.click(new_chat, [session_state, model_state], [session_state, chatbot, cites, stats_md, notice],
                         api_name="new_chat")
         model_btn.click(load_model, [model_box, rope_method, rope_scale, model_state],

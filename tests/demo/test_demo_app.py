@@ -258,3 +258,26 @@ def test_loading_a_slow_input_does_not_hold_up_another_sessions_question(server,
     worker.join()
     assert reply["notice"] == "" and [m["role"] for m in reply["chat"]] == ["user", "assistant"]
     assert finished["b"] < finished["a"], (finished["a"] - started, finished["b"] - started)
+
+
+def test_the_readmes_api_example_runs_against_the_shipped_demo(monkeypatch):
+    """README "The demo as an API": its gradio_client example, as written, against the app `longvlm demo`
+    serves (default model, default settings; only the URL is this test's port)."""
+    import re
+
+    from longvlm.vlm.loading import default_model
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = re.search(r"```python demo-api\n(.*?)```", readme, flags=re.S).group(1)
+    demo = launch_demo(host="127.0.0.1", port=free_port(), pool=ModelPool(default_model()), block=False, quiet=True)
+    try:
+        monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the example names samples/report.pdf
+        names: dict = {"__name__": "readme_demo_api"}
+        exec(compile(example.replace("http://127.0.0.1:7860/", demo.local_url), "README demo-api", "exec"), names)
+    finally:
+        demo.close()
+    assert "ready" in names["status"] and names["notice"] == ""
+    answer = names["answer"]
+    assert answer["turns"] == 2 and answer["question"] == "Which page is it on?" and answer["answer"]
+    assert answer["cited"] and all(c["target"].startswith("p:") for c in answer["cited"])
+    assert names["page"]["label"] == f"Page {answer['cited'][0]['target'][2:]}"
