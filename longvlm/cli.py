@@ -207,6 +207,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _eval_niah(args: argparse.Namespace) -> int:
+    from longvlm.eval.sharding import Shard
     from longvlm.eval.niah import ClipHaystack, SuiteSpec, load_vniah_needles, run_suite
     from longvlm.vlm.loading import load_vlm
     from longvlm.vlm.rope import apply_position_extension
@@ -221,11 +222,13 @@ def _eval_niah(args: argparse.Namespace) -> int:
         kwargs["vniah_needles"] = load_vniah_needles(args.needles)
     spec = SuiteSpec(args.suite, args.lengths, args.depths, args.samples, args.seed, args.question)
     summary = run_suite(vlm, spec, args.out, scoring=args.scoring, **kwargs)
-    print(json.dumps({k: v for k, v in summary.items() if k != "cells"}, indent=2))
+    if Shard.from_env().is_main:  # one summary, however many processes evaluated
+        print(json.dumps({k: v for k, v in summary.items() if k != "cells"}, indent=2))
     return 0
 
 
 def _eval_mmlongbench(args: argparse.Namespace) -> int:
+    from longvlm.eval.sharding import Shard
     from longvlm.eval.extract import RULE_BASED_LABEL
     from longvlm.eval.mmlongbench_run import official_extractor, run_mmlongbench
     from longvlm.vlm.loading import load_vlm
@@ -243,7 +246,8 @@ def _eval_mmlongbench(args: argparse.Namespace) -> int:
     results = run_mmlongbench(vlm, args.data, args.out, max_pages=args.max_pages, dpi=args.dpi,
                               max_visual_tokens=args.max_visual_tokens, min_tokens_per_page=args.min_tokens_per_page,
                               extractor=extractor, extractor_label=label, oracle=args.oracle, limit=args.limit)
-    print(json.dumps({k: v for k, v in results.items() if k not in ("evidence_sources", "doc_types")}, indent=2))
+    if Shard.from_env().is_main:
+        print(json.dumps({k: v for k, v in results.items() if k not in ("evidence_sources", "doc_types")}, indent=2))
     return 0
 
 

@@ -23,6 +23,7 @@ import os
 import sys
 
 from longvlm.datasets.mixture import GENERATORS
+from longvlm.eval.sharding import Shard
 from longvlm.eval.synthetic import NEEDLE_TASKS, generation_accuracy, heldout_examples
 from longvlm.vlm.loading import SHIPPED_MODELS, load_vlm
 from longvlm.vlm.rope import apply_position_extension
@@ -46,7 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--length-bins", nargs="*", default=None, metavar="MIN:MAX",
                         help="accuracy per task in each token-length bin instead (e.g. 20:64 65:128 129:256)")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--records", default=None,
+                        help="keep per-sample records in this folder (resumable); needed with several processes "
+                             "(`torchrun --nproc_per_node N scripts/eval_small_model.py ...` shares the samples)")
     args = parser.parse_args(argv)
+    shard = Shard.from_env()
+    if shard.world > 1 and not args.records:
+        raise SystemExit("several processes share the samples through files: give --records DIR")
     vlm = load_vlm(args.model, device="cpu")
     train_config = {}
     config_file = os.path.join(SHIPPED_MODELS.get(args.model, args.model), "train_config.json")
@@ -69,11 +76,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# position extension: {method} x{scale:g} (L = {train_length})", flush=True)
         results = {}
         for task in tasks:
-            results[task] = generation_accuracy(vlm, examples[task])
-            print(f"{task:<24} {results[task]['accuracy']:.3f}  ({results[task]['seconds']:.1f}s)", flush=True)
+            path = os.path.join(args.records, f"{method or 'none'}-{task.replace('/', '_')}.jsonl") \
+                if args.records else None
+            results[task] = generation_accuracy(vlm, examples[task], records_path=path)
+            if shard.is_main:
+                print(f"{task:<24} {results[task]['accuracy']:.3f}  ({results[task]['seconds']:.1f}s)", flush=True)
         if method is not None:
             apply_position_extension(vlm, None, train_length=train_length)
         summaries.append(summarize(args, results, tasks, min_length, max_length, method, scale))
+    if not shard.is_main:
+        return 0
     if args.rope_methods:
         print(method_table(summaries, tasks))
     summary = summaries[0] if len(summaries) == 1 else {"methods": summaries}

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from longvlm.errors import InputError, LongVLMError
 from longvlm.eval.extract import FAILED, RULE_BASED_LABEL, official_extract, rule_based_extract
 from longvlm.eval.mmlongbench import aggregate, load_samples, prediction_note, score_answer
+from longvlm.eval.sharding import Shard, run_sharded
 from longvlm.options import Options
 from longvlm.pipeline.encode import encode_pdf
 from longvlm.vlm.loading import VLM
@@ -51,8 +52,9 @@ def run_mmlongbench(vlm: VLM, data_dir: str, out_dir: str, *, max_pages: int = 1
                "questions": len(records), "scored": sum(1 for r in records if "score" in r),
                "seconds_per_question": sum(r["seconds"] for r in timed) / max(1, len(timed)),
                **aggregate(records)}
-    with open(os.path.join(out_dir, "results.json"), "w") as fh:
-        json.dump(results, fh, indent=2)
+    if Shard.from_env().is_main:
+        with open(os.path.join(out_dir, "results.json"), "w") as fh:
+            json.dump(results, fh, indent=2)
     return results
 
 
@@ -64,47 +66,24 @@ def run_records(samples: Sequence[tuple[int, dict]], documents: str, out_dir: st
                 progress: Callable[[int, int, dict], None] | None = None) -> list[dict]:
     """The resumable per-question loop: for each (qid, sample) not yet in `out_dir/records.jsonl`, a record of
     the sample's fields plus `answer_one(pdf_path, sample)` (or `skipped` when its PDF is missing) is appended
-    at once. Returns the records of `samples`, in qid order. `progress(n, total, record)` after each one."""
-    os.makedirs(out_dir, exist_ok=True)
-    records_path = os.path.join(out_dir, "records.jsonl")
-    done: dict[int, dict] = {}
-    if os.path.isfile(records_path):
-        done = _read_records(records_path)
-    with open(records_path, "a") as fh:
-        for n, (qid, sample) in enumerate(samples):
-            if qid in done:
-                continue
-            record = {"qid": qid, **{k: sample[k] for k in RECORD_FIELDS}}
-            pdf = os.path.join(documents, sample["doc_id"])
-            if not os.path.isfile(pdf):
-                record.update(skipped=True, reason="PDF not present")
-            else:
-                record.update(answer_one(pdf, sample))
-            fh.write(json.dumps(record) + "\n")
-            fh.flush()
-            done[qid] = record
-            if progress is not None:
-                progress(n, len(samples), record)
-    return [done[qid] for qid, _ in sorted(samples, key=lambda item: item[0]) if qid in done]
+    at once. Returns the records of `samples`, in qid order. `progress(n, total, record)` after each one.
+    Under `accelerate launch` / `torchrun` the documents are shared out over the processes
+    (`longvlm.eval.sharding`): each document is encoded by one process only."""
+    ordered = sorted(samples, key=lambda item: item[0])
+    documents_order = {doc: k for k, doc in enumerate(dict.fromkeys(s["doc_id"] for _, s in ordered))}
 
+    def score(n: int) -> dict:
+        qid, sample = ordered[n]
+        record = {"qid": qid, **{k: sample[k] for k in RECORD_FIELDS}}
+        pdf = os.path.join(documents, sample["doc_id"])
+        if not os.path.isfile(pdf):
+            record.update(skipped=True, reason="PDF not present")
+        else:
+            record.update(answer_one(pdf, sample))
+        return record
 
-def _read_records(path: str) -> dict[int, dict]:
-    """The finished records of a run by qid; a line that is not a whole record (a run killed while writing)
-    is ignored, so its question is answered again."""
-    done: dict[int, dict] = {}
-    with open(path, "rb") as fh:
-        data = fh.read()
-    if data and not data.endswith(b"\n"):
-        with open(path, "ab") as fh:  # the next record must start on its own line
-            fh.write(b"\n")
-    for line in data.decode("utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("qid"), int):
-            done[record["qid"]] = record
-    return done
+    return run_sharded([qid for qid, _ in ordered], os.path.join(out_dir, "records.jsonl"), score, key="qid",
+                       group=lambda n: documents_order[ordered[n][1]["doc_id"]], progress=progress)
 
 
 def score_prediction(sample: dict, pred: str) -> float:

@@ -22,6 +22,7 @@ import numpy as np
 from longvlm.datasets import needles
 from longvlm.datasets.examples import Example, VideoItem
 from longvlm.eval.synthetic import normalize_answer
+from longvlm.eval.sharding import Shard, run_sharded
 from longvlm.profiling import RssSampler
 from longvlm.training.collate import tokenize_example
 from longvlm.training.evaluate import teacher_forced_hits
@@ -138,46 +139,55 @@ class SuiteSpec:
     question: str = "page"  # document suite: page | color | code | count | order
 
 
-def iter_samples(spec: SuiteSpec, *, haystack: Callable = procedural_haystack,
-                 vniah_needles: list[ImageNeedle] | None = None, frame_size: int = 56) -> Iterator[tuple[str, Example]]:
-    """(question id, example) for every cell and sample; ids are stable so runs can resume."""
-    for length in spec.lengths:
-        for depth in spec.depths:
-            for k in range(spec.samples):
-                qid = f"{spec.suite}-L{length}-D{depth:.2f}-{k}"
-                rng = np.random.default_rng([spec.seed, length, int(round(depth * 1000)), k])
-                if spec.suite == "video":
-                    needle = vniah_needles[k % len(vniah_needles)] if vniah_needles else None
-                    example = video_sample(rng, length, depth, size=frame_size, haystack=haystack, needle=needle)
-                elif spec.suite == "document":
-                    example = needles.document_needle(rng, length, question=spec.question, depth=depth)
-                elif spec.suite == "image":
-                    # MMNeedle: `length` images; depth only decides which image holds the needle when present
-                    example = needles.image_grid_needle(rng, length, negative=k % 2 == 1)
-                else:
-                    raise ValueError(f"unknown suite {spec.suite!r}; known: {SUITES}")
-                example.meta.setdefault("depth", depth)
-                yield qid, example
+def sample_cells(spec: SuiteSpec) -> list[tuple[str, int, float, int]]:
+    """(question id, length, depth, sample number) of every sample, in run order; ids are stable so runs can
+    resume."""
+    return [(f"{spec.suite}-L{length}-D{depth:.2f}-{k}", length, depth, k)
+            for length in spec.lengths for depth in spec.depths for k in range(spec.samples)]
+
+
+def make_sample(spec: SuiteSpec, length: int, depth: float, k: int, *, haystack: Callable = procedural_haystack,
+                vniah_needles: list[ImageNeedle] | None = None, frame_size: int = 56) -> Example:
+    """Sample `k` of the cell (length, depth): the same example whenever and wherever it is made."""
+    rng = np.random.default_rng([spec.seed, length, int(round(depth * 1000)), k])
+    if spec.suite == "video":
+        needle = vniah_needles[k % len(vniah_needles)] if vniah_needles else None
+        example = video_sample(rng, length, depth, size=frame_size, haystack=haystack, needle=needle)
+    elif spec.suite == "document":
+        example = needles.document_needle(rng, length, question=spec.question, depth=depth)
+    elif spec.suite == "image":
+        # MMNeedle: `length` images; depth only decides which image holds the needle when present
+        example = needles.image_grid_needle(rng, length, negative=k % 2 == 1)
+    else:
+        raise ValueError(f"unknown suite {spec.suite!r}; known: {SUITES}")
+    example.meta.setdefault("depth", depth)
+    return example
+
+
+def iter_samples(spec: SuiteSpec, **sample_kwargs) -> Iterator[tuple[str, Example]]:
+    """(question id, example) for every cell and sample (`make_sample`'s keyword arguments apply)."""
+    for qid, length, depth, k in sample_cells(spec):
+        yield qid, make_sample(spec, length, depth, k, **sample_kwargs)
 
 
 def run_suite(vlm: VLM, spec: SuiteSpec, out_dir: str, *, scoring: str = "both", max_new_tokens: int = 12,
               **sample_kwargs) -> dict:
     """Score every sample (generation and/or teacher forcing), appending to `<out>/<suite>_samples.jsonl`
-    and skipping ids already there; then write the summary JSON and the heatmap."""
-    os.makedirs(out_dir, exist_ok=True)
-    records_path = os.path.join(out_dir, f"{spec.suite}_samples.jsonl")
-    done = set()
-    if os.path.isfile(records_path):
-        with open(records_path) as fh:
-            done = {json.loads(line)["question_id"] for line in fh if line.strip()}
-    with open(records_path, "a") as fh:
-        for qid, example in iter_samples(spec, **sample_kwargs):
-            if qid in done:
-                continue
-            fh.write(json.dumps(score_example(vlm, qid, example, scoring, max_new_tokens)) + "\n")
-            fh.flush()
-    with open(records_path) as fh:
-        records = [json.loads(line) for line in fh if line.strip()]
+    and skipping ids already there; then write the summary JSON and the heatmap. Under `accelerate launch` /
+    `torchrun` the samples are shared out over the processes (`longvlm.eval.sharding`); the main process
+    writes the summary."""
+    shard = Shard.from_env()
+    cells = sample_cells(spec)
+    ids = [cell[0] for cell in cells]
+
+    def score(n: int) -> dict:  # a process makes only the samples it scores
+        qid, length, depth, k = cells[n]
+        return score_example(vlm, qid, make_sample(spec, length, depth, k, **sample_kwargs), scoring, max_new_tokens)
+
+    records = run_sharded(ids, os.path.join(out_dir, f"{spec.suite}_samples.jsonl"), score, key="question_id",
+                          shard=shard)
+    if not shard.is_main:  # the main process writes the summary and the heatmap
+        return summarize(spec.suite, records)
     summary = summarize(spec.suite, records)
     with open(os.path.join(out_dir, f"{spec.suite}_summary.json"), "w") as fh:
         json.dump(summary, fh, indent=2)

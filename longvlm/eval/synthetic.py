@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable
 
 from longvlm.datasets.examples import Example
+from longvlm.errors import ConfigError
+from longvlm.eval.sharding import Shard, run_sharded
 from longvlm.datasets.mixture import HELDOUT_STREAM, LengthBin, Mixture
 from longvlm.training.collate import example_length
 from longvlm.pipeline.encode import encode_example
@@ -35,22 +38,35 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.strip().lower().rstrip(".").split())
 
 
-def generation_accuracy(vlm: VLM, examples: Iterable[Example], max_new_tokens: int = 12) -> dict:
+def generation_accuracy(vlm: VLM, examples: Iterable[Example], max_new_tokens: int = 12,
+                        records_path: str | os.PathLike | None = None) -> dict:
     """Greedy-decode each example's question and compare with its exact answer (normalised).
 
     Returns overall and per-task accuracy plus per-sample records (task, answer, response, length, depth).
+    With `records_path` the records are also kept there as JSONL (a rerun resumes), and under `accelerate
+    launch` / `torchrun` the examples are shared out over the processes (`longvlm.eval.sharding`).
     """
-    records = []
-    hits: dict[str, list[int]] = defaultdict(list)
+    examples = list(examples)
     started = time.perf_counter()
-    for example in examples:
+
+    def score(n: int) -> dict:
+        example = examples[n]
         encoded = encode_example(vlm, example)
         result = answer(vlm, encoded, encoded.stats["question"], max_new_tokens=max_new_tokens)
-        correct = int(normalize_answer(result.text) == normalize_answer(example.answer))
-        hits[example.task].append(correct)
-        records.append({"task": example.task, "answer": example.answer, "response": result.text,
-                        "correct": bool(correct), "context_length": result.stats["context_length"],
-                        "depth": example.meta.get("depth")})
+        correct = normalize_answer(result.text) == normalize_answer(example.answer)
+        return {"n": n, "task": example.task, "answer": example.answer, "response": result.text,
+                "correct": correct, "context_length": result.stats["context_length"],
+                "depth": example.meta.get("depth")}
+
+    if records_path is not None:
+        records = run_sharded(list(range(len(examples))), records_path, score, key="n")
+    elif Shard.from_env().world > 1:
+        raise ConfigError("evaluation over several processes keeps its records in a file: give records_path")
+    else:
+        records = [score(n) for n in range(len(examples))]
+    hits: dict[str, list[int]] = defaultdict(list)
+    for record in records:
+        hits[record["task"]].append(int(record["correct"]))
     everything = [h for v in hits.values() for h in v]
     return {"accuracy": sum(everything) / max(1, len(everything)), "samples": len(everything),
             "per_task": {task: sum(v) / len(v) for task, v in sorted(hits.items())},
