@@ -25,6 +25,7 @@ class ModelConfig:
     tokenizer_vocab_size: int = 512
     tokenizer_corpus_samples: int = 2000
     attn_implementation: str | None = None  # default: flash_attention_2 if installed on CUDA, else sdpa
+    dtype: str = "float32"  # weights of a loaded `source`: "float32" or "bfloat16" (half the memory)
 
 
 @dataclass

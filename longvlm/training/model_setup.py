@@ -37,7 +37,9 @@ def build_training_model(config: TrainConfig, tokenizer=None) -> VLM:
     spec_kwargs = config.model.vision
     attn = config.model.attn_implementation or default_attn_implementation()
     if config.model.source != "new":
-        vlm = load_vlm(config.model.source, device="cpu", dtype=torch.float32,
+        if config.model.dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"model.dtype must be float32 or bfloat16, got {config.model.dtype!r}")
+        vlm = load_vlm(config.model.source, device="cpu", dtype=getattr(torch, config.model.dtype),
                        attn_implementation=config.model.attn_implementation)
         if spec_kwargs:
             vlm.vision = VisionSpec(**{**vlm.vision.__dict__, **spec_kwargs})

@@ -22,6 +22,7 @@ from longvlm.datasets.examples import Example, ImageItem, VideoItem
 from longvlm.datasets.mixture import HELDOUT_STREAM, TRAIN_STREAM, LengthBin, Mixture
 from longvlm.errors import ConfigError
 from longvlm.memory.training import build_bridge, memory_example_loss
+from longvlm.profiling import peak_rss_mb
 from longvlm.training.collate import example_length, greedy_pack, pack_rows, tokenize_example
 from longvlm.training.config import StageConfig, TrainConfig, config_to_dict
 from longvlm.training.evaluate import teacher_forced_accuracy
@@ -425,7 +426,8 @@ def train(config: TrainConfig, *, resume: str | bool | None = None, max_steps: i
             elapsed = time.perf_counter() - started
             record = {"step": done, "stage": stage.name, "max_length": stage.max_length,
                       "loss": loss, "lr": scheduler.get_last_lr()[0], "elapsed_s": round(elapsed, 2), **totals,
-                      "samples_per_s": round(totals["samples"] / max(elapsed, 1e-9), 2), **summary}
+                      "samples_per_s": round(totals["samples"] / max(elapsed, 1e-9), 2),
+                      "peak_rss_mb": round(peak_rss_mb()), **summary}
             if accelerator.is_main_process:
                 with open(log_path, "a") as fh:
                     fh.write(json.dumps(record) + "\n")

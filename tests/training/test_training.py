@@ -349,3 +349,28 @@ def test_two_process_cpu_training_logs_both_processes_samples(tmp_path):
     assert record["samples"] == sum(info["samples"] for _, info in batches)
     # the case DDP has to tolerate did occur: a micro-batch without any image or video
     assert any("pixel_values" not in batch and "pixel_values_videos" not in batch for batch, _ in batches)
+
+
+def test_a_loaded_source_in_bfloat16(tmp_path):
+    """`model.dtype: bfloat16` loads a model directory's weights in bf16 (half the memory); LoRA still trains."""
+    load_vlm("tiny").save_pretrained(tmp_path / "tiny")
+    config = load_config(SMOKE, {"model": {"source": str(tmp_path / "tiny"), "dtype": "bfloat16"},
+                                 "trainable": {"lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj"]}}})
+    vlm = build_training_model(config)
+    assert {p.dtype for p in vlm.model.parameters()} == {torch.bfloat16}
+    assert any(p.requires_grad for p in apply_trainable(vlm, config).parameters())
+    with pytest.raises(ConfigError, match="model.dtype"):
+        build_training_model(load_config(SMOKE, {"model": {"source": str(tmp_path / "tiny"), "dtype": "int8"}}))
+
+
+def test_the_released_2b_architecture_has_its_parameter_count(load_script):
+    """scripts/make_random_checkpoint.py: Qwen2-VL-2B's config, counted without allocating (meta device)."""
+    script = load_script("scripts/make_random_checkpoint.py")
+    config, tokenizer = script.released_config("qwen2-vl-2b")
+    from longvlm.vlm.loading import FAMILIES
+
+    with torch.device("meta"):
+        model = FAMILIES["qwen2_vl"][1](config)
+    assert round(sum(p.numel() for p in model.parameters()) / 1e9, 2) == 2.21
+    assert config.image_token_id == tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert config.text_config.vocab_size == 151936 and config.vision_config.depth == 32
