@@ -251,6 +251,16 @@ def _eval_mmlongbench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_lmms_task(args: argparse.Namespace) -> int:
+    from longvlm.eval.lmms_tasks import TASK, write_mmlongbench_task
+
+    folder = write_mmlongbench_task(args.data, args.out, args.limit)
+    questions = sum(1 for _ in open(folder / "samples.jsonl"))
+    print(f"{folder}: {questions} questions. Run:\n  lmms-eval --model longvlm --model_args "
+          f"pretrained=small,protocol=mmlongbench --tasks {TASK} --include_path {args.out} --output_path RESULTS")
+    return 0
+
+
 def _add_rope_arguments(parser: argparse.ArgumentParser) -> None:
     """--rope-method / --rope-scale / --rope-train-length (methods from `longvlm.vlm.rope.METHODS`)."""
     parser.add_argument("--rope-method", choices=ROPE_METHODS, default=None,
@@ -355,6 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
     mmlb.add_argument("--extractor-model", help="local chat model for the official two-step answer extraction")
     mmlb.add_argument("--extractor-prompt", help="the benchmark's eval/prompt_for_answer_extraction.md")
     mmlb.set_defaults(func=_eval_mmlongbench)
+    task = suites.add_parser("lmms-task", help="write an lmms-eval task folder for MMLongBench-Doc over local PDFs")
+    task.add_argument("--data", required=True, help="folder with samples.json and documents/")
+    task.add_argument("--out", required=True, help="folder to give lmms-eval as --include_path")
+    task.add_argument("--limit", type=_positive_int, default=None, help="first N questions only")
+    task.set_defaults(func=_eval_lmms_task)
     info = sub.add_parser("info", help="metadata of a video or PDF")
     info.add_argument("file")
     info.set_defaults(func=_info)

@@ -2,15 +2,23 @@
 
 Model arguments (`--model_args pretrained=DIR,kv_press=snapkv,...`) are the CLI's options under their Python
 names, turned into `Options` by the same builder (`longvlm.options.build_options`); names such as presses,
-compressors and memory bridges are the registries' names."""
+compressors and memory bridges are the registries' names. `protocol` is described at `PROTOCOLS`."""
 
 from __future__ import annotations
 
 from lmms_eval.api.model import lmms
 
+from longvlm.errors import ConfigError
 from longvlm.eval.lmms_adapter import answer_request
+from longvlm.eval.mmlongbench_run import protocol_answer
 from longvlm.options import build_options
 from longvlm.vlm.loading import load_vlm
+
+
+PROTOCOLS = ("ask", "mmlongbench")
+"""`protocol=ask` (default): each request through `encode` + `answer` with the model arguments' options;
+`protocol=mmlongbench`: a PDF request answered as `longvlm eval mmlongbench` does (144 dpi, first 120 pages,
+the document encoded once for all its questions), so the two give the same answers."""
 
 
 def _optional(convert, value):
@@ -30,8 +38,12 @@ class LongVLM(lmms):
                  max_new_tokens: int | None = None, fps: float = 1.0, max_frames: int | None = None,
                  max_pages: int | None = None, select: bool = False, compressor: str | None = None,
                  downsample: str = "1", kv_press: str | None = None, kv_budget: float | None = None,
-                 memory_bridge: str | None = None, batch_size: int = 1, **kwargs) -> None:
+                 memory_bridge: str | None = None, batch_size: int = 1, protocol: str = "ask", **kwargs) -> None:
         super().__init__()
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        self.protocol = protocol
+        self._documents: dict = {}  # protocol mmlongbench: the last encoded document
         self.vlm = load_vlm(pretrained)
         self.options = build_options(
             self.vlm, select=_flag(select), compressor=compressor or None, downsample=str(downsample),
@@ -47,6 +59,10 @@ class LongVLM(lmms):
             context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
             visuals = doc_to_visual(self.task_dict[task][split][doc_id])
             options = self.options
+            if self.protocol == "mmlongbench":  # exactly what `longvlm eval mmlongbench` answers
+                outputs.append(protocol_answer(self.vlm, str(visuals[0] if isinstance(visuals, list) else visuals),
+                                               context, self._documents).text)
+                continue
             if gen_kwargs and gen_kwargs.get("max_new_tokens"):
                 options = options.replace(max_new_tokens=int(gen_kwargs["max_new_tokens"]))
             outputs.append(answer_request(self.vlm, context, visuals if isinstance(visuals, list) else [visuals],

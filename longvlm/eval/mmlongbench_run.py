@@ -16,6 +16,7 @@ from longvlm.errors import InputError, LongVLMError
 from longvlm.eval.extract import FAILED, RULE_BASED_LABEL, official_extract, rule_based_extract
 from longvlm.eval.mmlongbench import aggregate, load_samples, prediction_note, score_answer
 from longvlm.eval.sharding import Shard, run_sharded
+from longvlm.encoded import Answer, EncodedInput
 from longvlm.options import Options
 from longvlm.pipeline.encode import encode_pdf
 from longvlm.vlm.loading import VLM
@@ -91,6 +92,29 @@ def score_prediction(sample: dict, pred: str) -> float:
     return 0.0 if pred == FAILED else score_answer(sample["answer"], pred, sample["answer_format"])
 
 
+def protocol_document(vlm: VLM, pdf: str, cache: dict, *, max_pages: int = 120, dpi: float = 144.0,
+                      max_visual_tokens: int | None = None, max_new_tokens: int | None = None,
+                      min_tokens_per_page: int = 64) -> EncodedInput:
+    """`pdf` encoded as the benchmark's protocol reads it (pages at `dpi`, the first `max_pages`), once for all
+    its questions: within what fits the model with room for a question and the answer. `cache` keeps the
+    last document (questions come grouped by document)."""
+    if pdf not in cache:
+        cache.clear()
+        room = fit_room(vlm, max_visual_tokens=max_visual_tokens, max_new_tokens=max_new_tokens)
+        options = Options(max_visual_tokens=room.visual_tokens, dpi=dpi, max_pages=max_pages)
+        cache[pdf] = encode_pdf(vlm, pdf, options, min_tokens_per_page=min_tokens_per_page, context_room=room.context)
+    return cache[pdf]
+
+
+def protocol_answer(vlm: VLM, pdf: str, question: str, cache: dict, **protocol) -> Answer:
+    """The answer `run_mmlongbench` gets for `question` about `pdf` (`protocol_document`'s settings), for
+    other callers (the lmms-eval model with `protocol=mmlongbench`)."""
+    encoded = protocol_document(vlm, pdf, cache, **protocol)
+    room = fit_room(vlm, max_visual_tokens=protocol.get("max_visual_tokens"),
+                    max_new_tokens=protocol.get("max_new_tokens"))
+    return answer(vlm, encoded, question, max_new_tokens=room.new_tokens)
+
+
 def _answer_one(vlm: VLM, pdf: str, sample: dict, cache: dict, *, oracle: bool, max_pages: int, dpi: float,
                 max_visual_tokens: int | None, max_new_tokens: int | None, min_tokens_per_page: int,
                 extractor) -> dict:
@@ -103,15 +127,11 @@ def _answer_one(vlm: VLM, pdf: str, sample: dict, cache: dict, *, oracle: bool, 
             options = Options(max_visual_tokens=room.visual_tokens, dpi=dpi, max_pages=max_pages)
             encoded = encode_pdf(vlm, pdf, options, page_order=pages, only_pages=pages,
                                  min_tokens_per_page=min_tokens_per_page, context_room=room.context)
+            result = answer(vlm, encoded, sample["question"], max_new_tokens=room.new_tokens)
         else:
-            room = fit_room(vlm, max_visual_tokens=max_visual_tokens, max_new_tokens=max_new_tokens)
-            if pdf not in cache:
-                cache.clear()  # questions are grouped by document: keep one encoded document at a time
-                options = Options(max_visual_tokens=room.visual_tokens, dpi=dpi, max_pages=max_pages)
-                cache[pdf] = encode_pdf(vlm, pdf, options, min_tokens_per_page=min_tokens_per_page,
-                                        context_room=room.context)
-            encoded = cache[pdf]
-        result = answer(vlm, encoded, sample["question"], max_new_tokens=room.new_tokens)
+            result = protocol_answer(vlm, pdf, sample["question"], cache, max_pages=max_pages, dpi=dpi,
+                                     max_visual_tokens=max_visual_tokens, max_new_tokens=max_new_tokens,
+                                     min_tokens_per_page=min_tokens_per_page)
         response = result.text
         context = result.stats["context_length"]
         pages_fed = [e.index for e in result.evidence]
