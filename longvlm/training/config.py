@@ -262,6 +262,8 @@ def _not_positive_ints(section: Any, names: tuple[str, ...]) -> list[str]:
 def config_from_dict(data: dict) -> TrainConfig:
     """Build and validate a TrainConfig from a plain dict (e.g. parsed YAML)."""
     config = _build(TrainConfig, data, "config")
+    if config.mixed_precision is False:  # YAML 1.1 reads a bare `no` as false
+        config.mixed_precision = "no"
     if config.mixed_precision not in ("no", "bf16", "fp16"):
         raise ConfigError(f"config.mixed_precision must be no, bf16 or fp16, got {config.mixed_precision!r}")
     for stage in config.stages:

@@ -456,6 +456,12 @@ def _check_launch(accelerator) -> None:
     if launched > 1 and accelerator.num_processes != launched:
         raise ConfigError(f"launched as {launched} processes, but accelerate sees {accelerator.num_processes}: "
                           "on a machine without GPUs set ACCELERATE_USE_CPU=true (torchrun --nproc_per_node N)")
+    for engine in ("FSDP", "DEEPSPEED"):  # accelerate 1.x builds these engines only on GPUs / accelerators
+        asked = os.environ.get(f"ACCELERATE_USE_{engine}", "").lower() in ("1", "true")
+        if asked and str(accelerator.distributed_type).rsplit(".", 1)[-1] != engine:
+            raise ConfigError(f"the launch asked for {engine}, but accelerate runs {accelerator.distributed_type} "
+                              "(its FSDP and DeepSpeed engines need GPUs or other accelerators); on CPU train "
+                              "with torchrun --nproc_per_node N and ACCELERATE_USE_CPU=true (data parallel)")
 
 
 def _check_same_tokenizer(accelerator, vlm: VLM) -> None:

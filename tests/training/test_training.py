@@ -374,3 +374,27 @@ def test_the_released_2b_architecture_has_its_parameter_count(load_script):
     assert round(sum(p.numel() for p in model.parameters()) / 1e9, 2) == 2.21
     assert config.image_token_id == tokenizer.convert_tokens_to_ids("<|image_pad|>")
     assert config.text_config.vocab_size == 151936 and config.vision_config.depth == 32
+
+
+def test_a_launch_asking_for_fsdp_or_deepspeed_that_accelerate_does_not_run_is_refused(monkeypatch):
+    """accelerate 1.x builds FSDP / DeepSpeed engines only on accelerators: on CPU it would run plain copies."""
+    from types import SimpleNamespace
+
+    from longvlm.training.trainer import _check_launch
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    plain = SimpleNamespace(num_processes=1, distributed_type="DistributedType.NO")
+    _check_launch(plain)
+    for engine in ("FSDP", "DEEPSPEED"):
+        monkeypatch.setenv(f"ACCELERATE_USE_{engine}", "true")
+        with pytest.raises(ConfigError, match=f"asked for {engine}"):
+            _check_launch(plain)
+        _check_launch(SimpleNamespace(num_processes=1, distributed_type=f"DistributedType.{engine}"))
+        monkeypatch.delenv(f"ACCELERATE_USE_{engine}")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="accelerate sees 1"):
+        _check_launch(plain)
+
+
+def test_a_bare_no_in_yaml_means_no_mixed_precision():
+    assert config_from_dict({"mixed_precision": False}).mixed_precision == "no"
