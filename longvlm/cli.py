@@ -252,12 +252,18 @@ def _eval_mmlongbench(args: argparse.Namespace) -> int:
 
 
 def _eval_lmms_task(args: argparse.Namespace) -> int:
-    from longvlm.eval.lmms_tasks import TASK, write_mmlongbench_task
+    from longvlm.eval.lmms_tasks import NIAH_TASK, TASK, write_mmlongbench_task, write_niah_task
+    from longvlm.eval.niah import SuiteSpec
 
-    folder = write_mmlongbench_task(args.data, args.out, args.limit)
-    questions = sum(1 for _ in open(folder / "samples.jsonl"))
+    if args.niah:
+        spec = SuiteSpec("document", args.lengths, args.depths, args.samples, args.seed, args.question)
+        folder, name, protocol = write_niah_task(spec, args.out), NIAH_TASK, "niah"
+    else:
+        folder, name, protocol = write_mmlongbench_task(args.data, args.out, args.limit), TASK, "mmlongbench"
+    with open(folder / "samples.jsonl") as fh:
+        questions = sum(1 for _ in fh)
     print(f"{folder}: {questions} questions. Run:\n  lmms-eval --model longvlm --model_args "
-          f"pretrained=small,protocol=mmlongbench --tasks {TASK} --include_path {args.out} --output_path RESULTS")
+          f"pretrained=small,protocol={protocol} --tasks {name} --include_path {args.out} --output_path RESULTS")
     return 0
 
 
@@ -365,10 +371,18 @@ def build_parser() -> argparse.ArgumentParser:
     mmlb.add_argument("--extractor-model", help="local chat model for the official two-step answer extraction")
     mmlb.add_argument("--extractor-prompt", help="the benchmark's eval/prompt_for_answer_extraction.md")
     mmlb.set_defaults(func=_eval_mmlongbench)
-    task = suites.add_parser("lmms-task", help="write an lmms-eval task folder for MMLongBench-Doc over local PDFs")
-    task.add_argument("--data", required=True, help="folder with samples.json and documents/")
+    task = suites.add_parser("lmms-task", help="write an lmms-eval task folder over local files: MMLongBench-Doc "
+                                               "(--data) or the document needle suite (--niah)")
     task.add_argument("--out", required=True, help="folder to give lmms-eval as --include_path")
-    task.add_argument("--limit", type=_positive_int, default=None, help="first N questions only")
+    what = task.add_mutually_exclusive_group(required=True)
+    what.add_argument("--data", help="MMLongBench-Doc: folder with samples.json and documents/")
+    what.add_argument("--niah", action="store_true", help="the document needle suite (--lengths/--depths/--samples)")
+    task.add_argument("--limit", type=_positive_int, default=None, help="MMLongBench-Doc: first N questions only")
+    task.add_argument("--lengths", type=_positive_int, nargs="+", default=[4, 8], help="needle suite: pages")
+    task.add_argument("--depths", type=_fraction, nargs="+", default=[0.0, 0.5, 1.0])
+    task.add_argument("--samples", type=_positive_int, default=2, help="needle suite: samples per cell")
+    task.add_argument("--seed", type=int, default=0)
+    task.add_argument("--question", choices=QUESTION_KINDS, default="page", help="needle suite: what is asked")
     task.set_defaults(func=_eval_lmms_task)
     info = sub.add_parser("info", help="metadata of a video or PDF")
     info.add_argument("file")

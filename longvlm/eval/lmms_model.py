@@ -10,15 +10,18 @@ from lmms_eval.api.model import lmms
 
 from longvlm.errors import ConfigError
 from longvlm.eval.lmms_adapter import answer_request
+from longvlm.eval.lmms_tasks import example_from_doc
 from longvlm.eval.mmlongbench_run import protocol_answer
+from longvlm.eval.niah import generate_answer
 from longvlm.options import build_options
 from longvlm.vlm.loading import load_vlm
 
 
-PROTOCOLS = ("ask", "mmlongbench")
+PROTOCOLS = ("ask", "mmlongbench", "niah")
 """`protocol=ask` (default): each request through `encode` + `answer` with the model arguments' options;
 `protocol=mmlongbench`: a PDF request answered as `longvlm eval mmlongbench` does (144 dpi, first 120 pages,
-the document encoded once for all its questions), so the two give the same answers."""
+the document encoded once for all its questions); `protocol=niah`: a row of a `longvlm eval lmms-task` needle
+task answered as `longvlm eval niah` does. Each gives the same answers as the longvlm command."""
 
 
 def _optional(convert, value):
@@ -59,6 +62,10 @@ class LongVLM(lmms):
             context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
             visuals = doc_to_visual(self.task_dict[task][split][doc_id])
             options = self.options
+            if self.protocol == "niah":  # exactly what `longvlm eval niah` answers (pages read from files)
+                example = example_from_doc(self.task_dict[task][split][doc_id])
+                outputs.append(generate_answer(self.vlm, example, int((gen_kwargs or {}).get("max_new_tokens", 12))).text)
+                continue
             if self.protocol == "mmlongbench":  # exactly what `longvlm eval mmlongbench` answers
                 outputs.append(protocol_answer(self.vlm, str(visuals[0] if isinstance(visuals, list) else visuals),
                                                context, self._documents).text)

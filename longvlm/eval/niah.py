@@ -21,6 +21,7 @@ import numpy as np
 
 from longvlm.datasets import needles
 from longvlm.datasets.examples import Example, VideoItem
+from longvlm.encoded import Answer
 from longvlm.eval.synthetic import normalize_answer
 from longvlm.eval.sharding import Shard, run_sharded
 from longvlm.profiling import RssSampler
@@ -202,6 +203,12 @@ def run_suite(vlm: VLM, spec: SuiteSpec, out_dir: str, *, scoring: str = "both",
     return summary
 
 
+def generate_answer(vlm: VLM, example: Example, max_new_tokens: int = 12) -> Answer:
+    """The model's greedy answer to an example as the suites score it (every item at its own size)."""
+    encoded = encode_example(vlm, example)
+    return answer(vlm, encoded, encoded.stats["question"], max_new_tokens=max_new_tokens)
+
+
 def score_example(vlm: VLM, qid: str, example: Example, scoring: str, max_new_tokens: int) -> dict:
     """One per-sample record (generation + parsing, and/or teacher-forced argmax)."""
     record = {"question_id": qid, "task": example.task, "answer": example.answer,
@@ -209,8 +216,7 @@ def score_example(vlm: VLM, qid: str, example: Example, scoring: str, max_new_to
     with RssSampler() as rss:
         started = time.perf_counter()
         if scoring in ("generate", "both"):
-            encoded = encode_example(vlm, example)
-            result = answer(vlm, encoded, encoded.stats["question"], max_new_tokens=max_new_tokens)
+            result = generate_answer(vlm, example, max_new_tokens)
             record["response"] = result.text
             record["context_length"] = result.stats["context_length"]
             record["correct_generate"] = _is_correct(example, result.text)
@@ -232,8 +238,13 @@ def _length_of(example: Example) -> int:
     return int(meta.get("num_frames") or meta.get("num_pages") or meta.get("num_images") or 0)
 
 
+def answer_matches(reference: str, response: str) -> bool:
+    """Whether a free response gives the reference answer (option letter or normalised text)."""
+    return normalize_answer(parse_response(response, reference)) == normalize_answer(reference)
+
+
 def _is_correct(example: Example, response: str) -> bool:
-    return normalize_answer(parse_response(response, example.answer)) == normalize_answer(example.answer)
+    return answer_matches(example.answer, response)
 
 
 def _grid_metrics(example: Example, response: str) -> dict:

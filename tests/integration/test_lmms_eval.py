@@ -63,3 +63,31 @@ def test_lmms_eval_prints_the_score_longvlm_eval_gives(tmp_path):
         response = sample["filtered_resps"]
         assert (response[0] if isinstance(response, list) else response) == record["response"]
         assert sample["score"] == record["score"]
+
+
+def test_lmms_eval_needle_task_equals_longvlm_eval_niah(tmp_path):
+    """The document needle suite as an lmms-eval task over page images on disk: the shipped small model gets
+    the same answers, and lmms-eval the same accuracy, as `longvlm eval niah` (a real score, not 0)."""
+    assert LMMS_PYTHON, "LONGVLM_REQUIRE_LMMS=1 but LONGVLM_LMMS_PYTHON is not set"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    spec = ["--lengths", "4", "8", "--depths", "0", "0.5", "1", "--samples", "2"]
+    _run([sys.executable, "-m", "longvlm.cli", "eval", "lmms-task", "--niah", "--out", "tasks", *spec],
+         tmp_path, env)
+    printed = _run([LMMS_PYTHON, "-m", "lmms_eval", "--model", "longvlm", "--model_args",
+                    "pretrained=small,protocol=niah", "--tasks", "longvlm_niah_document", "--include_path", "tasks",
+                    "--output_path", "lmms", "--log_samples"], tmp_path, env)
+    _run([sys.executable, "-m", "longvlm.cli", "eval", "niah", "--suite", "document", "--model", "small",
+          "--scoring", "generate", "--out", "longvlm", *spec], tmp_path, env)
+    assert "longvlm_niah_document" in printed
+    results = json.loads(next((tmp_path / "lmms").rglob("*_results.json")).read_text())
+    ours = json.loads((tmp_path / "longvlm" / "document_summary.json").read_text())
+    assert results["results"]["longvlm_niah_document"]["accuracy,none"] == pytest.approx(ours["accuracy_generate"])
+    assert ours["accuracy_generate"] > 0.5  # the shipped model finds these needles
+    samples = [json.loads(line) for line in next((tmp_path / "lmms").rglob("*_samples_*.jsonl")).open()]
+    rows = [json.loads(line) for line in (tmp_path / "tasks" / "longvlm_niah_document" / "samples.jsonl").open()]
+    records = {r["question_id"]: r for r in map(json.loads, (tmp_path / "longvlm" / "document_samples.jsonl").open())}
+    assert len(samples) == len(records) == 12
+    for sample in samples:
+        response = sample["filtered_resps"]
+        record = records[rows[sample["doc_id"]]["qid"]]
+        assert (response[0] if isinstance(response, list) else response) == record["response"]
