@@ -9,6 +9,7 @@ best passages go, with their citations, to SmolLM2-135M-Instruct, which writes a
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -123,6 +124,27 @@ def fit_reader_prompt(lm: SmallLM, question: str, passages: Sequence[Passage],
             kept[-1] = Passage(last.item, " ".join(words[:keep]) + " ...", last.score)
 
 
+NOT_ANSWERABLE = "Not answerable"
+
+
+def echoes(text: str, source: str, run: int = 6) -> bool:
+    """Whether `text` repeats `run` or more consecutive words of `source` (case and punctuation aside)."""
+    words = re.findall(r"\w+", text.lower())
+    shingles = {tuple(words[i:i + run]) for i in range(len(words) - run + 1)}
+    source_words = re.findall(r"\w+", source.lower())
+    return any(tuple(source_words[i:i + run]) in shingles for i in range(len(source_words) - run + 1))
+
+
+def abstention_reason(reader_output: str) -> str | None:
+    """Why the reader's output is no answer (None when it is one): it says the excerpts do not hold the answer,
+    or it repeats its own instructions (a 135M reader does, when it cannot answer)."""
+    if re.fullmatch(r"\W*not answerable\W*", reader_output.lower()):
+        return "the reader found no answer in the retrieved passages"
+    if echoes(reader_output, SYSTEM_PROMPT):
+        return "the reader repeated its instructions instead of answering"
+    return None
+
+
 def _evidence(item: TextItem) -> Evidence:
     if item.kind == "frame":
         return Evidence("frame", item.index, item.label, item.timestamp)
@@ -154,6 +176,10 @@ def answer_from_items(question: str, items: Sequence[TextItem], *, lm: SmallLM |
     stats = {"items": len(items), "items_with_text": sum(1 for it in items if it.text.strip()),
              "passages": len(passages), "prompt_tokens": prompt_tokens, "time_retrieve_s": retrieve_s,
              "time_generate_s": generate_s, "peak_rss_mb": peak_rss_mb()}
+    reason = abstention_reason(text) if passages else None
+    if reason is not None:
+        stats.update(abstained=True, abstain_reason=reason, reader_output=text)
+        text = NOT_ANSWERABLE
     if [p.text for p in read] != [p.text for p in passages]:
         stats["passages_cut_to_fit"] = (f"{len(read)} of {len(passages)} excerpts given to the reader, cut to fit "
                                         f"{lm.name}'s {lm.context:,}-token context")

@@ -377,3 +377,16 @@ def test_hour_long_video_on_the_text_route_is_bounded(shared_media, tmp_path, mo
     assert stats["frames_sampled"] <= VIDEO_TEXT_MAX_FRAMES, report
     assert stats["time_frame_text_s"] < VIDEO_TEXT_BUDGET_S + 10, report  # + the frame/page under way
     assert wall < 120 and rss < 2048, report
+
+
+def test_the_reader_repeating_its_instructions_is_an_abstention():
+    """SmolLM2-135M, unable to answer, often repeats its system prompt: that is reported as no answer."""
+    from longvlm.retrieval.text_route import SYSTEM_PROMPT, abstention_reason, echoes
+
+    assert abstention_reason(SYSTEM_PROMPT) == "the reader repeated its instructions instead of answering"
+    assert abstention_reason("Answer with a short phrase, a number or a list.") is not None
+    assert abstention_reason(" Not answerable. ") == "the reader found no answer in the retrieved passages"
+    assert abstention_reason("The Stanford Question Answering Dataset (SQuAD)") is None
+    assert abstention_reason("a number") is None  # a few shared words are not an echo
+    assert echoes("x about a document from numbered excerpts y", SYSTEM_PROMPT)
+    assert not echoes("about a document from excerpts", SYSTEM_PROMPT)
