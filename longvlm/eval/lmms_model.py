@@ -57,24 +57,19 @@ class LongVLM(lmms):
         self.batch_size = int(batch_size)
 
     def generate_until(self, requests) -> list[str]:
-        outputs = []
-        for request in requests:
-            context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
-            visuals = doc_to_visual(self.task_dict[task][split][doc_id])
-            options = self.options
-            if self.protocol == "niah":  # exactly what `longvlm eval niah` answers (pages read from files)
-                example = example_from_doc(self.task_dict[task][split][doc_id])
-                outputs.append(generate_answer(self.vlm, example, int((gen_kwargs or {}).get("max_new_tokens", 12))).text)
-                continue
-            if self.protocol == "mmlongbench":  # exactly what `longvlm eval mmlongbench` answers
-                outputs.append(protocol_answer(self.vlm, str(visuals[0] if isinstance(visuals, list) else visuals),
-                                               context, self._documents).text)
-                continue
-            if gen_kwargs and gen_kwargs.get("max_new_tokens"):
-                options = options.replace(max_new_tokens=int(gen_kwargs["max_new_tokens"]))
-            outputs.append(answer_request(self.vlm, context, visuals if isinstance(visuals, list) else [visuals],
-                                          options))
-        return outputs
+        return [self._answer(*request.args) for request in requests]
+
+    def _answer(self, context, gen_kwargs, doc_to_visual, doc_id, task, split) -> str:
+        doc = self.task_dict[task][split][doc_id]
+        max_new = int(gen_kwargs["max_new_tokens"]) if gen_kwargs and gen_kwargs.get("max_new_tokens") else None
+        if self.protocol == "niah":  # exactly what `longvlm eval niah` answers (pages read from files)
+            return generate_answer(self.vlm, example_from_doc(doc), max_new or 12).text
+        visuals = doc_to_visual(doc)
+        visuals = visuals if isinstance(visuals, list) else [visuals]
+        if self.protocol == "mmlongbench":  # exactly what `longvlm eval mmlongbench` answers
+            return protocol_answer(self.vlm, str(visuals[0]), context, self._documents).text
+        options = self.options if max_new is None else self.options.replace(max_new_tokens=max_new)
+        return answer_request(self.vlm, context, visuals, options)
 
     def loglikelihood(self, requests):
         raise NotImplementedError("the longvlm lmms-eval model supports generation tasks only")
