@@ -21,21 +21,21 @@ from longvlm.processing.spec import VisionSpec
 from longvlm.vlm.loading import FAMILIES, VLM
 from longvlm.vlm.tokenizer import build_byte_tokenizer
 
+def _released(vocab: int, hidden: int, intermediate: int, heads: int, kv_heads: int, tied: bool) -> dict:
+    """A Qwen2-VL release: 28 text layers, rope theta 1e6, M-RoPE sections [16, 24, 24], the 32-block ViT."""
+    return dict(
+        text=dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=28,
+                  num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=32768,
+                  rms_norm_eps=1e-6,
+                  rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]}),
+        vision=dict(depth=32, embed_dim=1280, hidden_size=hidden, mlp_ratio=4, num_heads=16, in_chans=3,
+                    patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
+        tie_word_embeddings=tied)
+
+
 RELEASED = {
-    "qwen2-vl-2b": dict(
-        text=dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                  num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=32768, rms_norm_eps=1e-6,
-                  rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]}),
-        vision=dict(depth=32, embed_dim=1280, hidden_size=1536, mlp_ratio=4, num_heads=16, in_chans=3, patch_size=14,
-                    spatial_merge_size=2, temporal_patch_size=2),
-        tie_word_embeddings=True),
-    "qwen2-vl-7b": dict(
-        text=dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                  num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768, rms_norm_eps=1e-6,
-                  rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]}),
-        vision=dict(depth=32, embed_dim=1280, hidden_size=3584, mlp_ratio=4, num_heads=16, in_chans=3, patch_size=14,
-                    spatial_merge_size=2, temporal_patch_size=2),
-        tie_word_embeddings=False),
+    "qwen2-vl-2b": _released(151936, 1536, 8960, 12, 2, tied=True),
+    "qwen2-vl-7b": _released(152064, 3584, 18944, 28, 4, tied=False),
 }
 
 
