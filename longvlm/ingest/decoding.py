@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from longvlm.errors import InputError, short_reason
+from longvlm.ingest import sampling
 
 DECODER_THREADS = 0
 """FFmpeg decoder threads (0: one per core, frame and slice threading as the codec allows)."""
@@ -168,6 +169,18 @@ class FrameDecoder:
         self._container, self._frames = None, None
 
 
+def spread_keys(keys: list[int], limit: int | None) -> list[int]:
+    """`keys`, or `limit` of them spread evenly over the video when there are more."""
+    if limit is None or len(keys) <= limit:
+        return keys
+    return [keys[i] for i in sampling.indices_by_count(len(keys), limit)]
+
+
+def scaled_height(width: int, height: int, new_width: int) -> int:
+    """The even height of a `width` x `height` picture scaled to `new_width` pixels wide (aspect kept)."""
+    return max(2, round(height * new_width / width / 2) * 2)
+
+
 @dataclass
 class KeyFrame:
     """One key frame of a scan: its position, start time (seconds) and picture at the scan's size."""
@@ -184,16 +197,14 @@ def scan_key_frames(path: str | os.PathLike, table: FrameTable, *, width: int = 
     key frames, spread evenly when the video has more (each then found by a seek)."""
     import av
 
-    keys = table.keys
-    if limit is not None and len(keys) > limit:
-        keys = [keys[int((i + 0.5) * len(keys) / limit)] for i in range(limit)]
+    keys = spread_keys(table.keys, limit)
     wanted = set(keys)
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             stream.codec_context.skip_frame = "NONKEY"
-            height = max(2, round(stream.height * width / stream.width / 2) * 2) if stream.width else width
+            height = scaled_height(stream.width, stream.height, width) if stream.width else width
             fmt = "gray" if gray else "rgb24"
             sparse = len(keys) < len(table.keys)
             for key in (keys if sparse else [None]):

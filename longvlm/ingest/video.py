@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from longvlm.ingest import sampling
-from longvlm.ingest.decoding import FrameDecoder, FrameTable, KeyFrame, scan_key_frames
+from longvlm.ingest.decoding import FrameDecoder, FrameTable, KeyFrame, scaled_height, scan_key_frames, spread_keys
 from longvlm.ingest.images import check_aspect
 from longvlm.errors import ConfigError, InputError, InputWarning, LongVLMError, short_reason
 
@@ -315,14 +315,12 @@ class VideoReader:
         coarse timeline of a long video at a small fraction of a full decode. At most `limit`, spread evenly."""
         decoder = self._pyav()
         if decoder is None:  # decord's index: read the key frames one by one
-            keys = self.key_frames
-            if limit is not None and len(keys) > limit:
-                keys = [keys[int((i + 0.5) * len(keys) / limit)] for i in range(limit)]
+            keys = spread_keys(self.key_frames, limit)
             out = []
             for key, stamp in zip(keys, self.timestamps(keys)):
                 picture = Image.fromarray(self.read_frame(key))
-                height = max(2, round(picture.height * width / picture.width / 2) * 2)
-                picture = picture.resize((width, height), Image.BILINEAR).convert("L" if gray else "RGB")
+                size = (width, scaled_height(picture.width, picture.height, width))
+                picture = picture.resize(size, Image.BILINEAR).convert("L" if gray else "RGB")
                 out.append(KeyFrame(key, stamp, np.asarray(picture)))
             return out
         last = self.metadata.num_frames
