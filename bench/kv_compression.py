@@ -86,7 +86,7 @@ def random_vlm(name: str, device: str, dtype: torch.dtype) -> VLM:
     try:
         with torch.device(device), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model = FAMILIES["qwen2_vl"][1](config)
+            model = FAMILIES["qwen2_vl"].model_class(config)
     finally:
         torch.set_default_dtype(previous)
     model.eval()

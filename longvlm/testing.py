@@ -16,6 +16,9 @@ from fractions import Fraction
 
 import numpy as np
 
+FAMILY_PRESETS = ("tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5")
+"""One random tiny preset per model family (`longvlm.vlm.families`), for tests run on every family."""
+
 BARCODE_BITS = 16
 SCENE_PALETTE = np.array(
     [[200, 40, 40], [40, 160, 60], [40, 70, 200], [220, 180, 30], [150, 50, 170], [30, 170, 170]], dtype=np.uint8

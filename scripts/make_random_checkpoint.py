@@ -48,7 +48,7 @@ def released_config(name: str):
         ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")]}
     text = dict(spec["text"], bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
                 pad_token_id=tokenizer.pad_token_id)
-    config_cls, _ = FAMILIES["qwen2_vl"]
+    config_cls = FAMILIES["qwen2_vl"].config_class
     return config_cls(text_config=text, vision_config=spec["vision"], tie_word_embeddings=spec["tie_word_embeddings"],
                       **ids), tokenizer
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     config, tokenizer = released_config(args.name)
-    _, model_cls = FAMILIES["qwen2_vl"]
+    model_cls = FAMILIES["qwen2_vl"].model_class
     torch.manual_seed(args.seed)
     torch.set_default_dtype(getattr(torch, args.dtype))  # initialise in the target dtype (half the memory)
     try:

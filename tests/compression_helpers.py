@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-from transformers.modeling_outputs import BaseModelOutputWithPooling
-
 from longvlm.vlm.loading import VLM, load_vlm
-from longvlm.vlm.prompt import VisualSlot, build_chat_inputs
+from longvlm.vlm.prompt import VisualSlot, build_chat_inputs, video_slot
+from longvlm.vlm.vision import deepstack_layers, model_features
 
 
 def sharp_vlm(preset: str, seed: int = 0, gain: float = 1.5) -> VLM:
@@ -27,15 +26,17 @@ def sharp_vlm(preset: str, seed: int = 0, gain: float = 1.5) -> VLM:
 def batch_inputs(vlm: VLM, rows: list[tuple[list[tuple[str, tuple[int, int, int]]], str]], seed: int = 0,
                  seconds_per_grid: float = 1.0) -> dict:
     """Left-padded chat inputs for several rows. Each row: ([(kind, patch grid (t, h, w)), ...], question).
-    Visual features are random vectors (the LLM-side tests do not need the vision tower)."""
+    Visual features are random vectors (the LLM-side tests do not need the vision tower; with DeepStack
+    features for each injection layer too)."""
     generator = torch.Generator().manual_seed(seed)
-    hidden = vlm.config.text_config.hidden_size
+    hidden = vlm.config.text_config.hidden_size * (1 + deepstack_layers(vlm))
     encoded, grids, feats = [], {"image": [], "video": []}, {"image": [], "video": []}
     for items, question in rows:
         parts = []
         for kind, (t, h, w) in items:
             tokens = t * h * w // 4
-            parts += [f"{kind}:", VisualSlot(kind, tokens), "\n"]
+            slot = video_slot(tokens, [float(i) for i in range(2 * t)]) if kind == "video" else VisualSlot(kind, tokens)
+            parts += [f"{kind}:", slot, "\n"]
             grids[kind].append([t, h, w])
             feats[kind].append(torch.randn(tokens, hidden, generator=generator))
         encoded.append(build_chat_inputs(vlm.tokenizer, vlm.config, parts + [question]))
@@ -51,7 +52,7 @@ def batch_inputs(vlm: VLM, rows: list[tuple[list[tuple[str, tuple[int, int, int]
     for kind in ("image", "video"):
         if grids[kind]:
             inputs[f"{kind}_grid_thw"] = torch.tensor(grids[kind])
-            outputs[kind] = BaseModelOutputWithPooling(pooler_output=feats[kind])
+            outputs[kind] = model_features(vlm, feats[kind], "cpu")
     if grids["video"] and vlm.family == "qwen2_5_vl":
         inputs["second_per_grid_ts"] = torch.full((len(grids["video"]),), seconds_per_grid)
     inputs["mm_encoder_outputs"] = outputs

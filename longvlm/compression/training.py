@@ -61,9 +61,12 @@ def factor_for(index: int, factors: Sequence[int]) -> int:
 
 
 def compress_items(tokens: Sequence[torch.Tensor], grids: Sequence[Sequence[int]], compressor: OryxCompressor,
-                   factor: int, merge_size: int = 2) -> tuple[list[torch.Tensor], list[tuple[int, int, int]]]:
+                   factor: int, merge_size: int = 2, *, block_width: int | None = None,
+                   ) -> tuple[list[torch.Tensor], list[tuple[int, int, int]]]:
     """Merged tokens [t*h*w, C] of several items with patch grids (t, gh, gw) -> their tokens compressed k x k
-    (in the compressor's dtype, with gradients to it) and the grids to report to the LLM."""
+    (in the compressor's dtype, with gradients to it) and the grids to report to the LLM (`block_width`: see
+    `compress_item`)."""
     dtype = next(compressor.parameters()).dtype
-    out = [compress_item(t.to(dtype), grid, compressor, factor, merge_size) for t, grid in zip(tokens, grids)]
+    out = [compress_item(t.to(dtype), grid, compressor, factor, merge_size, block_width=block_width)
+           for t, grid in zip(tokens, grids)]
     return [t for t, _ in out], [g for _, g in out]

@@ -35,8 +35,12 @@ def compressed_grid(grid_thw: Sequence[int], factor: int, merge_size: int = 2) -
 
 
 def compress_item(tokens: torch.Tensor, grid_thw: Sequence[int], compressor: VisualCompressor, factor: int,
-                  merge_size: int = 2) -> tuple[torch.Tensor, tuple[int, int, int]]:
-    """Merged tokens [t*h*w, C] of one item with patch grid (t, gh, gw) -> (compressed tokens, reported grid)."""
+                  merge_size: int = 2, *, block_width: int | None = None) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """Merged tokens [t*h*w, C] of one item with patch grid (t, gh, gw) -> (compressed tokens, reported grid).
+
+    `block_width` W: the channels are several stacked blocks of W features (DeepStack: the LLM input, then one
+    block per injection layer, `longvlm.vlm.vision`); each block is compressed by the same compressor on its
+    own, so a learned compressor sized for the LLM's hidden size applies to every block."""
     new_grid = compressed_grid(grid_thw, factor, merge_size)
     t, gh, gw = (int(v) for v in grid_thw)
     h, w = gh // merge_size, gw // merge_size
@@ -45,5 +49,9 @@ def compress_item(tokens: torch.Tensor, grid_thw: Sequence[int], compressor: Vis
                           f"({t * h * w} merged tokens)")
     if factor == 1:
         return tokens, new_grid
-    out = compressor(tokens.reshape(t, h, w, tokens.shape[-1]), factor)
-    return out.reshape(-1, tokens.shape[-1]), new_grid
+    width = tokens.shape[-1] if block_width is None else block_width
+    if tokens.shape[-1] % width:
+        raise RuntimeError(f"features of width {tokens.shape[-1]} are not blocks of {width}")
+    blocks = [compressor(block.reshape(t, h, w, width), factor).reshape(-1, width)
+              for block in tokens.split(width, dim=-1)]
+    return torch.cat(blocks, dim=-1), new_grid

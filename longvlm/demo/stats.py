@@ -9,15 +9,34 @@ STAGE_TIMES = (("plan", "time_plan_s"), ("decode", "time_decode_s"), ("encode", 
                ("generate", "time_generate_s"))
 
 
+def _layer_types(text_config) -> list[str]:
+    return getattr(text_config, "layer_types", None) or ["full_attention"] * text_config.num_hidden_layers
+
+
 def kv_cache_bytes(text_config, tokens: int, dtype: torch.dtype) -> int:
-    """Bytes of a full (unpruned) KV cache for `tokens` positions: keys and values of every layer,
-    2 * layers * kv_heads * head_dim * tokens * element size (sliding-window layers keep at most their window)."""
+    """Bytes of a full (unpruned) KV cache for `tokens` positions: keys and values of every softmax-attention
+    layer, 2 * layers * kv_heads * head_dim * tokens * element size (sliding-window layers keep at most their
+    window; linear-attention layers keep no KV: `recurrent_state_bytes`)."""
     head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // text_config.num_attention_heads
-    layer_types = getattr(text_config, "layer_types", None) or ["full_attention"] * text_config.num_hidden_layers
     window = getattr(text_config, "sliding_window", None)
-    kept = [min(tokens, window) if kind == "sliding_attention" and window else tokens for kind in layer_types]
+    kept = [0 if kind == "linear_attention" else min(tokens, window) if kind == "sliding_attention" and window
+            else tokens for kind in _layer_types(text_config)]
     element = torch.empty((), dtype=dtype).element_size()
     return 2 * text_config.num_key_value_heads * head_dim * element * sum(kept)
+
+
+def recurrent_state_bytes(text_config, dtype: torch.dtype) -> int:
+    """Bytes the linear-attention layers (Qwen3.5's Gated DeltaNet) keep whatever the context length: per layer
+    a convolution state (2 key dims + value dims) x kernel and a recurrent state value heads x key dim x value
+    dim, at `dtype`. 0 for models without such layers."""
+    layers = _layer_types(text_config).count("linear_attention")
+    if not layers:
+        return 0
+    key_dim = text_config.linear_num_key_heads * text_config.linear_key_head_dim
+    value_dim = text_config.linear_num_value_heads * text_config.linear_value_head_dim
+    conv = (2 * key_dim + value_dim) * text_config.linear_conv_kernel_dim
+    recurrent = text_config.linear_num_value_heads * text_config.linear_key_head_dim * text_config.linear_value_head_dim
+    return layers * (conv + recurrent) * torch.empty((), dtype=dtype).element_size()
 
 
 def format_bytes(count: float) -> str:
@@ -58,6 +77,9 @@ def stats_rows(stats: dict, *, max_context: int, text_config, dtype: torch.dtype
                                      f"{format_bytes(full)} unpruned"))
         else:
             rows.append(("KV cache", f"{format_bytes(full)} ({stats.get('kv_note', 'no KV pruning')})"))
+        recurrent = recurrent_state_bytes(text_config, dtype)
+        if recurrent:  # linear-attention layers: a fixed-size state, not KV, never pruned
+            rows.append(("linear-attention state", f"{format_bytes(recurrent)} (fixed, any context length)"))
         rows.append(("new tokens", f"{stats.get('new_tokens', 0)}"))
     times = [f"{name} {stats[key]:.2f}s" for name, key in STAGE_TIMES if key in stats]
     if times:

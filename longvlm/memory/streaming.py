@@ -7,6 +7,10 @@ online SceneTilling (`longvlm.memory.scene_tiling`); when a segment closes, its 
 and are dropped. Only the open segment's tokens and the bounded `MemoryState` are held, so memory is flat in
 the video length and time is linear.
 
+The bridge reads and writes the LLM-input features; with DeepStack (Qwen3-VL) the segment's tokens keep
+their DeepStack features for the LLM and the memory tokens get none (zeros: nothing is added in the
+injection layers), `longvlm.vlm.vision.without_deepstack`.
+
 What the LLM sees (`memory_encoded_input`): "Video memory ...:" + an image block of the M memory tokens
 (grid 1 x rows x cols: transformers derives their M-RoPE positions like an image's) + the header every video
 block gets (`longvlm.vlm.prompt.video_prompt_parts`) + one video block of the segment's tokens (an ordinary
@@ -43,7 +47,7 @@ from longvlm.errors import BudgetError, ConfigError
 from longvlm.references import time_references
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.prompt import VisualSlot, frame_interval, video_prompt_parts
-from longvlm.vlm.vision import frame_tokens
+from longvlm.vlm.vision import frame_tokens, llm_input_part, without_deepstack
 
 SELECT_MODES = ("auto", "relevance", "last")
 
@@ -161,7 +165,7 @@ def _stream_patches(vlm: VLM, reader: VideoReader, indices: list[int], first_pat
             patches = [buffer.pop(p) for p in range(seg.start, seg.end + 1)]
             span = CacheSpan(seg.start_s, seg.end_s, seg.index, seg.index, 1, first_patch + seg.start,
                              first_patch + seg.end)
-            bridge.advance(state, torch.cat([p.tokens for p in patches]), span)
+            bridge.advance(state, llm_input_part(vlm, torch.cat([p.tokens for p in patches])), span)
             last = (span, patches)
 
     done = 0
@@ -171,7 +175,8 @@ def _stream_patches(vlm: VLM, reader: VideoReader, indices: list[int], first_pat
             p = done // tp + k
             sl = slice(k * tp, (k + 1) * tp)
             buffer[p] = _Patch(tokens[k], frames.indices[sl], frames.timestamps[sl])
-            close(tiler.push(tokens[k].float().mean(dim=0).cpu().numpy(), frames.timestamps[k * tp]))
+            close(tiler.push(llm_input_part(vlm, tokens[k]).float().mean(dim=0).cpu().numpy(),
+                             frames.timestamps[k * tp]))
         done += len(frames.indices)
         if progress is not None:
             progress("stream", done, len(indices))
@@ -209,7 +214,7 @@ def memory_encoded_input(vlm: VLM, state: MemoryState, options: MemoryOptions, s
                                 float(state.meta.get("seconds_covered", 0.0)), stamps)
     evidence = [Evidence("frame", i, timestamp=t) for i, t in zip(indices, stamps)]
     encoded = EncodedInput(str(state.meta.get("source", "video")), "video", plan, parts, evidence,
-                           image_embeds=[state.memory], image_grid_thw=torch.tensor([mem_grid]),
+                           image_embeds=[without_deepstack(vlm, state.memory)], image_grid_thw=torch.tensor([mem_grid]),
                            video_embeds=[tokens], video_grid_thw=torch.tensor([video_grid]),
                            second_per_grid_ts=torch.tensor([spec.temporal_patch_size * step]),
                            stats=dict(stats or {}))

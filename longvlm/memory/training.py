@@ -15,7 +15,6 @@ import dataclasses
 
 import numpy as np
 import torch
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from longvlm.memory.bridge import (MemoryBridge, MemoryBridgeConfig, check_bridge_size, memory_grid,
                                    model_signature)
@@ -25,6 +24,7 @@ from longvlm.errors import ConfigError
 from longvlm.vlm.loading import VLM
 from longvlm.memory.streaming import encode_patches, memory_prompt_parts, question_embedding
 from longvlm.vlm.prompt import IGNORE_INDEX, build_training_inputs, frame_interval
+from longvlm.vlm.vision import llm_input_part, model_features, without_deepstack
 
 
 def build_bridge(vlm: VLM, config: MemoryBridgeConfig, init: str | None = None) -> MemoryBridge:
@@ -62,7 +62,8 @@ def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
         frames = np.concatenate([frames, frames[-1:].repeat(pad, axis=0)])
         stamps += [stamps[-1]] * pad
     size = spec.resized(*frames.shape[1:3])
-    tokens = encode_patches(vlm, frames, size)  # [P, tokens per patch, C], no gradients (frozen tower)
+    encoded = encode_patches(vlm, frames, size)  # [P, tokens per patch, C (x DeepStack)], frozen tower
+    tokens = llm_input_part(vlm, encoded)  # what the bridge reads
     patch_stamps = stamps[::spec.temporal_patch_size]
     # the rule the bridge streams with at inference (population std, no cap: `OnlineSceneTiler`), so training
     # sees the segments inference makes
@@ -79,7 +80,7 @@ def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
         scores = bridge.relevance_scores(cache, question_embedding(vlm, question))
         selection_loss = torch.logsumexp(scores, 0) - torch.logsumexp(scores[targets], 0)
     last = segments[-1]
-    shown = pieces[-1]
+    shown = encoded[last.start:last.end + 1].reshape(-1, encoded.shape[-1])
     parts = [p for p in example.parts[:-1] if not isinstance(p, VideoItem)]
     shown_stamps = stamps[last.start * spec.temporal_patch_size:(last.end + 1) * spec.temporal_patch_size]
     parts += memory_prompt_parts(bridge.num_memory_tokens, int(shown.shape[0]), len(segments), last.end_s,
@@ -91,13 +92,13 @@ def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
     kwargs["image_grid_thw"] = torch.tensor([memory_grid(bridge.num_memory_tokens, merge)], device=device)
     kwargs["video_grid_thw"] = torch.tensor([spec.grid(*size, last.length * spec.temporal_patch_size)],
                                             device=device)
-    if vlm.family == "qwen2_5_vl":
+    if vlm.spec.absolute_time:
         kwargs["second_per_grid_ts"] = torch.tensor([spec.temporal_patch_size * frame_interval(stamps)],
                                                     device=device)
     dtype = next(vlm.model.model.language_model.parameters()).dtype
     kwargs["mm_encoder_outputs"] = {
-        "image": BaseModelOutputWithPooling(pooler_output=[memory.to(device, dtype)]),
-        "video": BaseModelOutputWithPooling(pooler_output=[shown.to(device, dtype)])}
+        "image": model_features(vlm, [without_deepstack(vlm, memory).to(dtype)], device),
+        "video": model_features(vlm, [shown.to(dtype)], device)}
     sizes = {"tokens": int(inputs["input_ids"].shape[-1]),
              "answer_tokens": int((inputs["labels"] != IGNORE_INDEX).sum())}
     loss = model(**kwargs, use_cache=False).loss

@@ -7,7 +7,6 @@ import time
 from collections.abc import Sequence
 
 import torch
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from longvlm.encoded import Answer, EncodedInput
 from longvlm.errors import BudgetError, ConfigError
@@ -20,13 +19,14 @@ from longvlm.vlm.loading import VLM
 from longvlm.vlm.positions import generation_position_ids
 from longvlm.vlm.prompt import build_chat_inputs
 from longvlm.vlm.rope import position_extension
+from longvlm.vlm.vision import model_features
 from longvlm.vlm.room import MIN_NEW_TOKENS, add_notes, default_new_tokens
 
 
 def model_inputs(vlm: VLM, encoded: EncodedInput, question: str, *,
                  follow_ups: Sequence[tuple[str, str]] = ()) -> dict:
     """Keyword arguments for `vlm.model(...)` / `generate(...)`: chat tokens around the encoded input, the
-    pre-encoded visual features (`mm_encoder_outputs`), grids, and explicit 3D `position_ids` when the input
+    pre-encoded visual features (`mm_encoder_outputs`, with their DeepStack features), grids, and explicit 3D `position_ids` when the input
     has a layout transformers cannot derive from the grids (a hybrid-resolution video)."""
     question = check_question(question)  # empty or longer than MAX_QUESTION_CHARS: InputError
     inputs = build_chat_inputs(vlm.tokenizer, vlm.config, [*encoded.user_parts, question],
@@ -36,17 +36,19 @@ def model_inputs(vlm: VLM, encoded: EncodedInput, question: str, *,
     mm_outputs = {}
     if encoded.image_embeds:
         kwargs["image_grid_thw"] = encoded.image_grid_thw.to(device)
-        mm_outputs["image"] = BaseModelOutputWithPooling(pooler_output=[e.to(device) for e in encoded.image_embeds])
+        mm_outputs["image"] = model_features(vlm, encoded.image_embeds, device)
     if encoded.video_embeds:
         kwargs["video_grid_thw"] = encoded.video_grid_thw.to(device)
-        mm_outputs["video"] = BaseModelOutputWithPooling(pooler_output=[e.to(device) for e in encoded.video_embeds])
-        if vlm.family == "qwen2_5_vl":
+        mm_outputs["video"] = model_features(vlm, encoded.video_embeds, device)
+        if vlm.spec.absolute_time:
             kwargs["second_per_grid_ts"] = encoded.second_per_grid_ts.to(device)
     if encoded.position_blocks is not None:
         kwargs["position_ids"] = generation_position_ids(
             inputs["mm_token_type_ids"], encoded.position_blocks,
             vlm.config.vision_config.spatial_merge_size).to(device)
     kwargs["mm_encoder_outputs"] = mm_outputs
+    if not vlm.spec.mrope:  # 1D positions (Kimi): the model takes no token types
+        kwargs.pop("mm_token_type_ids")
     return kwargs
 
 
@@ -97,6 +99,7 @@ def answer(vlm: VLM, encoded: EncodedInput, question: str, *, follow_ups: Sequen
         new_tokens = pruned.tokens[0]  # one row: generation stops at its EOS, no padding
         kv_stats = {"kv_press": repr(kv_press), "kv_tokens_full": context,
                     "kv_tokens_kept": int(pruned.state.keep_counts[0]), "kv_cache_bytes": pruned.cache_bytes,
+                    "recurrent_state_bytes": pruned.recurrent_bytes,
                     "time_kv_press_s": pruned.state.time_s, "time_prefill_s": pruned.prefill_s}
     generate_s = time.perf_counter() - started
     text = vlm.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()

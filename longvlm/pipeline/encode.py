@@ -36,7 +36,6 @@ from longvlm.ingest.video import VideoReader
 from longvlm.limits import check_question
 from longvlm.memory.streaming import encode_video_with_memory
 from longvlm.options import Compression, Options
-from longvlm.processing.patches import video_patches
 from longvlm.references import time_references
 from longvlm.planning.planner import (Plan, PlannedImage, PlannedVideo, plan_images, plan_native_frames,
                                       plan_ranked_images, plan_video)
@@ -45,7 +44,8 @@ from longvlm.vlm.loading import VLM
 from longvlm.vlm.positions import VisualBlock, video_time_interval
 from longvlm.vlm.prompt import VisualSlot, example_prompt_parts, frame_interval, video_prompt_parts
 from longvlm.vlm.room import add_notes, fit_plan, fit_room, text_tokens
-from longvlm.vlm.vision import frame_tokens, image_tokens, video_tokens, vision_placement
+from longvlm.vlm.vision import (frame_tokens, image_tokens, text_hidden_size, token_grid, video_pixels, video_tokens,
+                                vision_placement)
 
 
 @dataclass
@@ -60,7 +60,8 @@ class _Visual:
         if self.compressor is None:
             return tokens
         started = time.perf_counter()
-        out, _ = compress_item(tokens, grid_thw, self.compressor, self.factor, vlm.vision.merge_size)
+        out, _ = compress_item(tokens, grid_thw, self.compressor, self.factor, vlm.vision.merge_size,
+                               block_width=text_hidden_size(vlm))
         self.seconds += time.perf_counter() - started
         return out
 
@@ -142,7 +143,7 @@ def encode_pdf(vlm: VLM, path: str, options: Options | None = None, *, page_orde
             return dataclasses.replace(planned, items=[dataclasses.replace(item, source_index=candidates[
                 item.source_index]) for item in planned.items])
 
-        plan = fit_plan(plan_for, lambda p: p.total_tokens + text_tokens(vlm.tokenizer, _page_parts(p.items)),
+        plan = fit_plan(plan_for, lambda p: p.total_tokens + text_tokens(vlm.tokenizer, vlm.config, _page_parts(p.items)),
                         max_visual_tokens, context_room)
         stats["time_plan_s"] = time.perf_counter() - t_plan
         report_progress(progress, "plan", len(plan.items), count)
@@ -208,7 +209,7 @@ def encode_images(vlm: VLM, images: Sequence[str | Image.Image], options: Option
     sizes = [image_size(im) for im in images]
     visual = _visual_setup(vlm, options.compression, "images")
     plan = fit_plan(lambda budget: plan_images(sizes, budget, vlm.vision, downsample=visual.factor),
-                    lambda p: p.total_tokens + text_tokens(vlm.tokenizer, _image_parts(p.items)), _budget(options),
+                    lambda p: p.total_tokens + text_tokens(vlm.tokenizer, vlm.config, _image_parts(p.items)), _budget(options),
                     context_room)
     embeds: list[torch.Tensor] = []
     decode_s = encode_s = 0.0
@@ -293,9 +294,10 @@ def encode_video(vlm: VLM, path: str, options: Options | None = None, *, frame_o
         """Visual tokens + header + close-up labels, with timestamps estimated from the frame rate."""
         video, shots = planned
         stamps = [i / meta.fps for item in video.items for i in item.frame_indices]
-        parts = [*video_prompt_parts(video.total_tokens, stamps, meta.duration),
+        parts = [*video_prompt_parts(video.total_tokens, stamps, meta.duration,
+                                     patch_tokens=_patch_tokens(video.items, spec)),
                  *_closeup_parts(shots, [c.source_index / meta.fps for c in shots])]
-        return video.total_tokens + sum(c.tokens for c in shots) + text_tokens(vlm.tokenizer, parts)
+        return video.total_tokens + sum(c.tokens for c in shots) + text_tokens(vlm.tokenizer, vlm.config, parts)
 
     plan, closeups = fit_plan(plan_for, context_tokens, max_visual_tokens, context_room)
     plan_s = time.perf_counter() - t_plan
@@ -308,7 +310,8 @@ def encode_video(vlm: VLM, path: str, options: Options | None = None, *, frame_o
     second_per_grid_ts = torch.tensor([spec.temporal_patch_size * frame_interval(timestamps, 1.0 / meta.fps)]
                                       * len(items))
     duration = meta.duration
-    parts = video_prompt_parts(sum(it.tokens for it in items), timestamps, duration)
+    parts = video_prompt_parts(sum(it.tokens for it in items), timestamps, duration,
+                               patch_tokens=_patch_tokens(items, spec))
     evidence = [Evidence("frame", i, timestamp=t) for i, t in zip(frame_indices, timestamps)]
     image_embeds: list[torch.Tensor] = []
     image_grid = None
@@ -333,17 +336,27 @@ def encode_video(vlm: VLM, path: str, options: Options | None = None, *, frame_o
     if reader.notes:  # e.g. a truncated file: also issued as an InputWarning, which the CLI prints
         stats["input_warnings"] = list(reader.notes)
     blocks = None
-    if plan.resolution == "hybrid":
+    if plan.resolution == "hybrid":  # several grids in one block (families with timestamped frames: a block each)
         high, low = items[0], items[min(1, len(items) - 1)]  # each group: a high step, then low steps
         stats.update(video_items=len(items), high_size=f"{high.width}x{high.height}",
                      low_size=f"{low.width}x{low.height}")
-        interval = video_time_interval(vlm.config, second_per_grid_ts[0])
-        blocks = [VisualBlock(tuple(tuple(g) for g in grid_thw.tolist()), interval)]
-        if image_grid is not None:  # close-ups: one image block each, after the video
-            blocks += [VisualBlock((tuple(g),)) for g in image_grid.tolist()]
+        if not vlm.spec.timestamped_frames:
+            interval = video_time_interval(vlm.config, second_per_grid_ts[0])
+            blocks = [VisualBlock(tuple(tuple(g) for g in grid_thw.tolist()), interval)]
+            if image_grid is not None:  # close-ups: one image block each, after the video
+                blocks += [VisualBlock((tuple(g),)) for g in image_grid.tolist()]
     return check_planned(EncodedInput(path, "video", plan, parts, evidence, video_embeds=embeds,
                                 video_grid_thw=grid_thw, image_embeds=image_embeds, image_grid_thw=image_grid,
                                 second_per_grid_ts=second_per_grid_ts, position_blocks=blocks, stats=stats))
+
+
+def _patch_tokens(items: Sequence[PlannedVideo], spec) -> list[int]:
+    """Tokens of each temporal patch of planned video items, in order (items differ in size when hybrid)."""
+    out: list[int] = []
+    for item in items:
+        patches = -(-item.num_frames // spec.temporal_patch_size)
+        out += [item.tokens // patches] * patches
+    return out
 
 
 def focus_order(indices: Sequence[int], fps: float, times: Sequence[float]) -> list[int]:
@@ -381,12 +394,13 @@ def _encode_video_items(vlm: VLM, reader: VideoReader, items: list[PlannedVideo]
         pixel_parts, grid_parts = [], []
         for n, (k, start) in enumerate(runs):
             stop = runs[n + 1][1] if n + 1 < len(runs) else len(chunk_owners)
-            pixels, grid = video_patches(list(chunk.frames[start:stop]), (items[k].height, items[k].width), spec)
+            pixels, grid = video_pixels(vlm, chunk.frames[start:stop], (items[k].height, items[k].width))
             pixel_parts.append(pixels)
             grid_parts.append(grid)
-        features_per_run = video_tokens(vlm, torch.cat(pixel_parts), torch.cat(grid_parts))
+        features_per_run = video_tokens(vlm, torch.cat(pixel_parts), torch.cat(grid_parts),
+                                        [len(grid) for grid in grid_parts])
         for (k, _), features, grid in zip(runs, features_per_run, grid_parts, strict=True):
-            pieces[k].append(visual.apply(vlm, features, grid[0].tolist()))
+            pieces[k].append(visual.apply(vlm, features, token_grid(vlm, grid)))
         encode_s += time.perf_counter() - t1
         timestamps.extend(chunk.timestamps)
         report_progress(progress, "decode+encode", len(timestamps), len(indices))

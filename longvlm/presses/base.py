@@ -147,6 +147,7 @@ class KVPress(ABC):
     _real: torch.Tensor | None = _runtime()  # [B, L] real (non-padding) prompt tokens of the current prefill
     _types: torch.Tensor | None = _runtime()  # [B, L] token types
     _counts: torch.Tensor | None = _runtime()  # [B] tokens to keep per row
+    _length_layer: int = _runtime(0)  # index of a softmax-attention layer: its cache length is the prompt's
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -188,7 +189,10 @@ class KVPress(ABC):
         """Prune at the prefill of every forward of `model` inside the block; yields the state it fills."""
         self.state = PressState(self.name)
         handles = [model.register_forward_pre_hook(self._on_model_call, with_kwargs=True)]
-        for attention in attention_modules(model):
+        attentions = attention_modules(model)
+        # the cache length that counts: a softmax-attention layer's (a linear-attention layer counts every token)
+        self._length_layer = attentions[0].layer_idx if attentions else 0
+        for attention in attentions:
             handles.append(attention.register_forward_hook(self._on_attention, with_kwargs=True))
         try:
             yield self.state
@@ -205,7 +209,7 @@ class KVPress(ABC):
         if tokens is None:
             tokens = kwargs.get("inputs_embeds")
         cache = kwargs.get("cache")
-        past = cache.get_seq_length() if cache is not None else 0
+        past = cache.get_seq_length(self._length_layer) if cache is not None else 0
         batch, length = int(tokens.shape[0]), int(tokens.shape[1])
         mask = kwargs.get("attention_mask")
         if past == 0:
@@ -332,13 +336,15 @@ def require_int(press: KVPress, name: str, minimum: int | None = None) -> None:
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
-    """The self-attention modules of the language model of a Qwen2-VL-family model (in layer order)."""
+    """The softmax self-attention modules of the language model (in layer order): every layer of Qwen2-VL,
+    Qwen2.5-VL and Qwen3-VL; Qwen3.5's full-attention layers only (its linear-attention layers keep a
+    fixed-size recurrent state instead of keys and values, so there is nothing to prune there)."""
     language_model = getattr(getattr(model, "model", None), "language_model", None)
     layers = getattr(language_model, "layers", None)
     if layers is None:
         raise ConfigError(f"{type(model).__name__}: no model.language_model.layers; KV presses support "
-                          "Qwen2-VL / Qwen2.5-VL models")
-    return [layer.self_attn for layer in layers]
+                          "the Qwen-VL families (longvlm.vlm.families)")
+    return [layer.self_attn for layer in layers if hasattr(layer, "self_attn")]
 
 
 __all__ = ["KVPress", "LayerView", "PressState", "ScorerPress", "attention_modules", "recent_mask", "require_bool",

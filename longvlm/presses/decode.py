@@ -50,14 +50,26 @@ def decode_position_ids(prompt_positions: torch.Tensor, step: int) -> torch.Tens
     return prompt_positions[..., -1:] + 1 + step
 
 
+def _nbytes(states) -> int:
+    """Bytes of a tensor, or of the tensors in a dict / list of them (anything else: 0)."""
+    if isinstance(states, torch.Tensor):
+        return states.numel() * states.element_size()
+    if isinstance(states, dict):
+        states = list(states.values())
+    return sum(_nbytes(s) for s in states) if isinstance(states, (list, tuple)) else 0
+
+
 def cache_nbytes(cache) -> int:
-    """Bytes held by the keys and values of a transformers cache."""
-    total = 0
-    for layer in cache.layers:
-        for states in (getattr(layer, "keys", None), getattr(layer, "values", None)):
-            if isinstance(states, torch.Tensor):
-                total += states.numel() * states.element_size()
-    return total
+    """Bytes held by the keys and values of a transformers cache (the part a KV press prunes)."""
+    return sum(_nbytes(getattr(layer, "keys", None)) + _nbytes(getattr(layer, "values", None))
+               for layer in cache.layers)
+
+
+def recurrent_state_nbytes(cache) -> int:
+    """Bytes of the fixed-size states of linear-attention layers (Qwen3.5's convolution and recurrent states):
+    held per layer whatever the prompt's length, and never pruned."""
+    return sum(_nbytes(getattr(layer, "conv_states", None)) + _nbytes(getattr(layer, "recurrent_states", None))
+               for layer in cache.layers)
 
 
 @dataclass
@@ -70,6 +82,7 @@ class PrunedGeneration:
     decode_s: float
     cache_bytes: int  # KV bytes right after prefill (after pruning)
     decode_steps: int  # forward passes after prefill
+    recurrent_bytes: int = 0  # linear-attention layers' fixed-size states (not KV, never pruned)
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -137,7 +150,7 @@ def generate_pruned(model: nn.Module, inputs: dict, press: KVPress | None = None
         logits = model(**prefill).logits[:, -1]
         _sync(device)
         prefill_s = clock() - started
-        cache_bytes = cache_nbytes(cache)
+        cache_bytes, recurrent_bytes = cache_nbytes(cache), recurrent_state_nbytes(cache)
         cache_mask = state.slot_mask.to(mask.dtype) if state is not None and state.slot_mask is not None else mask
         started = clock()
         for step in range(max_new_tokens):
@@ -160,4 +173,5 @@ def generate_pruned(model: nn.Module, inputs: dict, press: KVPress | None = None
         decode_s = clock() - started
     if streamer is not None:
         streamer.end()
-    return PrunedGeneration(torch.stack(generated, dim=1), state, prefill_s, decode_s, cache_bytes, steps)
+    return PrunedGeneration(torch.stack(generated, dim=1), state, prefill_s, decode_s, cache_bytes, steps,
+                            recurrent_bytes)

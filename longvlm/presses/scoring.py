@@ -28,16 +28,26 @@ def rotary_function(module: torch.nn.Module):
     function = getattr(sys.modules[type(module).__module__], "apply_rotary_pos_emb", None)
     if function is None:
         raise ConfigError(f"{type(module).__name__}: its modeling module has no apply_rotary_pos_emb; "
-                          "KV scoring supports the Qwen2-VL family")
+                          "KV scoring supports the Qwen-VL families")
     return function
 
 
 def project_queries(view: LayerView, start: int, end: int) -> torch.Tensor:
-    """Queries [B, H, end-start, D] of prompt positions start..end-1, as the attention layer computed them."""
+    """Queries [B, H, end-start, D] of prompt positions start..end-1, as the attention layer computed them:
+    q_proj; for a gated attention (Qwen3.5) the query half of each head's [query, gate]; the per-head RMSNorm
+    when the layer has one (Qwen3-VL, Qwen3.5); RoPE (partial when cos/sin cover fewer dims)."""
     module = view.module
     hidden = view.hidden_states[:, start:end]
     batch, length, _ = hidden.shape
-    queries = module.q_proj(hidden).view(batch, length, -1, module.head_dim).transpose(1, 2)
+    projected = module.q_proj(hidden)
+    heads, dim = module.config.num_attention_heads, module.head_dim
+    if projected.shape[-1] == 2 * heads * dim:  # gated: each head holds [query, gate]
+        queries = projected.view(batch, length, heads, 2 * dim)[..., :dim]
+    else:
+        queries = projected.view(batch, length, heads, dim)
+    if getattr(module, "q_norm", None) is not None:
+        queries = module.q_norm(queries)
+    queries = queries.transpose(1, 2)
     cos, sin = view.cos[:, start:end], view.sin[:, start:end]
     rotated, _ = rotary_function(module)(queries, queries, cos, sin)
     return rotated

@@ -108,9 +108,10 @@ def pack_rows(rows: Sequence[Sequence[TokenizedExample]], pad_token_id: int) -> 
     return batch
 
 
-def greedy_pack(samples: Sequence[TokenizedExample], max_length: int, rows: int | None = None
-                ) -> list[list[TokenizedExample]]:
-    """First-fit packing of samples (in order) into rows of at most `max_length` tokens.
+def greedy_pack(samples: Sequence[TokenizedExample], max_length: int, rows: int | None = None, *,
+                one_per_row: bool = False) -> list[list[TokenizedExample]]:
+    """First-fit packing of samples (in order) into rows of at most `max_length` tokens (`one_per_row`: each
+    sample alone in its row, for families that cannot pack, `Family.packs_samples`).
 
     A sample longer than `max_length` is an error (the data mixture must respect the stage length).
     """
@@ -120,7 +121,7 @@ def greedy_pack(samples: Sequence[TokenizedExample], max_length: int, rows: int 
         if len(sample) > max_length:
             raise BudgetError(f"a {sample.task} sample has {len(sample)} tokens, over the packing length {max_length}")
         for i, free in enumerate(room):
-            if len(sample) <= free:
+            if len(sample) <= free and not one_per_row:
                 packed[i].append(sample)
                 room[i] -= len(sample)
                 break

@@ -12,7 +12,8 @@ from longvlm.datasets.mixture import GENERATORS
 from longvlm.processing.spec import VisionSpec
 from longvlm.errors import ConfigError
 from longvlm.training.config import TrainConfig
-from longvlm.vlm.loading import FAMILIES, VLM, default_attn_implementation, load_vlm, tiny_config
+from longvlm.vlm.loading import (FAMILIES, VLM, default_attn_implementation, family_vision_spec, load_vlm,
+                                 tiny_config)
 from longvlm.vlm.prompt import DEFAULT_SYSTEM, example_prompt_parts
 from longvlm.vlm.tokenizer import train_bpe_tokenizer
 
@@ -60,13 +61,13 @@ def build_training_model(config: TrainConfig, tokenizer=None) -> VLM:
     model_config.text_config.eos_token_id = tokenizer.eos_token_id
     model_config.text_config.pad_token_id = tokenizer.pad_token_id
     model_config._attn_implementation = attn
-    _, model_cls = FAMILIES[config.model.family]
+    model_cls = FAMILIES[config.model.family].model_class
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         model = model_cls(model_config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    spec = VisionSpec(**spec_kwargs) if spec_kwargs else VisionSpec()
+    spec = VisionSpec(**{**family_vision_spec(config.model.family).__dict__, **spec_kwargs})
     return VLM(model, tokenizer, spec, config.model.family, "new")
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import AutoTokenizer
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from longvlm.compression.oryx import OryxCompressor
 from longvlm.compression.training import build_oryx, compress_items, factor_for
@@ -30,7 +29,7 @@ from longvlm.training.model_setup import apply_trainable, build_training_model, 
 from longvlm.training.vision_pretrain import pretrain_vision
 from longvlm.vlm.loading import VLM
 from longvlm.vlm.prompt import IGNORE_INDEX, VisualSlot, build_training_inputs, frame_interval, video_prompt_parts
-from longvlm.vlm.vision import frame_tokens, image_tokens
+from longvlm.vlm.vision import frame_tokens, image_tokens, model_features, text_hidden_size
 
 SAMPLES_PER_MICRO_STEP = 100_000  # index space reserved per micro step in the mixture stream
 
@@ -107,9 +106,9 @@ class BatchMaker:
             slot = next((r for r in range(rows) if free[r] >= length), None)
             if slot is None:
                 break
-            free[slot] -= length
+            free[slot] = free[slot] - length if self.vlm.spec.packs_samples else 0
             samples.append(tokenize_example(example, self.vlm.tokenizer, self.vlm.model, self.vlm.vision))
-        packed = greedy_pack(samples, stage.max_length)
+        packed = greedy_pack(samples, stage.max_length, one_per_row=not self.vlm.spec.packs_samples)
         batch = pack_rows(packed, self.vlm.tokenizer.pad_token_id)
         info = {"samples": len(samples), "tokens": int(sum(len(s) for s in samples)),
                 "answer_tokens": int((batch["labels"] != -100).sum())}
@@ -248,6 +247,7 @@ def oryx_example_loss(vlm: VLM, model, compressor: OryxCompressor, example: Exam
     inputs = build_training_inputs(vlm.tokenizer, vlm.config, parts, example.answer)
     device = next(model.parameters()).device
     dtype = next(vlm.model.model.language_model.parameters()).dtype
+    width = text_hidden_size(vlm)
     kwargs = {k: v.to(device) for k, v in inputs.items()}
     outputs = {}
     with torch.no_grad():  # the frozen vision tower and merger
@@ -255,15 +255,15 @@ def oryx_example_loss(vlm: VLM, model, compressor: OryxCompressor, example: Exam
         encoded_videos = [frame_tokens(vlm, list(item.frames), size) for item, size in videos]
     if encoded_images is not None:
         tokens, grids = compress_items(encoded_images[0], encoded_images[1].tolist(), compressor, factor,
-                                       spec.merge_size)
+                                       spec.merge_size, block_width=width)
         kwargs["image_grid_thw"] = torch.tensor(grids, device=device)
-        outputs["image"] = BaseModelOutputWithPooling(pooler_output=[t.to(device, dtype) for t in tokens])
+        outputs["image"] = model_features(vlm, [t.to(dtype) for t in tokens], device)
     if encoded_videos:
         tokens, grids = compress_items([t for t, _ in encoded_videos], [g for _, g in encoded_videos], compressor,
-                                       factor, spec.merge_size)
+                                       factor, spec.merge_size, block_width=width)
         kwargs["video_grid_thw"] = torch.tensor(grids, device=device)
-        outputs["video"] = BaseModelOutputWithPooling(pooler_output=[t.to(device, dtype) for t in tokens])
-        if vlm.family == "qwen2_5_vl":
+        outputs["video"] = model_features(vlm, [t.to(dtype) for t in tokens], device)
+        if vlm.spec.absolute_time:
             kwargs["second_per_grid_ts"] = torch.tensor(
                 [spec.temporal_patch_size * frame_interval(item.timestamps) for item, _ in videos], device=device)
     kwargs["mm_encoder_outputs"] = outputs

@@ -1,4 +1,5 @@
-"""Load a Qwen2-VL / Qwen2.5-VL model: from a local directory, or the `tiny` preset built in code."""
+"""Load a model of a supported family (`longvlm.vlm.families`): from a local directory, a shipped model, or a
+tiny preset built in code."""
 
 from __future__ import annotations
 
@@ -8,18 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import (AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, Qwen2_5_VLConfig,
-                          Qwen2_5_VLForConditionalGeneration, Qwen2VLConfig, Qwen2VLForConditionalGeneration)
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from longvlm.processing.spec import VisionSpec
 from longvlm.errors import ConfigError
+from longvlm.vlm.families import FAMILIES, Family, family_of, tiny_config
 from longvlm.vlm.tokenizer import build_byte_tokenizer
 
-FAMILIES = {
-    "qwen2_vl": (Qwen2VLConfig, Qwen2VLForConditionalGeneration),
-    "qwen2_5_vl": (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration),
-}
-TINY_PRESETS = {"tiny": "qwen2_vl", "tiny-qwen2-vl": "qwen2_vl", "tiny-qwen2.5-vl": "qwen2_5_vl"}
+TINY_PRESETS = {"tiny": "qwen2_vl", "tiny-qwen2-vl": "qwen2_vl", "tiny-qwen2.5-vl": "qwen2_5_vl",
+                "tiny-qwen3-vl": "qwen3_vl", "tiny-qwen3.5": "qwen3_5", "tiny-kimi-k2.5": "kimi_k25"}
 # Trained checkpoints shipped inside the package (saved with save_pretrained by scripts/train.py).
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # "small": the shipped model (earlier versions are in git history and bench/RESULTS.md)
@@ -30,6 +28,19 @@ PRESETS = (*SHIPPED_MODELS, *TINY_PRESETS)
 TINY_VISION_SPEC = VisionSpec(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 256)
 
 
+def family_vision_spec(family: str, *, tiny: bool = False) -> VisionSpec:
+    """A family's vision spec for a new model: Qwen2-VL's patch 14 and CLIP normalisation, or for Qwen3-VL /
+    Qwen3.5 patch 16 (32 x 32 pixels a token) with mean = std = 0.5 as their released processors; `tiny`:
+    the small pixel bounds of the tiny presets (4 to 256 tokens an image)."""
+    if family == "kimi_k25":  # MoonViT: patch 14, 2x2 merge, 4-frame chunks, mean = std = 0.5
+        return VisionSpec(temporal_patch_size=4, min_pixels=28 * 28 * 4, max_pixels=28 * 28 * (256 if tiny else 4096),
+                          image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5))
+    if family not in ("qwen3_vl", "qwen3_5"):
+        return TINY_VISION_SPEC if tiny else VisionSpec()
+    return VisionSpec(patch_size=16, min_pixels=32 * 32 * 4, max_pixels=32 * 32 * (256 if tiny else 1280),
+                      image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5))
+
+
 @dataclass
 class VLM:
     """A loaded model with what is needed to feed it: tokenizer and vision spec."""
@@ -37,13 +48,18 @@ class VLM:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     vision: VisionSpec
-    family: str  # "qwen2_vl" or "qwen2_5_vl"
+    family: str  # a key of longvlm.vlm.families.FAMILIES, e.g. "qwen2_vl"
     name: str  # preset name or model directory
     is_random: bool = False  # True for presets built with random weights
 
     @property
     def config(self):
         return self.model.config
+
+    @property
+    def spec(self) -> Family:
+        """The family's facts (`longvlm.vlm.families.Family`)."""
+        return FAMILIES[self.family]
 
     @property
     def max_context(self) -> int:
@@ -64,32 +80,6 @@ class VLM:
             json.dump(self.vision.to_preprocessor_config(processor), fh, indent=2)
 
 
-def tiny_config(family: str = "qwen2_vl", vocab_size: int = 264, *, hidden_size: int = 64, layers: int = 2,
-                heads: int = 4, kv_heads: int = 2, vision_depth: int = 2, vision_dim: int = 32,
-                max_position_embeddings: int = 8192, token_ids: dict[str, int] | None = None):
-    """A small config of the real Qwen2-VL / Qwen2.5-VL classes (head_dim 16, mrope_section [2, 3, 3])."""
-    if family not in FAMILIES:
-        raise ConfigError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}")
-    head_dim = hidden_size // heads
-    half = head_dim // 2
-    section = [half // 4, (half - half // 4) // 2]
-    section.append(half - sum(section))
-    text = dict(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-                num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                max_position_embeddings=max_position_embeddings, rms_norm_eps=1e-6,
-                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section},
-                bos_token_id=None, eos_token_id=None, pad_token_id=None)
-    if family == "qwen2_vl":
-        vision = dict(depth=vision_depth, embed_dim=vision_dim, hidden_size=hidden_size, num_heads=2, mlp_ratio=2)
-    else:
-        vision = dict(depth=vision_depth, hidden_size=vision_dim, out_hidden_size=hidden_size, num_heads=2,
-                      intermediate_size=vision_dim * 2, fullatt_block_indexes=[vision_depth - 1],
-                      window_size=112, tokens_per_second=2)
-    config_cls, _ = FAMILIES[family]
-    ids = token_ids or {}
-    return config_cls(text_config=text, vision_config=vision, tie_word_embeddings=True, **ids)
-
-
 def build_tiny(preset: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32) -> VLM:
     """A randomly initialised tiny model of the real classes with the offline byte tokenizer (no hub access)."""
     family = TINY_PRESETS[preset]
@@ -100,14 +90,13 @@ def build_tiny(preset: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.f
     config = tiny_config(family, vocab_size=len(tokenizer), token_ids=ids)
     config.text_config.eos_token_id = tokenizer.eos_token_id
     config.text_config.pad_token_id = tokenizer.pad_token_id
-    _, model_cls = FAMILIES[family]
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = model_cls(config)
+        model = FAMILIES[family].model_class(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.to(dtype).eval()
-    return VLM(model, tokenizer, TINY_VISION_SPEC, family, preset, is_random=True)
+    return VLM(model, tokenizer, family_vision_spec(family, tiny=True), family, preset, is_random=True)
 
 
 def default_model() -> str:
@@ -131,7 +120,7 @@ def load_vlm(model: str | os.PathLike = "tiny", *, dtype: torch.dtype | str | No
              device: str | None = None, attn_implementation: str | None = None) -> VLM:
     """Load `model`: 'small' (the project's trained model shipped in the package), a random tiny preset
     ('tiny', 'tiny-qwen2-vl', 'tiny-qwen2.5-vl') or a local directory
-    holding a Qwen2-VL / Qwen2.5-VL checkpoint (config.json, weights, tokenizer, preprocessor_config.json).
+    holding a checkpoint of a supported family (`longvlm.vlm.families`; detected from config.json's model_type) (config.json, weights, tokenizer, preprocessor_config.json).
     Nothing is downloaded."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if str(model) in SHIPPED_MODELS:
@@ -153,9 +142,11 @@ def load_vlm(model: str | os.PathLike = "tiny", *, dtype: torch.dtype | str | No
     if not config_file.is_file():
         raise ConfigError(f"{model}: no config.json, not a Hugging Face model directory")
     model_type = json.loads(config_file.read_text()).get("model_type")
-    if model_type not in FAMILIES:
-        raise ConfigError(f"{model}: model_type {model_type!r} is not supported (supported: {sorted(FAMILIES)})")
-    _, model_cls = FAMILIES[model_type]
+    try:
+        family = family_of(str(model_type))
+    except ConfigError as exc:
+        raise ConfigError(f"{model}: {exc}") from exc
+    model_cls = family.model_class
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     net = model_cls.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation

@@ -51,14 +51,19 @@ class VisualBlock:
 
 def blocks_for_items(image_grid_thw: torch.Tensor | None, video_grid_thw: torch.Tensor | None,
                      mm_token_type_ids: torch.Tensor, *, tokens_per_second: float | None = None,
-                     second_per_grid_ts: torch.Tensor | None = None) -> list[VisualBlock]:
+                     second_per_grid_ts: torch.Tensor | None = None,
+                     timestamped_frames: bool = False) -> list[VisualBlock]:
     """One block per grid, in the order the blocks appear in `mm_token_type_ids` (as transformers pairs them).
 
     `tokens_per_second` (Qwen2.5-VL) makes video temporal ids follow absolute time with `second_per_grid_ts`
-    (default 1 s per temporal patch, as in transformers).
+    (default 1 s per temporal patch, as in transformers). `timestamped_frames` (Qwen3-VL, Qwen3.5): each
+    temporal patch of a video is its own block (grid (1, h, w)), as their `get_rope_index` splits the grids.
     """
     images = iter([] if image_grid_thw is None else image_grid_thw.tolist())
-    videos = iter([] if video_grid_thw is None else video_grid_thw.tolist())
+    video_grids = [] if video_grid_thw is None else video_grid_thw.tolist()
+    if timestamped_frames:
+        video_grids = [[1, h, w] for t, h, w in video_grids for _ in range(t)]
+    videos = iter(video_grids)
     seconds = iter([] if second_per_grid_ts is None else second_per_grid_ts.reshape(-1))
     blocks = []
     for kind, _, _ in _runs(mm_token_type_ids):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from longvlm.errors import BudgetError
-from longvlm.vlm.prompt import VisualSlot, build_chat_inputs
+from longvlm.vlm.prompt import VisualSlot, build_chat_inputs, media_text, slot_pieces
 
 DEFAULT_NEW_TOKENS = 64
 """Answer room when none is asked for: 64 tokens, at most 1/8 of the context (short answers with citations)."""
@@ -92,11 +92,16 @@ def fit_room(vlm, *, question: str | None = None, max_visual_tokens: int | None 
     return Room(visual, new, room, tuple(notes))
 
 
-def text_tokens(tokenizer, parts: Sequence[str | VisualSlot]) -> int:
-    """Tokens the non-visual part of `parts` adds to a prompt: each text part as `build_chat_inputs`
-    tokenizes it, plus the vision start/end tokens around each slot."""
-    return sum(2 if isinstance(p, VisualSlot) else len(tokenizer(p, add_special_tokens=False)["input_ids"])
-               for p in parts)
+def text_tokens(tokenizer, config, parts: Sequence[str | VisualSlot]) -> int:
+    """Tokens the non-visual part of `parts` adds to a prompt for the model of `config`: each text part as
+    `build_chat_inputs` tokenizes it, plus per visual block its vision start/end tokens and the text before it
+    (`slot_pieces`: a frame's time for families with timestamped frames)."""
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+
+    return sum(sum(2 + count(text) + count(media_text(p.kind, config)) for text, _ in slot_pieces(p, config))
+               if isinstance(p, VisualSlot) else count(p) for p in parts)
 
 
 def fit_plan(plan_for: Callable[[int], object], context_tokens: Callable[[object], int], budget: int,

@@ -18,7 +18,8 @@ from longvlm.errors import ConfigError
 from longvlm.pipeline.encode import encode_images, encode_pdf, encode_video
 from longvlm.vlm.loading import load_vlm
 from longvlm.pipeline.answer import answer
-from longvlm.vlm.prompt import VIDEO, VisualSlot, build_chat_inputs
+from longvlm.vlm.prompt import VIDEO, build_chat_inputs, video_slot
+from longvlm.testing import FAMILY_PRESETS
 
 
 def region(grid, t, i, j, k):
@@ -90,33 +91,42 @@ def test_oryx_default_starts_as_pooling_and_trains(tmp_path):
         module(torch.randn(1, 6, 4, 8), 4)
 
 
-@pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+@pytest.mark.parametrize("preset", FAMILY_PRESETS)
 @pytest.mark.parametrize("k", [2, 4])
 def test_compressed_tokens_keep_mrope_positions_consistent(preset, k):
     """Use each video token's own 3D M-RoPE position (from transformers' get_rope_index) as its feature.
     After average pooling, compressed token n carries the mean original position of its region; the positions
     transformers assigns to the compressed item (via the reported grid) must be those of a k-times smaller
-    grid in the same order: temporal equal, spatial (mean - s - (k-1)/2) / k + s."""
+    grid in the same order: temporal equal, spatial (mean - s - (k-1)/2) / k + s, s the start of the token's
+    block. Qwen2-VL / Qwen2.5-VL: one block for the video. Qwen3-VL / Qwen3.5: a block per temporal patch,
+    each starting after the previous one's (smaller) extent, so positions hold relative to the block start."""
     vlm = load_vlm(preset)
     model, config = vlm.model.model, vlm.config
     grid = (4, 16, 8)  # 4 temporal patches, 8 x 4 merged tokens each
 
     def positions(video_grid):
+        """[tokens, 3] position ids of the video tokens and [tokens] the height id of each one's block start."""
         tokens = video_grid[0] * video_grid[1] * video_grid[2] // 4
-        inputs = build_chat_inputs(vlm.tokenizer, config, ["clip", VisualSlot("video", tokens), "question"])
+        slot = video_slot(tokens, [0.5 * i for i in range(2 * video_grid[0])])
+        inputs = build_chat_inputs(vlm.tokenizer, config, ["clip", slot, "question"])
         extra = {"second_per_grid_ts": torch.tensor([1.5])} if vlm.family == "qwen2_5_vl" else {}
         pos, _ = model.get_rope_index(inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"],
                                       video_grid_thw=torch.tensor([video_grid]), **extra)
-        return pos[:, 0, inputs["mm_token_type_ids"][0] == VIDEO].T.float()  # [tokens, 3]
+        video = inputs["mm_token_type_ids"][0] == VIDEO
+        first = video & ~torch.cat([torch.tensor([False]), video[:-1]])
+        block_start = pos[1, 0, first][torch.cumsum(first.long(), 0)[video] - 1]
+        return pos[:, 0, video].T.float(), block_start.float()
 
-    original = positions(grid)
+    original, start = positions(grid)
     pooled, new_grid = compress_item(original, grid, AvgPoolCompressor(), k)
+    pooled_start, _ = compress_item(start[:, None], grid, AvgPoolCompressor(), k)
     assert new_grid == (4, 16 // k, 8 // k) == compressed_grid(grid, k)
-    compressed = positions(new_grid)
+    compressed, new_start = positions(new_grid)
     assert pooled.shape == compressed.shape == (original.shape[0] // k ** 2, 3)
-    start = float(original[0, 1])  # s: the first token's height position
-    torch.testing.assert_close(pooled[:, 0], compressed[:, 0])  # temporal positions unchanged
-    torch.testing.assert_close((pooled[:, 1:] - start - (k - 1) / 2) / k + start, compressed[:, 1:])
+    assert (len(set(start.tolist())) > 1) == vlm.spec.timestamped_frames
+    # temporal ids: unchanged relative to the block start (absolute for one block)
+    torch.testing.assert_close(pooled[:, 0] - pooled_start[:, 0], compressed[:, 0] - new_start)
+    torch.testing.assert_close((pooled[:, 1:] - pooled_start - (k - 1) / 2) / k, compressed[:, 1:] - new_start[:, None])
 
 
 def test_planner_downsample():
@@ -138,14 +148,15 @@ def test_planner_downsample():
         Compression(downsample=3.0)
 
 
-@pytest.fixture(scope="module", params=["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+@pytest.fixture(scope="module", params=FAMILY_PRESETS)
 def vlm(request):
     return load_vlm(request.param)
 
 
 def test_encoded_image_equals_pooled_uncompressed(vlm):
     """Through the real vision tower: the compressed encoding is the average pool of the uncompressed one."""
-    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (112, 224, 3), dtype=np.uint8))
+    f = vlm.vision.factor
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (4 * f, 8 * f, 3), dtype=np.uint8))
     full = encode_images(vlm, [image], Options(max_visual_tokens=1000))
     small = encode_images(vlm, [image], Options(max_visual_tokens=1000, compression=Compression(downsample=2)))
     assert full.image_grid_thw.tolist() == [[1, 8, 16]] and small.image_grid_thw.tolist() == [[1, 4, 8]]

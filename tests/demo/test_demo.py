@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from longvlm.testing import read_barcode, write_synthetic_pdf
+from longvlm.testing import FAMILY_PRESETS, read_barcode, write_synthetic_pdf
 from longvlm.demo import features
 from longvlm.demo.app import DemoConfig, resolve_input
 from longvlm.demo.citations import evidence_citations, parse_citations, parse_target
@@ -21,7 +21,8 @@ from longvlm.demo.media import format_time, frame_thumbnails, input_kind, page_t
 from longvlm.demo.session import SessionFiles, StageTracker, check_upload, ingest, public_message, stream_answer
 from longvlm.demo.settings import DemoSettings
 from longvlm.demo.models import ModelKey, ModelPool
-from longvlm.demo.stats import format_bytes, kv_cache_bytes, stats_rows
+from longvlm.demo.stats import format_bytes, kv_cache_bytes, recurrent_state_bytes, stats_rows
+from longvlm.presses.decode import cache_nbytes, recurrent_state_nbytes
 from longvlm.errors import BudgetError, ConfigError, InputError, LongVLMError
 from longvlm.vlm import loading
 from longvlm.encoded import Evidence
@@ -107,7 +108,7 @@ def test_page_thumbnails(small_pdf):
 
 
 # -- stats ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+@pytest.mark.parametrize("preset", FAMILY_PRESETS)
 def test_kv_cache_bytes_matches_a_real_cache(preset):
     """The formula against the tensors transformers actually keeps after a forward pass."""
     model = load_vlm(preset).model
@@ -116,10 +117,15 @@ def test_kv_cache_bytes_matches_a_real_cache(preset):
     ids = torch.randint(0, 200, (1, tokens))
     with torch.no_grad():
         model(input_ids=ids, cache=cache, use_cache=True)
-    real = sum(layer.keys.numel() * layer.keys.element_size() + layer.values.numel() * layer.values.element_size()
-               for layer in cache.layers)
+    real = cache_nbytes(cache)
+    assert real == sum(layer.keys.numel() * layer.keys.element_size() + layer.values.numel() * layer.values.element_size()
+                       for layer in cache.layers if hasattr(layer, "keys"))
     assert kv_cache_bytes(model.config.text_config, tokens, torch.float32) == real
     assert kv_cache_bytes(model.config.text_config, tokens, torch.bfloat16) == real // 2
+    # Qwen3.5's linear-attention layers: a fixed-size state instead of KV
+    state = recurrent_state_nbytes(cache)
+    assert recurrent_state_bytes(model.config.text_config, torch.float32) == state
+    assert (state > 0) == (preset == "tiny-qwen3.5")
     assert format_bytes(real) == f"{real / 1024:.1f} KiB" and format_bytes(12) == "12 B"
 
 

@@ -12,6 +12,8 @@ from longvlm.memory.bridge import MemoryBridge, MemoryBridgeConfig, memory_grid
 from longvlm.memory.state import CacheSpan, MemoryState
 from longvlm.errors import ConfigError
 from longvlm.options import Options
+from longvlm.testing import FAMILY_PRESETS
+from longvlm.vlm.vision import deepstack_layers
 
 C = 64
 
@@ -180,7 +182,7 @@ def long_video(tmp_path_factory):
     return write_barcode_video(tmp_path_factory.mktemp("mem") / "ten_min.mp4", 600, fps=1, scene_seconds=60)
 
 
-@pytest.fixture(scope="module", params=["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+@pytest.fixture(scope="module", params=FAMILY_PRESETS)
 def vlm(request):
     from longvlm.vlm.loading import load_vlm
 
@@ -203,13 +205,15 @@ def test_pipeline_memory_plus_selected_segment(vlm, long_video):
     encoded = encode_video(vlm, long_video, Options(max_visual_tokens=8 + 8 * 8, sample_fps=0.5, memory=_options(vlm)))
     state = encoded.memory.state
     assert state.segments_seen >= 10 and state.cache.shape[0] == 4  # 10 scenes of 60 s, cache bounded
-    assert encoded.visual_tokens <= 72 and encoded.image_embeds[0].shape == (8, vlm.config.text_config.hidden_size)
+    width = vlm.config.text_config.hidden_size * (1 + deepstack_layers(vlm))  # memory tokens: no DeepStack (zeros)
+    assert encoded.visual_tokens <= 72 and encoded.image_embeds[0].shape == (8, width)
     assert encoded.evidence[-1].timestamp >= 590  # default: the last segment
     # positions: both blocks are ordinary items, transformers' ids equal longvlm's from the grids
     kwargs = model_inputs(vlm, encoded, "What is shown?")
     tps = getattr(vlm.config.vision_config, "tokens_per_second", None) if vlm.family == "qwen2_5_vl" else None
     blocks = blocks_for_items(kwargs["image_grid_thw"], kwargs["video_grid_thw"], kwargs["mm_token_type_ids"],
-                              tokens_per_second=tps, second_per_grid_ts=kwargs.get("second_per_grid_ts"))
+                              tokens_per_second=tps, second_per_grid_ts=kwargs.get("second_per_grid_ts"),
+                              timestamped_frames=vlm.spec.timestamped_frames)
     ours = generation_position_ids(kwargs["mm_token_type_ids"], blocks, vlm.config.vision_config.spatial_merge_size)
     theirs, _ = vlm.model.model.get_rope_index(kwargs["input_ids"], kwargs["mm_token_type_ids"],
                                                image_grid_thw=kwargs["image_grid_thw"],

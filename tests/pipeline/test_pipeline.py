@@ -15,10 +15,12 @@ from longvlm.pipeline.answer import answer
 from longvlm.options import Options
 from longvlm.pipeline.ask import ask
 from longvlm.vlm.prompt import build_chat_inputs
+from longvlm.testing import FAMILY_PRESETS
 from longvlm.vlm.room import fit_room, prompt_tokens
+from longvlm.vlm.vision import model_features
 
 
-@pytest.fixture(scope="module", params=["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+@pytest.fixture(scope="module", params=FAMILY_PRESETS)
 def vlm(request):
     return load_vlm(request.param)
 
@@ -61,15 +63,15 @@ def test_chunked_video_features_equal_one_pass(vlm, short_video):
     encoded = encode_video(vlm, short_video, Options(max_visual_tokens=400, sample_fps=2.0))
     inputs = build_chat_inputs(vlm.tokenizer, vlm.config, encoded.user_parts + ["question"])
     extra = {"second_per_grid_ts": encoded.second_per_grid_ts} if vlm.family == "qwen2_5_vl" else {}
+    assert len(encoded.plan.items[0].frame_indices) > 16  # more than one chunk of 16 frames
     reader = VideoReader(short_video)
     frames = reader.read(encoded.plan.items[0].frame_indices).frames
     item = encoded.plan.items[0]
     pixels, grid = video_patches(list(frames), (item.height, item.width), vlm.vision)
     with torch.no_grad():
         direct = vlm.model(**inputs, pixel_values_videos=pixels, video_grid_thw=grid, **extra).logits
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
         chunked = vlm.model(**inputs, video_grid_thw=encoded.video_grid_thw, **extra, mm_encoder_outputs={
-            "video": BaseModelOutputWithPooling(pooler_output=encoded.video_embeds)}).logits
+            "video": model_features(vlm, encoded.video_embeds, "cpu")}).logits
     torch.testing.assert_close(chunked, direct, atol=1e-5, rtol=1e-4)
 
 
@@ -85,7 +87,8 @@ def test_context_over_model_limit_is_budget_error(vlm, sixty_page_pdf):
     encoded = encode_pdf(vlm, sixty_page_pdf, Options(max_visual_tokens=3000, max_pages=20))
     with pytest.raises(BudgetError, match="leaves 0 of the model's 1000 tokens for the answer"):
         answer(vlm, encoded, "q", max_context=1000)
-    context = encoded.visual_tokens + 300  # room for the prompt and a few new tokens, not for 64
+    prompt = int(build_chat_inputs(vlm.tokenizer, vlm.config, encoded.user_parts + ["q"])["input_ids"].shape[1])
+    context = prompt + 30  # room for the prompt and a few new tokens, not for 64
     lowered = answer(vlm, encoded, "q", max_context=context, max_new_tokens=64)
     assert lowered.stats["context_length"] + lowered.stats["new_tokens"] <= context
     assert any("max new tokens lowered from 64" in note for note in lowered.stats["notes"])
@@ -115,7 +118,8 @@ def test_bad_requests(vlm, sixty_page_pdf):
         ask(vlm, "q", sixty_page_pdf, Options(max_visual_tokens=0))
 
 
-@pytest.mark.parametrize("preset,family", [("tiny-qwen2-vl", "qwen2_vl"), ("tiny-qwen2.5-vl", "qwen2_5_vl")])
+@pytest.mark.parametrize("preset,family", [("tiny-qwen2-vl", "qwen2_vl"), ("tiny-qwen2.5-vl", "qwen2_5_vl"),
+                                           ("tiny-qwen3-vl", "qwen3_vl"), ("tiny-qwen3.5", "qwen3_5")])
 def test_model_directory_uses_same_path(tmp_path, sixty_page_pdf, preset, family):
     """A saved checkpoint directory loads through from_pretrained and answers exactly like the preset."""
     tiny = load_vlm(preset)

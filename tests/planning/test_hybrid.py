@@ -3,11 +3,13 @@ tiny models (token counts the model receives, positions, equality with one-pass 
 
 import json
 
+import itertools
+
 import pytest
 import torch
 
 from longvlm.cli import main
-from longvlm.testing import write_barcode_video
+from longvlm.testing import FAMILY_PRESETS, write_barcode_video
 from longvlm.ingest.video import VideoReader
 from longvlm.planning.hybrid import HybridConfig, ResolutionRun, hybrid_segments
 from longvlm.processing.patches import video_patches
@@ -19,13 +21,14 @@ from longvlm.pipeline.encode import encode_video
 from longvlm.vlm.loading import load_vlm
 from longvlm.pipeline.answer import answer, model_inputs
 from longvlm.vlm.positions import mrope_position_ids
+from longvlm.vlm.vision import video_tokens
 
 SPEC = VisionSpec()
 HOUR_720P = dict(num_frames=3600 * 30, video_fps=30.0, height=720, width=1280)
 SMALL = HybridConfig(group=4, high_tokens=64, ratio=4.0)
 
 
-@pytest.fixture(scope="module", params=["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+@pytest.fixture(scope="module", params=FAMILY_PRESETS)
 def vlm(request):
     return load_vlm(request.param)
 
@@ -123,8 +126,15 @@ def test_hybrid_video_end_to_end(vlm, wide_video):
         item: PlannedVideo = plan.items[k]
         pixels, grid = video_patches(list(reader.read(item.frame_indices).frames), (item.height, item.width),
                                      vlm.vision)
-        alone = vlm.model.get_video_features(pixel_values_videos=pixels, video_grid_thw=grid).pooler_output[0]
+        alone = video_tokens(vlm, pixels, grid)[0]
         torch.testing.assert_close(encoded.video_embeds[k], alone, atol=1e-5, rtol=1e-4)
+    if vlm.spec.timestamped_frames:  # a block per temporal patch after its time; transformers' positions
+        assert "position_ids" not in kwargs and encoded.position_blocks is None
+        runs = [len(list(group)) for key, group in itertools.groupby(kwargs["mm_token_type_ids"][0].tolist()) if key]
+        assert runs == [item.tokens // (item.num_frames // 2) for item in plan.items for _ in range(item.num_frames // 2)]
+        assert len(runs) == 12
+        assert torch.isfinite(vlm.model(**kwargs).logits).all()
+        return
     # temporal ids: one per step, floor(k * interval), over all items in time order
     positions = kwargs["position_ids"][1:, 0]
     video = kwargs["input_ids"][0] == video_token
@@ -158,7 +168,7 @@ def test_hybrid_with_equal_sizes_equals_uniform(vlm, short_video):
     uniform = encode_video(vlm, short_video, Options(max_visual_tokens=400, sample_fps=1.0))
     assert [it.frame_indices for it in hybrid.plan.items] == [it.frame_indices for it in uniform.plan.items]
     a, b = model_inputs(vlm, hybrid, "q?"), model_inputs(vlm, uniform, "q?")
-    assert "position_ids" in a and "position_ids" not in b
+    assert ("position_ids" in a) == (not vlm.spec.timestamped_frames) and "position_ids" not in b
     torch.testing.assert_close(vlm.model(**a).logits, vlm.model(**b).logits, atol=1e-6, rtol=0)
 
 

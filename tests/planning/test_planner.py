@@ -11,6 +11,8 @@ from longvlm.options import Options
 from longvlm.pipeline.encode import encode_images, encode_video
 from longvlm.vlm.loading import load_vlm
 from longvlm.vlm.prompt import build_chat_inputs
+from longvlm.vlm.vision import model_features
+from longvlm.testing import FAMILY_PRESETS
 
 SPEC = VisionSpec()
 A4_144DPI = (1684, 1190)
@@ -63,7 +65,7 @@ def test_video_plans(frames, fps, h, w, budget):
     assert item.frame_indices == sorted(item.frame_indices) and item.frame_indices[-1] < frames
 
 
-@pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+@pytest.mark.parametrize("preset", FAMILY_PRESETS)
 def test_planned_tokens_are_what_the_model_receives(preset, short_video):
     vlm = load_vlm(preset)
     rng = np.random.default_rng(0)
@@ -80,9 +82,8 @@ def test_planned_tokens_are_what_the_model_receives(preset, short_video):
             kwargs.update(pixel_values=None, image_grid_thw=encoded.image_grid_thw)
         else:
             kwargs.update(video_grid_thw=encoded.video_grid_thw)
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
         key = "image" if encoded.image_embeds else "video"
         embeds = encoded.image_embeds or encoded.video_embeds
         with torch.no_grad():
-            out = vlm.model(**kwargs, mm_encoder_outputs={key: BaseModelOutputWithPooling(pooler_output=embeds)})
+            out = vlm.model(**kwargs, mm_encoder_outputs={key: model_features(vlm, embeds, "cpu")})
         assert out.logits.shape[1] == inputs["input_ids"].shape[1]

@@ -14,11 +14,12 @@ from longvlm.presses.base import ScorerPress, attention_modules
 from longvlm.presses.scoring import attention_probs
 from longvlm.errors import ConfigError
 from longvlm.vlm.prompt import TEXT
+from longvlm.testing import FAMILY_PRESETS
 
 NEW_TOKENS = 10
 
 
-@pytest.fixture(scope="module", params=["tiny-qwen2-vl", "tiny-qwen2.5-vl"])
+@pytest.fixture(scope="module", params=FAMILY_PRESETS)
 def vlm(request):
     return sharp_vlm(request.param)
 
@@ -26,6 +27,12 @@ def vlm(request):
 @pytest.fixture(scope="module")
 def batch(vlm):
     return batch_inputs(vlm, MIXED_ROWS)
+
+
+def attention_layers(vlm) -> int:
+    """Text layers with a KV cache: all of them, except Qwen3.5's linear-attention layers."""
+    types = getattr(vlm.config.text_config, "layer_types", None)
+    return vlm.config.text_config.num_hidden_layers if types is None else types.count("full_attention")
 
 
 def plain_generate(vlm, inputs, max_new_tokens=NEW_TOKENS):
@@ -63,7 +70,7 @@ def test_no_pruning_under_generate_is_identical(vlm):
     reference = plain_generate(vlm, single)
     with LookMPress(1.0)(vlm.model) as state:
         pressed = plain_generate(vlm, single)
-    assert state.layers_pruned == vlm.config.text_config.num_hidden_layers
+    assert state.layers_pruned == len(attention_modules(vlm.model)) == attention_layers(vlm)
     assert torch.equal(pressed, reference)
 
 
@@ -74,7 +81,7 @@ def test_budgets_are_exact(vlm, batch, budget):
         expected = torch.floor(lengths.double() * budget + 0.5).long()
     else:
         expected = torch.clamp(torch.full_like(lengths, budget), max=lengths)
-    layers = vlm.config.text_config.num_hidden_layers
+    layers = attention_layers(vlm)
     for press in all_presses(budget, record_indices=True):
         result = generate_pruned(vlm.model, batch, press, max_new_tokens=2)
         state = result.state
@@ -82,8 +89,9 @@ def test_budgets_are_exact(vlm, batch, budget):
         assert state.cache_length == int(expected.max()) and state.layers_pruned == layers
         assert torch.equal(state.slot_mask.sum(-1), expected)
         kv_heads = vlm.config.text_config.num_key_value_heads
-        head_dim = vlm.config.text_config.hidden_size // vlm.config.text_config.num_attention_heads
-        # prefill cache: K slots per layer, keys + values, 4 bytes each
+        text = vlm.config.text_config
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        # prefill cache: K slots per softmax-attention layer, keys + values, 4 bytes each
         assert result.cache_bytes == layers * 2 * len(lengths) * kv_heads * state.cache_length * head_dim * 4
         for layer, kept in state.kept_indices.items():
             for row in range(len(lengths)):
@@ -142,7 +150,7 @@ def test_decoding_after_pruning_uses_original_positions(vlm, batch):
         slot_mask = press.state.slot_mask.long()
         pruned_logits = _manual_decode(vlm, batch, result.tokens, slot_mask, positions, cache)
     # reference: full cache, attention mask zero outside the kept set
-    kept = state.kept_indices[0][:, 0]
+    kept = state.kept_indices[min(state.kept_indices)][:, 0]  # the first layer with a KV cache
     reference_mask = torch.zeros_like(batch["attention_mask"])
     for row in range(kept.shape[0]):
         reference_mask[row, kept[row][kept[row] >= 0]] = 1
@@ -203,9 +211,11 @@ def test_recomputed_scores_equal_eager_attention(vlm, batch):
         vlm.model.set_attn_implementation("sdpa")
     heads = vlm.config.text_config.num_attention_heads
     kv_heads = vlm.config.text_config.num_key_value_heads
+    order = [module.layer_idx for module in attention_modules(vlm.model)]  # eager returns those layers only
+    assert len(eager) == len(order) == len(capture.probs)
     for layer, probs in capture.probs.items():
         ours = probs.reshape(probs.shape[0], heads, window, -1)  # [B, Hkv, G, w, L] -> [B, H, w, L]
-        theirs = eager[layer][:, :, -window:].float()
+        theirs = eager[order.index(layer)][:, :, -window:].float()
         assert heads // kv_heads == probs.shape[2]
         torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
 
@@ -250,7 +260,8 @@ def test_explicit_positions_hybrid_video(vlm, short_video):
 
     encoded = encode_video(vlm, short_video, Options(max_visual_tokens=400, sample_fps=1.0, video_resolution="hybrid",
                                                      hybrid=HybridConfig(group=4, high_tokens=64, ratio=4.0)))
-    assert encoded.position_blocks is not None
+    # families with timestamped frames write a block per temporal patch: transformers derives the positions
+    assert (encoded.position_blocks is not None) == (not vlm.spec.timestamped_frames)
     kwargs = model_inputs(vlm, encoded, "When does the scene change?")
     reference = vlm.model.generate(**kwargs, max_new_tokens=NEW_TOKENS, do_sample=False)
     reference = reference[:, kwargs["input_ids"].shape[1]:]

@@ -9,6 +9,7 @@ from longvlm.processing.patches import image_patches, patchify, video_patches
 from longvlm.processing.resize import smart_resize
 from longvlm.processing.spec import VisionSpec
 from longvlm.errors import LongVLMError
+from longvlm.vlm.loading import family_vision_spec
 
 
 def test_smart_resize_matches_transformers_on_many_sizes():
@@ -35,6 +36,24 @@ def test_image_patches_equal_transformers_processor(max_pixels):
     rng = np.random.default_rng(1)
     images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
               for h, w in [(100, 200), (333, 517), (900, 640), (57, 1000)]]
+    expected = processor(images, return_tensors="pt")
+    pixels, grid = image_patches(images, [spec.resized(im.height, im.width) for im in images], spec)
+    assert torch.equal(grid, expected["image_grid_thw"])
+    torch.testing.assert_close(pixels, expected["pixel_values"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen3_5"])
+def test_patch16_families_equal_transformers_processor(family):
+    """Qwen3-VL / Qwen3.5 ship Qwen2-VL's image processor with patch 16 and mean = std = 0.5: the same sizes,
+    grids and pixels as longvlm's spec for the family. (Their video processor needs torchvision, which does
+    not import here; video patches are pinned to image patches by test_video_patch_layout.)"""
+    spec = family_vision_spec(family)
+    assert (spec.patch_size, spec.factor, spec.image_mean) == (16, 32, (0.5, 0.5, 0.5))
+    processor = Qwen2VLImageProcessorPil(patch_size=16, image_mean=spec.image_mean, image_std=spec.image_std,
+                                         min_pixels=spec.min_pixels, max_pixels=spec.max_pixels)
+    rng = np.random.default_rng(4)
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+              for h, w in [(100, 200), (333, 517), (900, 640), (57, 1000), (720, 1280)]]
     expected = processor(images, return_tensors="pt")
     pixels, grid = image_patches(images, [spec.resized(im.height, im.width) for im in images], spec)
     assert torch.equal(grid, expected["image_grid_thw"])

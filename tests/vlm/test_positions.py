@@ -39,7 +39,8 @@ GOLDEN = {
 
 @pytest.fixture(scope="module")
 def models():
-    return {"qwen2_vl": load_vlm("tiny-qwen2-vl"), "qwen2_5_vl": load_vlm("tiny-qwen2.5-vl")}
+    return {"qwen2_vl": load_vlm("tiny-qwen2-vl"), "qwen2_5_vl": load_vlm("tiny-qwen2.5-vl"),
+            "qwen3_vl": load_vlm("tiny-qwen3-vl"), "qwen3_5": load_vlm("tiny-qwen3.5")}
 
 
 def rope_index(vlm, types, image_grid, video_grid, seconds=None):
@@ -55,7 +56,7 @@ def rope_index(vlm, types, image_grid, video_grid, seconds=None):
 def ours(vlm, types, image_grid, video_grid, seconds=None, rule="transformers"):
     tps = vlm.config.vision_config.tokens_per_second if vlm.family == "qwen2_5_vl" else None
     blocks = blocks_for_items(image_grid, video_grid, torch.tensor(types), tokens_per_second=tps,
-                              second_per_grid_ts=seconds)
+                              second_per_grid_ts=seconds, timestamped_frames=vlm.spec.timestamped_frames)
     return mrope_position_ids(torch.tensor(types), blocks, vlm.config.vision_config.spatial_merge_size,
                               text_after_vision=rule)
 
@@ -93,6 +94,42 @@ def test_random_sequences_match_get_rope_index(models, family):
         sec = torch.tensor(seconds) if seconds else None
         expected, delta = rope_index(vlm, types, image, video, sec)
         mine, my_delta = ours(vlm, types, image, video, sec)
+        assert torch.equal(mine, expected) and my_delta == int(delta)
+
+
+# Qwen3-VL / Qwen3.5: text(3) + image (1, 4, 6) + text(2) + video (2, 2, 2) written as two blocks, each after a
+# 2-token time text, + text(2). Each temporal patch is placed like an image: its temporal id is the block start.
+TIMESTAMPED_TYPES = [T] * 3 + [I] * 6 + [T] * 2 + [T] * 2 + [V] + [T] * 2 + [V] + [T] * 2
+TIMESTAMPED_GOLDEN = [[0, 1, 2, *IMAGE_IDS[0], 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+                      [0, 1, 2, *IMAGE_IDS[1], 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+                      [0, 1, 2, *IMAGE_IDS[2], 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]]
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen3_5"])
+def test_timestamped_frames_positions_match_get_rope_index(models, family):
+    """Golden ids, then random layouts: each temporal patch of a video is its own block (after its time text),
+    as the family's get_rope_index splits video grids; longvlm's blocks give the same ids."""
+    vlm = models[family]
+    image, video = torch.tensor(GOLDEN_IMAGE), torch.tensor([[2, 2, 2]])
+    expected, delta = rope_index(vlm, TIMESTAMPED_TYPES, image, video)
+    assert expected[:, 0].tolist() == TIMESTAMPED_GOLDEN
+    mine, my_delta = ours(vlm, TIMESTAMPED_TYPES, image, video)
+    assert torch.equal(mine, expected) and my_delta == int(delta)
+    rng = random.Random(1)
+    for _ in range(40):
+        types, images, videos = [], [], []
+        for _ in range(rng.randint(1, 4)):
+            types += [T] * rng.randint(1, 6)
+            kind = I if rng.random() < 0.4 else V
+            grid = [1 if kind == I else rng.randint(1, 5), 2 * rng.randint(1, 5), 2 * rng.randint(1, 5)]
+            (images if kind == I else videos).append(grid)
+            for patch in range(grid[0]):
+                types += ([T] * rng.randint(1, 4) if kind == V else []) + [kind] * (grid[1] * grid[2] // 4)
+        types += [T] * rng.randint(0, 4)
+        image = torch.tensor(images) if images else None
+        video = torch.tensor(videos) if videos else None
+        expected, delta = rope_index(vlm, types, image, video)
+        mine, my_delta = ours(vlm, types, image, video)
         assert torch.equal(mine, expected) and my_delta == int(delta)
 
 
