@@ -16,8 +16,10 @@ from fractions import Fraction
 
 import numpy as np
 
-FAMILY_PRESETS = ("tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5")
+FAMILY_PRESETS = ("tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5", "tiny-kimi-k2.5")
 """One random tiny preset per model family (`longvlm.vlm.families`), for tests run on every family."""
+MROPE_PRESETS = FAMILY_PRESETS[:4]
+"""The presets of the families with 3D M-RoPE positions (all but Kimi K2.5, whose positions are 1D)."""
 
 BARCODE_BITS = 16
 SCENE_PALETTE = np.array(

@@ -14,15 +14,24 @@ def _layer_types(text_config) -> list[str]:
 
 
 def kv_cache_bytes(text_config, tokens: int, dtype: torch.dtype) -> int:
-    """Bytes of a full (unpruned) KV cache for `tokens` positions: keys and values of every softmax-attention
-    layer, 2 * layers * kv_heads * head_dim * tokens * element size (sliding-window layers keep at most their
-    window; linear-attention layers keep no KV: `recurrent_state_bytes`)."""
-    head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // text_config.num_attention_heads
+    """Bytes of a full (unpruned) KV cache for `tokens` positions: `kv_values_per_token` of every
+    softmax-attention layer x tokens x element size (sliding-window layers keep at most their window;
+    linear-attention layers keep no KV: `recurrent_state_bytes`)."""
     window = getattr(text_config, "sliding_window", None)
     kept = [0 if kind == "linear_attention" else min(tokens, window) if kind == "sliding_attention" and window
             else tokens for kind in _layer_types(text_config)]
     element = torch.empty((), dtype=dtype).element_size()
-    return 2 * text_config.num_key_value_heads * head_dim * element * sum(kept)
+    return kv_values_per_token(text_config) * element * sum(kept)
+
+
+def kv_values_per_token(text_config) -> int:
+    """Cached values per token and layer: keys and values of every KV head (2 * kv_heads * head_dim), or for
+    multi-head latent attention (DeepSeek-V3, Kimi K2.5) the latent and the shared rotary key
+    (kv_lora_rank + qk_rope_head_dim)."""
+    if getattr(text_config, "kv_lora_rank", None):
+        return int(text_config.kv_lora_rank + text_config.qk_rope_head_dim)
+    head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // text_config.num_attention_heads
+    return 2 * text_config.num_key_value_heads * head_dim
 
 
 def recurrent_state_bytes(text_config, dtype: torch.dtype) -> int:

@@ -213,7 +213,10 @@ class KVPress(ABC):
         batch, length = int(tokens.shape[0]), int(tokens.shape[1])
         mask = kwargs.get("attention_mask")
         if past == 0:
-            self._start_prefill(batch, length, mask, kwargs.get("mm_token_type_ids"), tokens.device)
+            types = kwargs.get("mm_token_type_ids")
+            if types is None and tokens.dtype == torch.long:  # models without token types (Kimi): from the ids
+                types = token_types_from_ids(tokens, module.config)
+            self._start_prefill(batch, length, mask, types, tokens.device)
             return
         if length > 1 and self.state.slot_mask is not None:
             raise ConfigError(f"{self.name}: several new tokens on a pruned cache (chunked prefill or a follow-up "
@@ -335,10 +338,21 @@ def require_int(press: KVPress, name: str, minimum: int | None = None) -> None:
         raise ConfigError(f"{type(press).__name__}: {name} must be an integer{bound}, got {value!r}")
 
 
+def token_types_from_ids(input_ids: torch.Tensor, config) -> torch.Tensor:
+    """[B, L] token types (0 text, 1 image, 2 video) from the placeholder ids of a model config."""
+    types = torch.zeros_like(input_ids)
+    for kind, name in ((IMAGE, "image_token_id"), (VIDEO, "video_token_id")):
+        token = getattr(config, name, None)
+        if token is not None:
+            types[input_ids == token] = kind
+    return types
+
+
 def attention_modules(model: nn.Module) -> list[nn.Module]:
     """The softmax self-attention modules of the language model (in layer order): every layer of Qwen2-VL,
-    Qwen2.5-VL and Qwen3-VL; Qwen3.5's full-attention layers only (its linear-attention layers keep a
-    fixed-size recurrent state instead of keys and values, so there is nothing to prune there)."""
+    Qwen2.5-VL, Qwen3-VL and Kimi K2.5 (latent attention: the press prunes the cached latent per token);
+    Qwen3.5's full-attention layers only (its linear-attention layers keep a fixed-size recurrent state
+    instead of keys and values, so there is nothing to prune there)."""
     language_model = getattr(getattr(model, "model", None), "language_model", None)
     layers = getattr(language_model, "layers", None)
     if layers is None:
@@ -347,5 +361,5 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
     return [layer.self_attn for layer in layers if hasattr(layer, "self_attn")]
 
 
-__all__ = ["KVPress", "LayerView", "PressState", "ScorerPress", "attention_modules", "recent_mask", "require_bool",
+__all__ = ["KVPress", "LayerView", "PressState", "ScorerPress", "attention_modules", "token_types_from_ids", "recent_mask", "require_bool",
            "require_choice", "require_int", "require_window", "tiered", "window_tokens"]

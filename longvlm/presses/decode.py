@@ -28,13 +28,16 @@ PROMPT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_t
 
 
 def prompt_position_ids(model: nn.Module, inputs: dict) -> torch.Tensor:
-    """[4, B, L] prompt positions as `generate()` builds them: text row, then temporal/height/width rows."""
+    """[4, B, L] prompt positions as `generate()` builds them: text row, then temporal/height/width rows; [B, L]
+    for a model with 1D positions (no `get_rope_index`: Kimi K2.5)."""
     input_ids = inputs["input_ids"]
     mask = inputs.get("attention_mask")
     if mask is None:
         text = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :].expand(input_ids.shape[0], -1)
     else:
         text = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    if not hasattr(model.model, "get_rope_index"):
+        return text
     grids = {k: inputs[k] for k in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts")
              if inputs.get(k) is not None}
     if inputs.get("mm_token_type_ids") is not None and ("image_grid_thw" in grids or "video_grid_thw" in grids):
@@ -46,7 +49,8 @@ def prompt_position_ids(model: nn.Module, inputs: dict) -> torch.Tensor:
 
 
 def decode_position_ids(prompt_positions: torch.Tensor, step: int) -> torch.Tensor:
-    """[4, B, 1] positions of the `step`-th generated token fed back to the model (step 0 = first one)."""
+    """[4, B, 1] ([B, 1] for 1D positions) positions of the `step`-th generated token fed back to the model
+    (step 0 = first one)."""
     return prompt_positions[..., -1:] + 1 + step
 
 

@@ -140,10 +140,11 @@ def merge_selection(view: LayerView, selection: Selection, method: str) -> tuple
             continue
         # positions [H, P] of the evicted tokens of this row (the same count in every head)
         order = torch.where(evicted[row], positions, view.length).sort(dim=-1).values[:, :dropped]
-        index = order[..., None].expand(-1, -1, view.keys.shape[-1])
+        evicted_keys = view.keys[row].gather(1, order[..., None].expand(-1, -1, view.keys.shape[-1]))
+        # values may be narrower than keys (latent attention keeps the rotary key there)
+        evicted_values = view.values[row].gather(1, order[..., None].expand(-1, -1, view.values.shape[-1]))
         merged_k, merged_v = merge_evicted(keys[row, :, width - kept:], values[row, :, width - kept:],
-                                           view.keys[row].gather(1, index), view.values[row].gather(1, index),
-                                           method)
+                                           evicted_keys, evicted_values, method)
         keys[row, :, width - kept:] = merged_k
         values[row, :, width - kept:] = merged_v
     return keys, values

@@ -53,15 +53,57 @@ def project_queries(view: LayerView, start: int, end: int) -> torch.Tensor:
     return rotated
 
 
+def is_latent_attention(module: torch.nn.Module) -> bool:
+    """Multi-head latent attention (DeepSeek-V3, Kimi K2.5's LLM): the cache holds one compressed latent per
+    token ([B, 1, L, kv_lora_rank] in the keys slot, the shared rotary key [B, 1, L, rope dims] in the values
+    slot) and every head's keys and values are expanded from it at each step."""
+    return hasattr(module, "kv_b_proj") and hasattr(module, "expand_kv")
+
+
+def _latent_queries(view: LayerView, start: int, end: int) -> torch.Tensor:
+    """MLA queries [B, H, end-start, nope + rope dims] as DeepseekV3Attention computes them (low-rank q when
+    q_lora_rank is set; RoPE on the rope part only, interleaved when the config says so)."""
+    module = view.module
+    hidden = view.hidden_states[:, start:end]
+    batch, length, _ = hidden.shape
+    if module.q_lora_rank is None:
+        projected = module.q_proj(hidden)
+    else:
+        projected = module.q_b_proj(module.q_a_layernorm(module.q_a_proj(hidden)))
+    queries = projected.view(batch, length, -1, module.qk_head_dim).transpose(1, 2)
+    passed, rotary = torch.split(queries, [module.qk_nope_head_dim, module.qk_rope_head_dim], dim=-1)
+    cos, sin = view.cos[:, start:end], view.sin[:, start:end]
+    modeling = sys.modules[type(module).__module__]
+    rotate = modeling.apply_rotary_pos_emb_interleave if module.config.rope_interleave else rotary_function(module)
+    rotated, _ = rotate(rotary, rotary, cos, sin)
+    return torch.cat([passed, rotated], dim=-1)
+
+
+def per_head_keys(view: LayerView) -> torch.Tensor:
+    """Keys [B, Hk, L, D] as the attention compares queries with them: the cached keys, or for latent attention
+    every head's keys expanded from the cached latent (Hk = query heads)."""
+    if is_latent_attention(view.module):
+        keys, _ = view.module.expand_kv(view.keys, view.values)
+        return keys
+    return view.keys
+
+
 def attention_probs(view: LayerView, start: int, end: int) -> torch.Tensor:
     """Softmax attention [B, Hkv, G, end-start, L] (float32) of prompt queries start..end-1 over the cached
-    keys, causal and without padding keys; padding queries get all-zero rows. G = query heads per KV head."""
-    keys = view.keys
-    batch, kv_heads, length, dim = keys.shape
-    queries = project_queries(view, start, end).float()
-    groups = queries.shape[1] // kv_heads
-    queries = queries.view(batch, kv_heads, groups, end - start, dim)
-    logits = torch.einsum("bhgqd,bhld->bhgql", queries, keys.float()) * view.module.scaling
+    keys, causal and without padding keys; padding queries get all-zero rows. Hkv = heads of the cache (1 for
+    latent attention, whose heads then all count as one group), G = query heads per cache head."""
+    batch, kv_heads, length, _ = view.keys.shape
+    latent = is_latent_attention(view.module)
+    queries = (_latent_queries(view, start, end) if latent else project_queries(view, start, end)).float()
+    keys = per_head_keys(view).float()
+    heads, dim = queries.shape[1], queries.shape[-1]
+    groups = heads // kv_heads
+    if latent:  # per-head keys: logits per head, then viewed as one cache head of H groups
+        logits = torch.einsum("bhqd,bhld->bhql", queries, keys).view(batch, kv_heads, groups, end - start, length)
+    else:
+        queries = queries.view(batch, kv_heads, groups, end - start, dim)
+        logits = torch.einsum("bhgqd,bhld->bhgql", queries, keys)
+    logits = logits * view.module.scaling
     causal = torch.arange(length, device=keys.device)[None, :] <= torch.arange(start, end, device=keys.device)[:, None]
     allowed = causal[None, :, :] & view.real[:, None, :]  # [B, q, L]
     logits = logits.masked_fill(~allowed[:, None, None], float("-inf"))

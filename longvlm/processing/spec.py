@@ -1,4 +1,4 @@
-"""The vision-side constants of a Qwen2-VL-family model (patching, pixel bounds, normalisation)."""
+"""The vision-side constants of a model family's vision tower (patching, pixel bounds, normalisation)."""
 
 from __future__ import annotations
 
@@ -52,10 +52,11 @@ class VisionSpec:
         return t * h * w // (self.merge_size ** 2 * downsample ** 2)
 
     @classmethod
-    def from_preprocessor_config(cls, config: dict) -> VisionSpec:
-        """Read a Hugging Face `preprocessor_config.json` dict (4.x or 5.x layout)."""
+    def from_preprocessor_config(cls, config: dict, defaults: VisionSpec | None = None) -> VisionSpec:
+        """Read a Hugging Face `preprocessor_config.json` dict (4.x or 5.x layout); keys it lacks come from
+        `defaults` (the family's spec; Qwen2-VL's by default)."""
         size = config.get("size") or {}
-        defaults = cls()
+        defaults = defaults or cls()
         return cls(
             patch_size=int(config.get("patch_size", defaults.patch_size)),
             merge_size=int(config.get("merge_size", defaults.merge_size)),
@@ -67,13 +68,13 @@ class VisionSpec:
         )
 
     @classmethod
-    def from_model_dir(cls, path: str | os.PathLike) -> VisionSpec:
-        """Read `preprocessor_config.json` from a model directory."""
+    def from_model_dir(cls, path: str | os.PathLike, defaults: VisionSpec | None = None) -> VisionSpec:
+        """Read `preprocessor_config.json` from a model directory (see `from_preprocessor_config`)."""
         file = os.path.join(path, "preprocessor_config.json")
         if not os.path.isfile(file):
-            raise ConfigError(f"{path}: no preprocessor_config.json (is this a Qwen2-VL model directory?)")
+            raise ConfigError(f"{path}: no preprocessor_config.json (is this a vision-language model directory?)")
         with open(file) as fh:
-            return cls.from_preprocessor_config(json.load(fh))
+            return cls.from_preprocessor_config(json.load(fh), defaults)
 
     def to_preprocessor_config(self, processor_class: str = "Qwen2VLImageProcessor") -> dict:
         """The `preprocessor_config.json` dict transformers' Qwen2-VL image processor reads."""

@@ -16,8 +16,9 @@ import torch
 from longvlm.datasets.examples import Example, ImageItem, VideoItem
 from longvlm.processing.patches import image_patches, video_patches
 from longvlm.processing.spec import VisionSpec
-from longvlm.errors import BudgetError
+from longvlm.errors import BudgetError, ConfigError
 from longvlm.vlm.prompt import IGNORE_INDEX, build_training_inputs, example_prompt_parts, frame_interval
+from longvlm.vlm.families import family_of
 
 
 @dataclass
@@ -40,7 +41,12 @@ class TokenizedExample:
 
 
 def tokenize_example(example: Example, tokenizer, model, spec: VisionSpec) -> TokenizedExample:
-    """Tokenize `example` for `model` (a Qwen2-VL / Qwen2.5-VL ForConditionalGeneration)."""
+    """Tokenize `example` for `model` (a ForConditionalGeneration of a family with 3D M-RoPE positions and
+    Qwen's patch layout: Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5; ConfigError for Kimi K2.5)."""
+    family = family_of(model.config)
+    if not family.mrope:
+        raise ConfigError(f"training supports the Qwen-VL families; {family.label} (1D positions, MoonViT patch "
+                          f"layout) is not wired into the training collator")
     parts = example_prompt_parts(example, spec)
     images = [p.pixels for p in example.parts if isinstance(p, ImageItem)]
     image_sizes = [spec.resized(*pixels.shape[:2]) for pixels in images]

@@ -80,6 +80,12 @@ class Family:
     vision_tower: str = "visual"  # attribute of the base model holding the vision tower
     patch_layout: str = "qwen"  # "qwen": merge-window order, flattened patches; "kimi": raster [N, 3, 14, 14]
     mrope: bool = True  # 3D M-RoPE positions (get_rope_index); False: 1D positions for every token
+    # config attribute -> token string of the placeholders, as the family's tokenizer spells them
+    tokens: tuple[tuple[str, str], ...] = (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+                                           ("vision_start_token_id", "<|vision_start|>"),
+                                           ("vision_end_token_id", "<|vision_end|>"))
+    chat_tokens: tuple[str, ...] = ()  # special tokens of the chat format besides Qwen's (tiny presets add them)
+    image_processor: str = "Qwen2VLImageProcessor"  # written to preprocessor_config.json by save_pretrained
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
@@ -96,7 +102,12 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("kimi_k25", "Kimi K2.5", Kimi_K25Config, Kimi_K25ForConditionalGeneration, timestamped_frames=True,
            time_text=clock_text, system_prompt="You are Kimi, an AI assistant created by Moonshot AI.",
            assistant_prefix="<think></think>", chat=KIMI_CHAT, media_text=True, vision_tower="vision_tower",
-           patch_layout="kimi", mrope=False),
+           patch_layout="kimi", mrope=False,
+           tokens=(("image_token_id", "<|media_pad|>"), ("video_token_id", "<|kimi_k25_video_placeholder|>"),
+                   ("vision_start_token_id", "<|media_begin|>"), ("vision_end_token_id", "<|media_end|>")),
+           chat_tokens=("<|im_system|>", "<|im_user|>", "<|im_assistant|>", "<|im_middle|>", "<|media_begin|>",
+                        "<|media_content|>", "<|media_end|>", "<|media_pad|>", "<|kimi_k25_video_placeholder|>"),
+           image_processor="Kimi_K25ImageProcessor"),
 )}
 
 

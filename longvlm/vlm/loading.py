@@ -75,18 +75,16 @@ class VLM:
         os.makedirs(path, exist_ok=True)
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
-        processor = "Qwen2VLImageProcessor"
         with open(os.path.join(path, "preprocessor_config.json"), "w") as fh:
-            json.dump(self.vision.to_preprocessor_config(processor), fh, indent=2)
+            json.dump(self.vision.to_preprocessor_config(self.spec.image_processor), fh, indent=2)
 
 
 def build_tiny(preset: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32) -> VLM:
     """A randomly initialised tiny model of the real classes with the offline byte tokenizer (no hub access)."""
     family = TINY_PRESETS[preset]
-    tokenizer = build_byte_tokenizer()
-    ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in [
-        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")]}
+    spec = FAMILIES[family]
+    tokenizer = build_byte_tokenizer(spec.chat_tokens)
+    ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in spec.tokens}
     config = tiny_config(family, vocab_size=len(tokenizer), token_ids=ids)
     config.text_config.eos_token_id = tokenizer.eos_token_id
     config.text_config.pad_token_id = tokenizer.pad_token_id
@@ -153,4 +151,4 @@ def load_vlm(model: str | os.PathLike = "tiny", *, dtype: torch.dtype | str | No
                                     or default_attn_implementation(), local_files_only=True)
     net.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    return VLM(net, tokenizer, VisionSpec.from_model_dir(path), model_type, str(path))
+    return VLM(net, tokenizer, VisionSpec.from_model_dir(path, family_vision_spec(family.name)), family.name, str(path))

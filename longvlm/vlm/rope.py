@@ -87,7 +87,9 @@ ALIASES = {"pi": "linear", "mrope_pp": "mrope++", "m-rope++": "mrope++", "ntk-aw
 CODE_NTK_FACTOR = 1.0  # GIRAFFE's default `ntk_factor` (mrope_plus_mokey_patch.py:17)
 NO_EXTENSION = ("none", "default")
 ROTARY_CLASSES = ("Qwen2VLRotaryEmbedding", "Qwen2_5_VLRotaryEmbedding", "Qwen3VLTextRotaryEmbedding",
-                  "Qwen3_5TextRotaryEmbedding")
+                  "Qwen3_5TextRotaryEmbedding", "DeepseekV3RotaryEmbedding")
+# DeepseekV3RotaryEmbedding (Kimi K2.5's LLM): 1D RoPE over qk_rope_head_dim (its config's head_dim); the 1D
+# methods (extrapolation, linear, ntk, yarn) apply, the M-RoPE++ methods need an mrope_section and refuse.
 QWEN2_VL_MROPE_SECTION = [16, 24, 24]  # what transformers' rotary class assumes when the config has none
 # model_type (text configs add "_text") -> (interleaved layout, the mrope_section its rotary class assumes when
 # the config has none): modeling_qwen2_vl.py:104/138, modeling_qwen2_5_vl.py:508/542,

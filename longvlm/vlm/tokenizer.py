@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from transformers import PreTrainedTokenizerFast
 
@@ -13,8 +13,9 @@ SPECIAL_TOKENS = [
 ]
 
 
-def build_byte_tokenizer() -> PreTrainedTokenizerFast:
-    """Byte-level BPE with no merges: 256 byte tokens + the special tokens. Needs no files or hub access."""
+def build_byte_tokenizer(extra_special: Sequence[str] = ()) -> PreTrainedTokenizerFast:
+    """Byte-level BPE with no merges: 256 byte tokens + the special tokens (+ `extra_special`, e.g. Kimi's chat
+    and media tokens, after them). Needs no files or hub access."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
@@ -22,7 +23,7 @@ def build_byte_tokenizer() -> PreTrainedTokenizerFast:
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
-    return _wrap(core)
+    return _wrap(core, extra_special)
 
 
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
@@ -41,8 +42,8 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrain
     return _wrap(core)
 
 
-def _wrap(core) -> PreTrainedTokenizerFast:
+def _wrap(core, extra_special: Sequence[str] = ()) -> PreTrainedTokenizerFast:
     """A transformers tokenizer around a `tokenizers.Tokenizer`, with Qwen2-VL's eos/pad/special tokens."""
-    others = [t for t in SPECIAL_TOKENS if t not in ("<|endoftext|>", "<|im_end|>")]
+    others = [t for t in SPECIAL_TOKENS if t not in ("<|endoftext|>", "<|im_end|>")] + list(extra_special)
     return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    additional_special_tokens=others)

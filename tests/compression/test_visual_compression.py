@@ -19,7 +19,7 @@ from longvlm.pipeline.encode import encode_images, encode_pdf, encode_video
 from longvlm.vlm.loading import load_vlm
 from longvlm.pipeline.answer import answer
 from longvlm.vlm.prompt import VIDEO, build_chat_inputs, video_slot
-from longvlm.testing import FAMILY_PRESETS
+from longvlm.testing import FAMILY_PRESETS, MROPE_PRESETS
 
 
 def region(grid, t, i, j, k):
@@ -91,7 +91,7 @@ def test_oryx_default_starts_as_pooling_and_trains(tmp_path):
         module(torch.randn(1, 6, 4, 8), 4)
 
 
-@pytest.mark.parametrize("preset", FAMILY_PRESETS)
+@pytest.mark.parametrize("preset", MROPE_PRESETS)
 @pytest.mark.parametrize("k", [2, 4])
 def test_compressed_tokens_keep_mrope_positions_consistent(preset, k):
     """Use each video token's own 3D M-RoPE position (from transformers' get_rope_index) as its feature.

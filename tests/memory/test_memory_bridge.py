@@ -208,19 +208,23 @@ def test_pipeline_memory_plus_selected_segment(vlm, long_video):
     width = vlm.config.text_config.hidden_size * (1 + deepstack_layers(vlm))  # memory tokens: no DeepStack (zeros)
     assert encoded.visual_tokens <= 72 and encoded.image_embeds[0].shape == (8, width)
     assert encoded.evidence[-1].timestamp >= 590  # default: the last segment
-    # positions: both blocks are ordinary items, transformers' ids equal longvlm's from the grids
+    # positions: both blocks are ordinary items, transformers' ids equal longvlm's from the grids (M-RoPE
+    # families; Kimi's positions are 1D)
     kwargs = model_inputs(vlm, encoded, "What is shown?")
-    tps = getattr(vlm.config.vision_config, "tokens_per_second", None) if vlm.family == "qwen2_5_vl" else None
-    blocks = blocks_for_items(kwargs["image_grid_thw"], kwargs["video_grid_thw"], kwargs["mm_token_type_ids"],
-                              tokens_per_second=tps, second_per_grid_ts=kwargs.get("second_per_grid_ts"),
-                              timestamped_frames=vlm.spec.timestamped_frames)
-    ours = generation_position_ids(kwargs["mm_token_type_ids"], blocks, vlm.config.vision_config.spatial_merge_size)
-    theirs, _ = vlm.model.model.get_rope_index(kwargs["input_ids"], kwargs["mm_token_type_ids"],
-                                               image_grid_thw=kwargs["image_grid_thw"],
-                                               video_grid_thw=kwargs["video_grid_thw"],
-                                               **({"second_per_grid_ts": kwargs["second_per_grid_ts"]} if tps else {}),
-                                               attention_mask=kwargs["attention_mask"])
-    assert torch.equal(ours[1:], theirs)
+    assert ("mm_token_type_ids" in kwargs) == vlm.spec.mrope
+    if vlm.spec.mrope:
+        tps = getattr(vlm.config.vision_config, "tokens_per_second", None) if vlm.family == "qwen2_5_vl" else None
+        blocks = blocks_for_items(kwargs["image_grid_thw"], kwargs["video_grid_thw"], kwargs["mm_token_type_ids"],
+                                  tokens_per_second=tps, second_per_grid_ts=kwargs.get("second_per_grid_ts"),
+                                  timestamped_frames=vlm.spec.timestamped_frames)
+        ours = generation_position_ids(kwargs["mm_token_type_ids"], blocks,
+                                       vlm.config.vision_config.spatial_merge_size)
+        theirs, _ = vlm.model.model.get_rope_index(
+            kwargs["input_ids"], kwargs["mm_token_type_ids"], image_grid_thw=kwargs["image_grid_thw"],
+            video_grid_thw=kwargs["video_grid_thw"],
+            **({"second_per_grid_ts": kwargs["second_per_grid_ts"]} if tps else {}),
+            attention_mask=kwargs["attention_mask"])
+        assert torch.equal(ours[1:], theirs)
     # an early question gets the memory plus frames from its minute
     early = answer(vlm, encoded, "What is shown at minute 2?", max_new_tokens=2)
     assert early.stats["memory_selection"] == "time"

@@ -7,7 +7,6 @@ import torch
 
 from longvlm.cli import main
 from longvlm.ingest.video import VideoReader
-from longvlm.processing.patches import video_patches
 from longvlm.errors import BudgetError, ConfigError, LongVLMError
 from longvlm.pipeline.encode import encode_pdf, encode_video
 from longvlm.vlm.loading import default_model, load_vlm
@@ -17,7 +16,7 @@ from longvlm.pipeline.ask import ask
 from longvlm.vlm.prompt import build_chat_inputs
 from longvlm.testing import FAMILY_PRESETS
 from longvlm.vlm.room import fit_room, prompt_tokens
-from longvlm.vlm.vision import model_features
+from longvlm.vlm.vision import model_features, video_pixels
 
 
 @pytest.fixture(scope="module", params=FAMILY_PRESETS)
@@ -67,7 +66,7 @@ def test_chunked_video_features_equal_one_pass(vlm, short_video):
     reader = VideoReader(short_video)
     frames = reader.read(encoded.plan.items[0].frame_indices).frames
     item = encoded.plan.items[0]
-    pixels, grid = video_patches(list(frames), (item.height, item.width), vlm.vision)
+    pixels, grid = video_pixels(vlm, frames, (item.height, item.width))
     with torch.no_grad():
         direct = vlm.model(**inputs, pixel_values_videos=pixels, video_grid_thw=grid, **extra).logits
         chunked = vlm.model(**inputs, video_grid_thw=encoded.video_grid_thw, **extra, mm_encoder_outputs={
@@ -119,7 +118,8 @@ def test_bad_requests(vlm, sixty_page_pdf):
 
 
 @pytest.mark.parametrize("preset,family", [("tiny-qwen2-vl", "qwen2_vl"), ("tiny-qwen2.5-vl", "qwen2_5_vl"),
-                                           ("tiny-qwen3-vl", "qwen3_vl"), ("tiny-qwen3.5", "qwen3_5")])
+                                           ("tiny-qwen3-vl", "qwen3_vl"), ("tiny-qwen3.5", "qwen3_5"),
+                                           ("tiny-kimi-k2.5", "kimi_k25")])
 def test_model_directory_uses_same_path(tmp_path, sixty_page_pdf, preset, family):
     """A saved checkpoint directory loads through from_pretrained and answers exactly like the preset."""
     tiny = load_vlm(preset)

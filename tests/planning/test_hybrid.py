@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from longvlm.cli import main
-from longvlm.testing import FAMILY_PRESETS, write_barcode_video
+from longvlm.testing import MROPE_PRESETS, write_barcode_video
 from longvlm.ingest.video import VideoReader
 from longvlm.planning.hybrid import HybridConfig, ResolutionRun, hybrid_segments
 from longvlm.processing.patches import video_patches
@@ -28,7 +28,7 @@ HOUR_720P = dict(num_frames=3600 * 30, video_fps=30.0, height=720, width=1280)
 SMALL = HybridConfig(group=4, high_tokens=64, ratio=4.0)
 
 
-@pytest.fixture(scope="module", params=FAMILY_PRESETS)
+@pytest.fixture(scope="module", params=MROPE_PRESETS)  # 2-frame temporal patches
 def vlm(request):
     return load_vlm(request.param)
 

@@ -10,8 +10,9 @@ from longvlm.options import Compression, Options
 from longvlm.presses import (H2OPress, KVBudget, LookMPress, RandomPress, SnapKVPress, StreamingLLMPress, build_press,
                              generate_pruned)
 from longvlm.presses.decode import decode_position_ids, prompt_position_ids
-from longvlm.presses.base import ScorerPress, attention_modules
-from longvlm.presses.scoring import attention_probs
+from longvlm.presses.base import ScorerPress, attention_modules, token_types_from_ids
+from longvlm.presses.scoring import attention_probs, is_latent_attention
+from longvlm.demo.stats import kv_values_per_token
 from longvlm.errors import ConfigError
 from longvlm.vlm.prompt import TEXT
 from longvlm.testing import FAMILY_PRESETS
@@ -88,11 +89,9 @@ def test_budgets_are_exact(vlm, batch, budget):
         assert torch.equal(state.keep_counts, expected), press
         assert state.cache_length == int(expected.max()) and state.layers_pruned == layers
         assert torch.equal(state.slot_mask.sum(-1), expected)
-        kv_heads = vlm.config.text_config.num_key_value_heads
-        text = vlm.config.text_config
-        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-        # prefill cache: K slots per softmax-attention layer, keys + values, 4 bytes each
-        assert result.cache_bytes == layers * 2 * len(lengths) * kv_heads * state.cache_length * head_dim * 4
+        # prefill cache: K slots per softmax-attention layer, keys + values (MLA: latent + rotary key), 4 bytes each
+        per_token = kv_values_per_token(vlm.config.text_config)
+        assert result.cache_bytes == layers * len(lengths) * state.cache_length * per_token * 4
         for layer, kept in state.kept_indices.items():
             for row in range(len(lengths)):
                 used = kept[row][:, state.slot_mask[row]]
@@ -105,7 +104,8 @@ def test_budgets_are_exact(vlm, batch, budget):
 
 def test_lookm_text_prior(vlm, batch):
     """With room for them, every text token and the recent window are kept; visual tokens fill the rest."""
-    types, mask = batch["mm_token_type_ids"], batch["attention_mask"].bool()
+    types, mask = token_types_from_ids(batch["input_ids"], vlm.config), batch["attention_mask"].bool()
+    assert "mm_token_type_ids" not in batch or torch.equal(types, batch["mm_token_type_ids"].long())
     text = ((types == TEXT) & mask).sum(-1)
     budget = int(text.max()) + 12
     press = LookMPress(budget, window=8, record_indices=True)
@@ -127,8 +127,8 @@ def _manual_decode(vlm, batch, tokens, cache_mask, positions, cache, shift=None)
     for step in range(tokens.shape[1] - 1):
         cache_mask = torch.cat([cache_mask, cache_mask.new_ones(cache_mask.shape[0], 1)], dim=1)
         step_positions = decode_position_ids(positions, step)
-        if shift is not None:
-            step_positions = step_positions - shift[None, :, None]
+        if shift is not None:  # 3D positions [4, B, 1], or 1D [B, 1]
+            step_positions = step_positions - (shift[:, None] if step_positions.ndim == 2 else shift[None, :, None])
         out = vlm.model(input_ids=tokens[:, step:step + 1], attention_mask=cache_mask, position_ids=step_positions,
                         cache=cache, use_cache=True)
         logits.append(out.logits[:, -1])
@@ -210,7 +210,8 @@ def test_recomputed_scores_equal_eager_attention(vlm, batch):
     finally:
         vlm.model.set_attn_implementation("sdpa")
     heads = vlm.config.text_config.num_attention_heads
-    kv_heads = vlm.config.text_config.num_key_value_heads
+    # cache heads: the config's KV heads, or one latent for multi-head latent attention (Kimi)
+    kv_heads = 1 if is_latent_attention(attention_modules(vlm.model)[0]) else vlm.config.text_config.num_key_value_heads
     order = [module.layer_idx for module in attention_modules(vlm.model)]  # eager returns those layers only
     assert len(eager) == len(order) == len(capture.probs)
     for layer, probs in capture.probs.items():

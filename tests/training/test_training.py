@@ -9,7 +9,7 @@ import torch
 
 from longvlm.datasets import needles
 from longvlm.datasets.mixture import GENERATORS, LengthBin, Mixture
-from longvlm.testing import FAMILY_PRESETS, write_video
+from longvlm.testing import MROPE_PRESETS, write_video
 from longvlm.errors import ConfigError
 from longvlm.training.collate import example_length, greedy_pack, pack_rows, tokenize_example
 from longvlm.training.config import config_from_dict, load_config
@@ -31,7 +31,13 @@ def _examples(seed=0):
             needles.video_needle(rng, 6, question="count")]
 
 
-@pytest.mark.parametrize("preset", FAMILY_PRESETS)
+def test_training_refuses_kimi():
+    vlm = load_vlm("tiny-kimi-k2.5")
+    with pytest.raises(ConfigError, match="Kimi K2.5"):
+        tokenize_example(_examples()[0], vlm.tokenizer, vlm.model, vlm.vision)
+
+
+@pytest.mark.parametrize("preset", MROPE_PRESETS)
 def test_packed_forward_equals_unpacked(preset):
     vlm = load_vlm(preset)
     samples = [tokenize_example(e, vlm.tokenizer, vlm.model, vlm.vision) for e in _examples()]
