@@ -1,5 +1,5 @@
 """Speed and memory of the full-size Kimi K2.5 / K2.6 vision encoder (MoonViT, 27 layers, hidden 1152, + the
-mm_projector to 7168) on CPU, with random weights in float32, on native-resolution inputs sized by
+mm_projector to 7168) on CPU, with random weights in float32 (or `--dtype bfloat16`), on native-resolution inputs sized by
 `longvlm.vlm.kimi.kimi_resized`: pages of a scanned PDF (rendered at 144 dpi) and 1280x720 video frames
 encoded as Kimi does, in chunks of 4 frames that attend jointly and pool to one frame's worth of tokens.
 
@@ -70,7 +70,14 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=1, help="pages timed per cap")
     parser.add_argument("--chunks", type=int, default=1, help="4-frame video chunks timed")
     parser.add_argument("--out", default=None, help="also write the printed tables to DIR/table.txt")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="tower weights and pixels (bfloat16 uses the CPU's AMX/AVX-512 bf16 units when present)")
+    parser.add_argument("--page-caps", type=int, nargs="+", default=list(PAGE_CAPS),
+                        help="patches per page to time (16384: the processor's default, i.e. native for a letter page)")
+    parser.add_argument("--frame-cap", type=int, default=FRAME_CAP,
+                        help="patches per video frame (4096: the processor's default)")
     args = parser.parse_args()
+    dtype = getattr(torch, args.dtype)
     video = args.video or find_video()
     lines: list[str] = []
 
@@ -81,10 +88,10 @@ def main() -> None:
     torch.manual_seed(0)
     start = time.perf_counter()
     with RssSampler(0.02) as build_rss:
-        model = Kimi_K25Model(kimi_encoder_config()).eval()
+        model = Kimi_K25Model(kimi_encoder_config()).to(dtype).eval()
     params = sum(p.numel() for p in model.vision_tower.parameters())
     proj = sum(p.numel() for p in model.mm_projector.parameters())
-    emit(f"Kimi K2.5 vision encoder, random weights, float32, CPU ({torch.get_num_threads()} threads): "
+    emit(f"Kimi K2.5 vision encoder, random weights, {args.dtype}, CPU ({torch.get_num_threads()} threads): "
          f"tower {params / 1e6:.1f} M + mm_projector {proj / 1e6:.1f} M params, built in "
          f"{time.perf_counter() - start:.1f} s, RSS {build_rss.peak_mb:.0f} MiB")
 
@@ -111,7 +118,7 @@ def main() -> None:
         kimi_image_tokens(model, [np.zeros((56, 56, 3), np.uint8)], [(56, 56)])  # warm-up
 
         rows = []
-        for cap in PAGE_CAPS:
+        for cap in args.page_caps:
             size = kimi_resized(images[0].height, images[0].width, cap * KIMI_PATCH ** 2)
             with RssSampler(0.02) as rss:
                 t0 = time.perf_counter()
@@ -125,13 +132,13 @@ def main() -> None:
         reader = VideoReader(video)
         step = max(1, round(meta.fps / 2))  # 2 frames per second, the Kimi video processor's default fps
         frames = reader.read(list(range(0, meta.num_frames, step))[:4 * args.chunks]).frames
-        size = kimi_resized(meta.height, meta.width, FRAME_CAP * KIMI_PATCH ** 2, video=True)
+        size = kimi_resized(meta.height, meta.width, args.frame_cap * KIMI_PATCH ** 2, video=True)
         with RssSampler(0.02) as rss:
             t0 = time.perf_counter()
             for c in range(args.chunks):
                 out = kimi_video_tokens(model, list(frames[4 * c:4 * c + 4]), size)
             seconds = time.perf_counter() - t0
-        rows.append((f"{os.path.basename(video)} 4-frame chunk {meta.height}x{meta.width}", FRAME_CAP, size,
+        rows.append((f"{os.path.basename(video)} 4-frame chunk {meta.height}x{meta.width}", args.frame_cap, size,
                      len(out[0]), args.chunks, seconds, rss.peak_mb))
 
     emit("\nTimed (one item per tower call; peak RSS of the process during the row):")

@@ -287,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--image", action="append", help="image file (repeat for several)")
     ask.add_argument("--question", "-q", required=True)
     ask.add_argument("--model", default=None,
-                     help=f"local Qwen2-VL/Qwen2.5-VL directory, or a preset: {', '.join(PRESETS)} (small: the "
-                          "shipped default; tiny*: random weights)")
+                     help=f"local model directory (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5, Kimi K2.5), or a preset: "
+                          f"{', '.join(PRESETS)} (small: the shipped default; tiny*: random weights)")
     ask.add_argument("--max-visual-tokens", type=_positive_int, default=None,
                      help="vlm route: visual-token budget (default: what fits the model's context after the "
                           "prompt and the answer; a larger value is lowered to that, with a note)")
@@ -389,8 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_info)
     demo = sub.add_parser("demo", help="start the Gradio app: chat about a long video or PDF in the browser")
     demo.add_argument("--model", default=None,
-                      help="local Qwen2-VL/Qwen2.5-VL directory or a preset (default: $LONGVLM_MODEL, else the "
-                           "shipped small model when installed, else the random-weight tiny model)")
+                      help="local model directory (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5, Kimi K2.5) or a preset "
+                           "(default: $LONGVLM_MODEL, else the shipped small model when installed, else the "
+                           "random-weight tiny model)")
     demo.add_argument("--models-dir", action="append", metavar="DIR",
                       help="folder whose model directories (each with a config.json) clients may choose, by "
                            "folder name, besides the presets and --model (repeat for several)")

@@ -34,5 +34,5 @@ def model_label(vlm: loading.VLM) -> tuple[str, str]:
     if vlm.name in loading.SHIPPED_MODELS:
         return (f"{vlm.name} · {size} params · small model",
                 f"Small {family} model trained by the project: it runs offline on a CPU, but it is a small "
-                f"model and far less accurate than a full Qwen2-VL checkpoint (`--model DIR`).")
+                f"model and far less accurate than a full-size checkpoint (`--model DIR`).")
     return f"{family} · {size} params", f"{family} checkpoint loaded from `{vlm.name}`."

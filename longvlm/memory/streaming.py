@@ -186,12 +186,12 @@ def _stream_patches(vlm: VLM, reader: VideoReader, indices: list[int], first_pat
 
 
 def memory_prompt_parts(memory_tokens: int, segment_tokens: int, segments: int, covered_s: float,
-                        segment_timestamps: Sequence[float]) -> list[str | VisualSlot]:
+                        segment_timestamps: Sequence[float], temporal_patch_size: int) -> list[str | VisualSlot]:
     """The user-turn parts that place the memory (image block) and one segment (video block, introduced like
     any video: `video_prompt_parts` over the seconds covered); shared by inference and training so that both
     see the same layout."""
     return [f"Video memory ({segments} scenes, 0.0s to {covered_s:.1f}s):", VisualSlot("image", memory_tokens), "\n",
-            *video_prompt_parts(segment_tokens, segment_timestamps, covered_s)]
+            *video_prompt_parts(segment_tokens, segment_timestamps, covered_s, temporal_patch_size=temporal_patch_size)]
 
 
 def memory_encoded_input(vlm: VLM, state: MemoryState, options: MemoryOptions, span: CacheSpan,
@@ -211,7 +211,7 @@ def memory_encoded_input(vlm: VLM, state: MemoryState, options: MemoryOptions, s
              PlannedVideo(indices, height, width, int(tokens.shape[0]))]
     plan = Plan(items, m + int(state.meta["segment_budget"]), height * width)
     parts = memory_prompt_parts(m, int(tokens.shape[0]), state.segments_seen,
-                                float(state.meta.get("seconds_covered", 0.0)), stamps)
+                                float(state.meta.get("seconds_covered", 0.0)), stamps, spec.temporal_patch_size)
     evidence = [Evidence("frame", i, timestamp=t) for i, t in zip(indices, stamps)]
     encoded = EncodedInput(str(state.meta.get("source", "video")), "video", plan, parts, evidence,
                            image_embeds=[without_deepstack(vlm, state.memory)], image_grid_thw=torch.tensor([mem_grid]),

@@ -84,7 +84,7 @@ def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
     parts = [p for p in example.parts[:-1] if not isinstance(p, VideoItem)]
     shown_stamps = stamps[last.start * spec.temporal_patch_size:(last.end + 1) * spec.temporal_patch_size]
     parts += memory_prompt_parts(bridge.num_memory_tokens, int(shown.shape[0]), len(segments), last.end_s,
-                                 shown_stamps) + [question]
+                                 shown_stamps, spec.temporal_patch_size) + [question]
     inputs = build_training_inputs(vlm.tokenizer, vlm.config, parts, example.answer)
     device = next(model.parameters()).device
     merge = spec.merge_size

@@ -143,7 +143,8 @@ def encode_pdf(vlm: VLM, path: str, options: Options | None = None, *, page_orde
             return dataclasses.replace(planned, items=[dataclasses.replace(item, source_index=candidates[
                 item.source_index]) for item in planned.items])
 
-        plan = fit_plan(plan_for, lambda p: p.total_tokens + text_tokens(vlm.tokenizer, vlm.config, _page_parts(p.items)),
+        plan = fit_plan(plan_for,
+                        lambda p: p.total_tokens + text_tokens(vlm.tokenizer, vlm.config, _page_parts(p.items)),
                         max_visual_tokens, context_room)
         stats["time_plan_s"] = time.perf_counter() - t_plan
         report_progress(progress, "plan", len(plan.items), count)
@@ -209,7 +210,8 @@ def encode_images(vlm: VLM, images: Sequence[str | Image.Image], options: Option
     sizes = [image_size(im) for im in images]
     visual = _visual_setup(vlm, options.compression, "images")
     plan = fit_plan(lambda budget: plan_images(sizes, budget, vlm.vision, downsample=visual.factor),
-                    lambda p: p.total_tokens + text_tokens(vlm.tokenizer, vlm.config, _image_parts(p.items)), _budget(options),
+                    lambda p: p.total_tokens + text_tokens(vlm.tokenizer, vlm.config, _image_parts(p.items)),
+                    _budget(options),
                     context_room)
     embeds: list[torch.Tensor] = []
     decode_s = encode_s = 0.0
@@ -295,6 +297,7 @@ def encode_video(vlm: VLM, path: str, options: Options | None = None, *, frame_o
         video, shots = planned
         stamps = [i / meta.fps for item in video.items for i in item.frame_indices]
         parts = [*video_prompt_parts(video.total_tokens, stamps, meta.duration,
+                                     temporal_patch_size=spec.temporal_patch_size,
                                      patch_tokens=_patch_tokens(video.items, spec)),
                  *_closeup_parts(shots, [c.source_index / meta.fps for c in shots])]
         return video.total_tokens + sum(c.tokens for c in shots) + text_tokens(vlm.tokenizer, vlm.config, parts)
@@ -311,7 +314,7 @@ def encode_video(vlm: VLM, path: str, options: Options | None = None, *, frame_o
                                       * len(items))
     duration = meta.duration
     parts = video_prompt_parts(sum(it.tokens for it in items), timestamps, duration,
-                               patch_tokens=_patch_tokens(items, spec))
+                               temporal_patch_size=spec.temporal_patch_size, patch_tokens=_patch_tokens(items, spec))
     evidence = [Evidence("frame", i, timestamp=t) for i, t in zip(frame_indices, timestamps)]
     image_embeds: list[torch.Tensor] = []
     image_grid = None

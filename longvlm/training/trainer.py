@@ -224,7 +224,7 @@ def compressed_prompt(vlm: VLM, example: Example, factor: int
         elif isinstance(part, VideoItem):
             size = spec.resized(*part.frames.shape[1:3], downsample=factor)
             tokens = spec.tokens(*size, len(part.frames), downsample=factor)
-            parts += video_prompt_parts(tokens, part.timestamps)
+            parts += video_prompt_parts(tokens, part.timestamps, temporal_patch_size=spec.temporal_patch_size)
             visuals.append((part, size, tokens))
         else:
             raise TypeError(f"unsupported example part {type(part).__name__}")

@@ -74,16 +74,18 @@ def video_header(duration_s: float, frames: int, start_s: float, end_s: float) -
 
 
 def video_prompt_parts(tokens: int, timestamps: Sequence[float], duration_s: float | None = None, *,
-                       patch_tokens: Sequence[int] | None = None) -> list[str | VisualSlot]:
+                       temporal_patch_size: int, patch_tokens: Sequence[int] | None = None,
+                       ) -> list[str | VisualSlot]:
     """A video's user-turn parts: `video_header`, the video slot of `tokens` tokens (`video_slot`: per-patch
-    times, with `patch_tokens` when the patches differ in size), a newline. Without `duration_s` the video
-    lasts from 0 s to one frame interval after its last frame."""
+    times, with `patch_tokens` when the patches differ in size, else equal patches of `temporal_patch_size`
+    frames: the model's, 2 for Qwen, 4 for Kimi), a newline. Without `duration_s` the video lasts from 0 s to
+    one frame interval after its last frame."""
     if not timestamps:
         raise ValueError("a video block needs at least one frame timestamp")
     if duration_s is None:
         duration_s = timestamps[-1] + frame_interval(timestamps)
     return [video_header(duration_s, len(timestamps), timestamps[0], timestamps[-1]),
-            video_slot(tokens, timestamps, patch_tokens), "\n"]
+            video_slot(tokens, timestamps, patch_tokens, temporal_patch_size), "\n"]
 
 
 def example_prompt_parts(example: Example, spec: VisionSpec) -> list[str | VisualSlot]:
@@ -97,7 +99,7 @@ def example_prompt_parts(example: Example, spec: VisionSpec) -> list[str | Visua
             parts.append(VisualSlot("image", spec.tokens(*spec.resized(*part.pixels.shape[:2]))))
         elif isinstance(part, VideoItem):
             tokens = spec.tokens(*spec.resized(*part.frames.shape[1:3]), len(part.frames))
-            parts += video_prompt_parts(tokens, part.timestamps)
+            parts += video_prompt_parts(tokens, part.timestamps, temporal_patch_size=spec.temporal_patch_size)
         else:
             raise TypeError(f"unsupported example part {type(part).__name__}")
     return parts

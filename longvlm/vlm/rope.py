@@ -360,7 +360,8 @@ def position_extension(target) -> PositionExtension | None:
 def apply_position_extension(target, method: str | None, scale: float = 1.0, *,
                              train_length: int | None = None,
                              ntk_factor: float | None = None) -> PositionExtension | None:
-    """Extend the context of a VLM, a Qwen2(.5)-VL / Qwen3-VL / Qwen3.5 model or its config by `scale`.
+    """Extend the context of a VLM, a Qwen2(.5)-VL / Qwen3-VL / Qwen3.5 / Kimi K2.5 model or its config by
+    `scale` (Kimi's 1D RoPE: the 1D methods only).
 
     `train_length` (L) defaults to the length already recorded (a re-applied extension replaces the old one)
     or else to `max_position_embeddings`. The config is rewritten (rope_parameters and
@@ -374,6 +375,10 @@ def apply_position_extension(target, method: str | None, scale: float = 1.0, *,
     name = canonical_method(method)
     if ntk_factor is not None and name != "mrope++code":
         raise ConfigError(f"ntk_factor only applies to mrope++code, not to {name or 'none'}")
+    if name in ("mrope++", "mrope++code") and "mrope_section" not in text.rope_parameters and (
+            str(getattr(text, "model_type", "")).removesuffix("_text") not in MROPE_FAMILIES):
+        raise ConfigError(f"{name} scales the temporal/height/width sections of M-RoPE; this model "
+                          f"({getattr(text, 'model_type', '?')}) uses 1D RoPE: use linear, ntk or yarn")
     current = position_extension(text)
     length = int(train_length or (current.train_length if current else text.max_position_embeddings))
     if length <= 0:

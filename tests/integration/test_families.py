@@ -19,6 +19,8 @@ from PIL import Image
 from longvlm.cli import main
 from longvlm.compression import VISUAL_COMPRESSORS, build_compressor
 from longvlm.errors import ConfigError
+from longvlm.memory.bridge import MemoryBridge, MemoryBridgeConfig
+from longvlm.memory.streaming import MemoryOptions
 from longvlm.options import Compression, Options
 from longvlm.pipeline.answer import answer, model_inputs
 from longvlm.pipeline.ask import ask
@@ -91,6 +93,22 @@ def test_every_compressor(vlm, name):
     for source in (str(PDF), str(VIDEO)):
         result = ask(vlm, "What is shown?", source, options)
         assert result.stats["visual_downsample"] == 2 and result.stats["visual_compressor"] == name
+
+
+def test_memory_bridge(vlm):
+    """A bridge sized from the family's hidden size streams the real video; the segment shown is written like
+    any video of the family (a block per temporal patch where the family times its patches)."""
+    bridge = MemoryBridge(MemoryBridgeConfig(vlm.config.text_config.hidden_size, 8, cache_size=4))
+    options = Options(max_visual_tokens=8 + 2 * 64, sample_fps=2.0, max_frames=32,
+                      memory=MemoryOptions(bridge, max_segment_patches=2))
+    encoded = encode(vlm, str(VIDEO), options)
+    assert encoded.memory.state.segments_seen >= 2 and encoded.image_embeds[0].shape[0] == 8
+    ids = model_inputs(vlm, encoded, "q")["input_ids"][0]
+    video_patches = len(encoded.evidence) // vlm.vision.temporal_patch_size
+    blocks = int((ids == vlm.config.vision_start_token_id).sum())  # the memory's block, then the segment's
+    assert blocks == 1 + (video_patches if vlm.spec.timestamped_frames else 1)
+    result = answer(vlm, encoded, "What happens at 0:03?", max_new_tokens=2)  # the clip lasts 10.8 s
+    assert result.stats["memory_selection"] == "time"
 
 
 def test_position_extension(vlm):
