@@ -56,7 +56,7 @@ def batch_inputs(vlm: VLM, rows: list[tuple[list[tuple[str, tuple[int, int, int]
     if grids["video"] and vlm.family == "qwen2_5_vl":
         inputs["second_per_grid_ts"] = torch.full((len(grids["video"]),), seconds_per_grid)
     inputs["mm_encoder_outputs"] = outputs
-    if not vlm.spec.mrope:  # 1D positions (Kimi): the model takes no token types
+    if not vlm.family_spec.mrope:  # 1D positions (Kimi): the model takes no token types
         inputs.pop("mm_token_type_ids")
     return inputs
 

@@ -26,7 +26,7 @@ def model_label(vlm: loading.VLM) -> tuple[str, str]:
     params = sum(p.numel() for p in vlm.model.parameters())
     size = (f"{params / 1e9:.1f}B" if params >= 1e9 else f"{params / 1e6:.1f}M" if params >= 1e6
             else f"{params / 1e3:.0f}K")
-    family = vlm.spec.label
+    family = vlm.family_spec.label
     if vlm.is_random:
         return (f"{vlm.name} · {size} params · random weights",
                 f"Tiny {family} test model with random weights: it runs the whole pipeline, but its answers are "

@@ -36,8 +36,9 @@ def kv_values_per_token(text_config) -> int:
 
 def recurrent_state_bytes(text_config, dtype: torch.dtype) -> int:
     """Bytes the linear-attention layers (Qwen3.5's Gated DeltaNet) keep whatever the context length: per layer
-    a convolution state (2 key dims + value dims) x kernel and a recurrent state value heads x key dim x value
-    dim, at `dtype`. 0 for models without such layers."""
+    a convolution state (2 key dims + value dims) x kernel at `dtype` and a recurrent state value heads x key
+    dim x value dim in float32 (transformers' PyTorch path computes it in float32 whatever the model's dtype;
+    measured in bench/families.py). 0 for models without such layers."""
     layers = _layer_types(text_config).count("linear_attention")
     if not layers:
         return 0
@@ -45,7 +46,7 @@ def recurrent_state_bytes(text_config, dtype: torch.dtype) -> int:
     value_dim = text_config.linear_num_value_heads * text_config.linear_value_head_dim
     conv = (2 * key_dim + value_dim) * text_config.linear_conv_kernel_dim
     recurrent = text_config.linear_num_value_heads * text_config.linear_key_head_dim * text_config.linear_value_head_dim
-    return layers * (conv + recurrent) * torch.empty((), dtype=dtype).element_size()
+    return layers * (conv * torch.empty((), dtype=dtype).element_size() + recurrent * 4)
 
 
 def format_bytes(count: float) -> str:

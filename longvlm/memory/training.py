@@ -92,7 +92,7 @@ def memory_example_loss(vlm: VLM, model, bridge: MemoryBridge, example: Example,
     kwargs["image_grid_thw"] = torch.tensor([memory_grid(bridge.num_memory_tokens, merge)], device=device)
     kwargs["video_grid_thw"] = torch.tensor([spec.grid(*size, last.length * spec.temporal_patch_size)],
                                             device=device)
-    if vlm.spec.absolute_time:
+    if vlm.family_spec.absolute_time:
         kwargs["second_per_grid_ts"] = torch.tensor([spec.temporal_patch_size * frame_interval(stamps)],
                                                     device=device)
     dtype = next(vlm.model.model.language_model.parameters()).dtype

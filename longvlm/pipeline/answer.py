@@ -40,14 +40,14 @@ def model_inputs(vlm: VLM, encoded: EncodedInput, question: str, *,
     if encoded.video_embeds:
         kwargs["video_grid_thw"] = encoded.video_grid_thw.to(device)
         mm_outputs["video"] = model_features(vlm, encoded.video_embeds, device)
-        if vlm.spec.absolute_time:
+        if vlm.family_spec.absolute_time:
             kwargs["second_per_grid_ts"] = encoded.second_per_grid_ts.to(device)
     if encoded.position_blocks is not None:
         kwargs["position_ids"] = generation_position_ids(
             inputs["mm_token_type_ids"], encoded.position_blocks,
             vlm.config.vision_config.spatial_merge_size).to(device)
     kwargs["mm_encoder_outputs"] = mm_outputs
-    if not vlm.spec.mrope:  # 1D positions (Kimi): the model takes no token types
+    if not vlm.family_spec.mrope:  # 1D positions (Kimi): the model takes no token types
         kwargs.pop("mm_token_type_ids")
     return kwargs
 

@@ -343,7 +343,7 @@ def encode_video(vlm: VLM, path: str, options: Options | None = None, *, frame_o
         high, low = items[0], items[min(1, len(items) - 1)]  # each group: a high step, then low steps
         stats.update(video_items=len(items), high_size=f"{high.width}x{high.height}",
                      low_size=f"{low.width}x{low.height}")
-        if not vlm.spec.timestamped_frames:
+        if not vlm.family_spec.timestamped_frames:
             interval = video_time_interval(vlm.config, second_per_grid_ts[0])
             blocks = [VisualBlock(tuple(tuple(g) for g in grid_thw.tolist()), interval)]
             if image_grid is not None:  # close-ups: one image block each, after the video

@@ -357,9 +357,9 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
     layers = getattr(language_model, "layers", None)
     if layers is None:
         raise ConfigError(f"{type(model).__name__}: no model.language_model.layers; KV presses support "
-                          "the Qwen-VL families (longvlm.vlm.families)")
+                          "the model families of longvlm.vlm.families")
     return [layer.self_attn for layer in layers if hasattr(layer, "self_attn")]
 
 
-__all__ = ["KVPress", "LayerView", "PressState", "ScorerPress", "attention_modules", "token_types_from_ids", "recent_mask", "require_bool",
-           "require_choice", "require_int", "require_window", "tiered", "window_tokens"]
+__all__ = ["KVPress", "LayerView", "PressState", "ScorerPress", "attention_modules", "recent_mask", "require_bool",
+           "require_choice", "require_int", "require_window", "tiered", "token_types_from_ids", "window_tokens"]

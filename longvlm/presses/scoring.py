@@ -28,7 +28,7 @@ def rotary_function(module: torch.nn.Module):
     function = getattr(sys.modules[type(module).__module__], "apply_rotary_pos_emb", None)
     if function is None:
         raise ConfigError(f"{type(module).__name__}: its modeling module has no apply_rotary_pos_emb; "
-                          "KV scoring supports the Qwen-VL families")
+                          "KV scoring supports the model families of longvlm.vlm.families")
     return function
 
 

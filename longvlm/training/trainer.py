@@ -106,9 +106,9 @@ class BatchMaker:
             slot = next((r for r in range(rows) if free[r] >= length), None)
             if slot is None:
                 break
-            free[slot] = free[slot] - length if self.vlm.spec.packs_samples else 0
+            free[slot] = free[slot] - length if self.vlm.family_spec.packs_samples else 0
             samples.append(tokenize_example(example, self.vlm.tokenizer, self.vlm.model, self.vlm.vision))
-        packed = greedy_pack(samples, stage.max_length, one_per_row=not self.vlm.spec.packs_samples)
+        packed = greedy_pack(samples, stage.max_length, one_per_row=not self.vlm.family_spec.packs_samples)
         batch = pack_rows(packed, self.vlm.tokenizer.pad_token_id)
         info = {"samples": len(samples), "tokens": int(sum(len(s) for s in samples)),
                 "answer_tokens": int((batch["labels"] != -100).sum())}
@@ -263,7 +263,7 @@ def oryx_example_loss(vlm: VLM, model, compressor: OryxCompressor, example: Exam
                                        factor, spec.merge_size, block_width=width)
         kwargs["video_grid_thw"] = torch.tensor(grids, device=device)
         outputs["video"] = model_features(vlm, [t.to(dtype) for t in tokens], device)
-        if vlm.spec.absolute_time:
+        if vlm.family_spec.absolute_time:
             kwargs["second_per_grid_ts"] = torch.tensor(
                 [spec.temporal_patch_size * frame_interval(item.timestamps) for item, _ in videos], device=device)
     kwargs["mm_encoder_outputs"] = outputs

@@ -22,11 +22,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from transformers import (Kimi_K25Config, Kimi_K25ForConditionalGeneration, PretrainedConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLConfig,
-                          Qwen2VLForConditionalGeneration, Qwen3_5Config, Qwen3_5ForConditionalGeneration,
-                          Qwen3VLConfig, Qwen3VLForConditionalGeneration)
+from transformers import (Kimi_K25Config, Kimi_K25ForConditionalGeneration, PretrainedConfig, Qwen2_5_VLConfig,
+                          Qwen2_5_VLForConditionalGeneration, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
+                          Qwen3_5Config, Qwen3_5ForConditionalGeneration, Qwen3VLConfig,
+                          Qwen3VLForConditionalGeneration)
 
 from longvlm.errors import ConfigError
+from longvlm.processing.spec import VisionSpec
+from longvlm.vlm.kimi import kimi_tiny_config
+
+HALF = (0.5, 0.5, 0.5)
+QWEN_VISION = VisionSpec()  # patch 14, 2x2 merge, 2-frame patches, CLIP normalisation, 4 to 1280 tokens
+PATCH16_VISION = VisionSpec(patch_size=16, min_pixels=32 * 32 * 4, max_pixels=32 * 32 * 1280, image_mean=HALF,
+                            image_std=HALF)  # Qwen3-VL / Qwen3.5: 32 x 32 pixels a token, mean = std = 0.5
+KIMI_VISION = VisionSpec(temporal_patch_size=4, min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 4096, image_mean=HALF,
+                         image_std=HALF)  # MoonViT: patch 14, 2x2 merge, 4-frame chunks, mean = std = 0.5
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ class Family:
     chat: ChatFormat = QWEN_CHAT
     media_text: bool = False  # Kimi: "image" / "video" and <|media_content|> after each block's start token
     vision_tower: str = "visual"  # attribute of the base model holding the vision tower
+    vision: VisionSpec = QWEN_VISION  # the released processors' patching and normalisation (a new model's spec)
     patch_layout: str = "qwen"  # "qwen": merge-window order, flattened patches; "kimi": raster [N, 3, 14, 14]
     mrope: bool = True  # 3D M-RoPE positions (get_rope_index); False: 1D positions for every token
     # config attribute -> token string of the placeholders, as the family's tokenizer spells them
@@ -92,17 +103,18 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("qwen2_vl", "Qwen2-VL", Qwen2VLConfig, Qwen2VLForConditionalGeneration),
     Family("qwen2_5_vl", "Qwen2.5-VL", Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, absolute_time=True),
     Family("qwen3_vl", "Qwen3-VL", Qwen3VLConfig, Qwen3VLForConditionalGeneration, timestamped_frames=True,
-           deepstack=True, system_prompt=None),
+           deepstack=True, system_prompt=None, vision=PATCH16_VISION),
     # Qwen3.5 thinks by default; longvlm asks for the answer, so the prompt closes an empty think block as the
     # template does with enable_thinking=False.
     Family("qwen3_5", "Qwen3.5", Qwen3_5Config, Qwen3_5ForConditionalGeneration, timestamped_frames=True,
-           system_prompt=None, assistant_prefix="<think>\n\n</think>\n\n", packs_samples=False),
+           system_prompt=None, assistant_prefix="<think>\n\n</think>\n\n", packs_samples=False,
+           vision=PATCH16_VISION),
     # Kimi K2.5: MoonViT (longvlm.vlm.kimi) + DeepSeek-V3 with MLA; 1D positions; each 4-frame video chunk is a
     # block after its clock time; answers without thinking (an empty think block, as K2.5's instant mode)
     Family("kimi_k25", "Kimi K2.5", Kimi_K25Config, Kimi_K25ForConditionalGeneration, timestamped_frames=True,
            time_text=clock_text, system_prompt="You are Kimi, an AI assistant created by Moonshot AI.",
            assistant_prefix="<think></think>", chat=KIMI_CHAT, media_text=True, vision_tower="vision_tower",
-           patch_layout="kimi", mrope=False,
+           patch_layout="kimi", mrope=False, vision=KIMI_VISION,
            tokens=(("image_token_id", "<|media_pad|>"), ("video_token_id", "<|kimi_k25_video_placeholder|>"),
                    ("vision_start_token_id", "<|media_begin|>"), ("vision_end_token_id", "<|media_end|>")),
            chat_tokens=("<|im_system|>", "<|im_user|>", "<|im_assistant|>", "<|im_middle|>", "<|media_begin|>",
@@ -143,8 +155,6 @@ def tiny_config(family: str = "qwen2_vl", vocab_size: int = 264, *, hidden_size:
     """
     spec = family_of(family)
     if family == "kimi_k25":
-        from longvlm.vlm.kimi import kimi_tiny_config
-
         return kimi_tiny_config(vocab_size, token_ids, hidden_size=hidden_size, layers=layers, heads=heads,
                                 vision_depth=vision_depth, vision_dim=vision_dim,
                                 max_position_embeddings=max_position_embeddings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,16 +30,12 @@ TINY_VISION_SPEC = VisionSpec(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 256)
 
 
 def family_vision_spec(family: str, *, tiny: bool = False) -> VisionSpec:
-    """A family's vision spec for a new model: Qwen2-VL's patch 14 and CLIP normalisation, or for Qwen3-VL /
-    Qwen3.5 patch 16 (32 x 32 pixels a token) with mean = std = 0.5 as their released processors; `tiny`:
-    the small pixel bounds of the tiny presets (4 to 256 tokens an image)."""
-    if family == "kimi_k25":  # MoonViT: patch 14, 2x2 merge, 4-frame chunks, mean = std = 0.5
-        return VisionSpec(temporal_patch_size=4, min_pixels=28 * 28 * 4, max_pixels=28 * 28 * (256 if tiny else 4096),
-                          image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5))
-    if family not in ("qwen3_vl", "qwen3_5"):
-        return TINY_VISION_SPEC if tiny else VisionSpec()
-    return VisionSpec(patch_size=16, min_pixels=32 * 32 * 4, max_pixels=32 * 32 * (256 if tiny else 1280),
-                      image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5))
+    """A family's vision spec for a new model (`Family.vision`: its released processor's patching and
+    normalisation); `tiny`: with the small pixel bounds of the tiny presets (4 to 256 tokens an image)."""
+    spec = FAMILIES[family].vision
+    if not tiny:
+        return spec
+    return dataclasses.replace(spec, min_pixels=spec.factor ** 2 * 4, max_pixels=spec.factor ** 2 * 256)
 
 
 @dataclass
@@ -57,7 +54,7 @@ class VLM:
         return self.model.config
 
     @property
-    def spec(self) -> Family:
+    def family_spec(self) -> Family:
         """The family's facts (`longvlm.vlm.families.Family`)."""
         return FAMILIES[self.family]
 
@@ -76,7 +73,7 @@ class VLM:
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         with open(os.path.join(path, "preprocessor_config.json"), "w") as fh:
-            json.dump(self.vision.to_preprocessor_config(self.spec.image_processor), fh, indent=2)
+            json.dump(self.vision.to_preprocessor_config(self.family_spec.image_processor), fh, indent=2)
 
 
 def build_tiny(preset: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32) -> VLM:
@@ -151,4 +148,4 @@ def load_vlm(model: str | os.PathLike = "tiny", *, dtype: torch.dtype | str | No
                                     or default_attn_implementation(), local_files_only=True)
     net.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    return VLM(net, tokenizer, VisionSpec.from_model_dir(path, family_vision_spec(family.name)), family.name, str(path))
+    return VLM(net, tokenizer, VisionSpec.from_model_dir(path, family.vision), family.name, str(path))

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from longvlm.errors import ConfigError
+from longvlm.vlm.families import family_of
 
 TEXT_AFTER_VISION = ("transformers", "after_max")
 
@@ -86,7 +87,7 @@ def _interval(tokens_per_second: float, second_per_grid: torch.Tensor | float) -
 def video_time_interval(config, second_per_grid: torch.Tensor | float) -> float:
     """Temporal id step per temporal patch of a video for this model config: Qwen2.5-VL counts absolute time
     (`vision_config.tokens_per_second` ids per second), Qwen2-VL one id per temporal patch."""
-    if getattr(config, "model_type", None) == "qwen2_5_vl":
+    if family_of(config).absolute_time:
         return _interval(config.vision_config.tokens_per_second, second_per_grid)
     return 1.0
 

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
 
 from longvlm.processing.patches import image_patches, video_patches
 from longvlm.vlm.kimi import kimi_patches, kimi_video_patches
@@ -27,7 +28,7 @@ from longvlm.vlm.loading import VLM
 
 def vision_placement(vlm: VLM) -> tuple[torch.device, torch.dtype]:
     """(device, dtype) of the vision tower's parameters: where pixels must go."""
-    param = next(getattr(vlm.model.model, vlm.spec.vision_tower).parameters())
+    param = next(getattr(vlm.model.model, vlm.family_spec.vision_tower).parameters())
     return param.device, param.dtype
 
 
@@ -35,7 +36,7 @@ def image_pixels(vlm: VLM, images: Sequence[Image.Image | np.ndarray], sizes: Se
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images resized to `sizes` -> (pixel values, grid_thw [N, 3]) in the family's layout (Qwen: flattened
     patches in merge-window order, `longvlm.processing.patches`; Kimi: `longvlm.vlm.kimi.kimi_patches`)."""
-    if vlm.spec.patch_layout == "kimi":
+    if vlm.family_spec.patch_layout == "kimi":
         return kimi_patches(list(images), list(sizes))
     return image_patches(list(images), list(sizes), vlm.vision)
 
@@ -43,7 +44,7 @@ def image_pixels(vlm: VLM, images: Sequence[Image.Image | np.ndarray], sizes: Se
 def video_pixels(vlm: VLM, frames: Sequence[np.ndarray], size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """One video item's frames at `size` -> (pixel values, grid rows): one row per item (Qwen), or per 4-frame
     chunk (Kimi, whose tower pools each chunk in time)."""
-    if vlm.spec.patch_layout == "kimi":
+    if vlm.family_spec.patch_layout == "kimi":
         return kimi_video_patches(list(frames), size)
     return video_patches(list(frames), size, vlm.vision)
 
@@ -51,7 +52,7 @@ def video_pixels(vlm: VLM, frames: Sequence[np.ndarray], size: tuple[int, int]) 
 def token_grid(vlm: VLM, rows: torch.Tensor) -> list[int]:
     """The (t, h, w) patch grid of one video item's merged tokens from its grid rows: t counts token planes
     (Qwen: temporal patches of the one row; Kimi: one per chunk row)."""
-    t = int(rows.shape[0]) if vlm.spec.patch_layout == "kimi" else int(rows[:, 0].sum())
+    t = int(rows.shape[0]) if vlm.family_spec.patch_layout == "kimi" else int(rows[:, 0].sum())
     return [t, int(rows[0, 1]), int(rows[0, 2])]
 
 
@@ -91,7 +92,7 @@ def _stacked(out) -> list[torch.Tensor]:
 
 def deepstack_layers(vlm: VLM) -> int:
     """How many LLM layers take DeepStack features from the vision tower (0 for most families)."""
-    if not vlm.spec.deepstack:
+    if not vlm.family_spec.deepstack:
         return 0
     return len(vlm.config.vision_config.deepstack_visual_indexes)
 
@@ -124,8 +125,6 @@ def model_features(vlm: VLM, items: Sequence[torch.Tensor], device: torch.device
     layers = deepstack_layers(vlm)
     if not layers:
         return BaseModelOutputWithPooling(pooler_output=main)
-    from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
-
     deepstack = [[item[:, (k + 1) * width:(k + 2) * width].to(device) for item in items] for k in range(layers)]
     return BaseModelOutputWithDeepstackFeatures(pooler_output=main, deepstack_features=deepstack)
 

@@ -123,7 +123,7 @@ def test_compressed_tokens_keep_mrope_positions_consistent(preset, k):
     assert new_grid == (4, 16 // k, 8 // k) == compressed_grid(grid, k)
     compressed, new_start = positions(new_grid)
     assert pooled.shape == compressed.shape == (original.shape[0] // k ** 2, 3)
-    assert (len(set(start.tolist())) > 1) == vlm.spec.timestamped_frames
+    assert (len(set(start.tolist())) > 1) == vlm.family_spec.timestamped_frames
     # temporal ids: unchanged relative to the block start (absolute for one block)
     torch.testing.assert_close(pooled[:, 0] - pooled_start[:, 0], compressed[:, 0] - new_start)
     torch.testing.assert_close((pooled[:, 1:] - pooled_start - (k - 1) / 2) / k, compressed[:, 1:] - new_start[:, None])

@@ -68,8 +68,8 @@ def test_video_prompt_writes_each_patch_time(vlm):
     blocks = int((ids == vlm.config.vision_start_token_id).sum())
     text = vlm.tokenizer.decode(ids)
     patches = len(encoded.evidence) // vlm.vision.temporal_patch_size
-    if vlm.spec.timestamped_frames:
-        first = vlm.spec.time_text([e.timestamp for e in encoded.evidence[:vlm.vision.temporal_patch_size]])
+    if vlm.family_spec.timestamped_frames:
+        first = vlm.family_spec.time_text([e.timestamp for e in encoded.evidence[:vlm.vision.temporal_patch_size]])
         assert blocks == patches and first in text
     else:
         assert blocks == 1
@@ -106,7 +106,7 @@ def test_memory_bridge(vlm):
     ids = model_inputs(vlm, encoded, "q")["input_ids"][0]
     video_patches = len(encoded.evidence) // vlm.vision.temporal_patch_size
     blocks = int((ids == vlm.config.vision_start_token_id).sum())  # the memory's block, then the segment's
-    assert blocks == 1 + (video_patches if vlm.spec.timestamped_frames else 1)
+    assert blocks == 1 + (video_patches if vlm.family_spec.timestamped_frames else 1)
     result = answer(vlm, encoded, "What happens at 0:03?", max_new_tokens=2)  # the clip lasts 10.8 s
     assert result.stats["memory_selection"] == "time"
 
@@ -115,7 +115,7 @@ def test_position_extension(vlm):
     """M-RoPE families: every method; Kimi (1D RoPE): the 1D methods, M-RoPE++ refused."""
     for method in ("linear", "ntk", "yarn", "mrope++"):
         model = load_vlm(vlm.name)
-        if method == "mrope++" and not vlm.spec.mrope:
+        if method == "mrope++" and not vlm.family_spec.mrope:
             with pytest.raises(ConfigError):
                 apply_position_extension(model, method, 4.0)
             continue

@@ -211,12 +211,12 @@ def test_pipeline_memory_plus_selected_segment(vlm, long_video):
     # positions: both blocks are ordinary items, transformers' ids equal longvlm's from the grids (M-RoPE
     # families; Kimi's positions are 1D)
     kwargs = model_inputs(vlm, encoded, "What is shown?")
-    assert ("mm_token_type_ids" in kwargs) == vlm.spec.mrope
-    if vlm.spec.mrope:
+    assert ("mm_token_type_ids" in kwargs) == vlm.family_spec.mrope
+    if vlm.family_spec.mrope:
         tps = getattr(vlm.config.vision_config, "tokens_per_second", None) if vlm.family == "qwen2_5_vl" else None
         blocks = blocks_for_items(kwargs["image_grid_thw"], kwargs["video_grid_thw"], kwargs["mm_token_type_ids"],
                                   tokens_per_second=tps, second_per_grid_ts=kwargs.get("second_per_grid_ts"),
-                                  timestamped_frames=vlm.spec.timestamped_frames)
+                                  timestamped_frames=vlm.family_spec.timestamped_frames)
         ours = generation_position_ids(kwargs["mm_token_type_ids"], blocks,
                                        vlm.config.vision_config.spatial_merge_size)
         theirs, _ = vlm.model.model.get_rope_index(

@@ -128,7 +128,7 @@ def test_hybrid_video_end_to_end(vlm, wide_video):
                                      vlm.vision)
         alone = video_tokens(vlm, pixels, grid)[0]
         torch.testing.assert_close(encoded.video_embeds[k], alone, atol=1e-5, rtol=1e-4)
-    if vlm.spec.timestamped_frames:  # a block per temporal patch after its time; transformers' positions
+    if vlm.family_spec.timestamped_frames:  # a block per temporal patch after its time; transformers' positions
         assert "position_ids" not in kwargs and encoded.position_blocks is None
         runs = [len(list(group)) for key, group in itertools.groupby(kwargs["mm_token_type_ids"][0].tolist()) if key]
         assert runs == [item.tokens // (item.num_frames // 2) for item in plan.items for _ in range(item.num_frames // 2)]
@@ -168,7 +168,7 @@ def test_hybrid_with_equal_sizes_equals_uniform(vlm, short_video):
     uniform = encode_video(vlm, short_video, Options(max_visual_tokens=400, sample_fps=1.0))
     assert [it.frame_indices for it in hybrid.plan.items] == [it.frame_indices for it in uniform.plan.items]
     a, b = model_inputs(vlm, hybrid, "q?"), model_inputs(vlm, uniform, "q?")
-    assert ("position_ids" in a) == (not vlm.spec.timestamped_frames) and "position_ids" not in b
+    assert ("position_ids" in a) == (not vlm.family_spec.timestamped_frames) and "position_ids" not in b
     torch.testing.assert_close(vlm.model(**a).logits, vlm.model(**b).logits, atol=1e-6, rtol=0)
 
 

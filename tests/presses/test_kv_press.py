@@ -262,7 +262,7 @@ def test_explicit_positions_hybrid_video(vlm, short_video):
     encoded = encode_video(vlm, short_video, Options(max_visual_tokens=400, sample_fps=1.0, video_resolution="hybrid",
                                                      hybrid=HybridConfig(group=4, high_tokens=64, ratio=4.0)))
     # families with timestamped frames write a block per temporal patch: transformers derives the positions
-    assert (encoded.position_blocks is not None) == (not vlm.spec.timestamped_frames)
+    assert (encoded.position_blocks is not None) == (not vlm.family_spec.timestamped_frames)
     kwargs = model_inputs(vlm, encoded, "When does the scene change?")
     reference = vlm.model.generate(**kwargs, max_new_tokens=NEW_TOKENS, do_sample=False)
     reference = reference[:, kwargs["input_ids"].shape[1]:]

@@ -41,10 +41,10 @@ def test_training_refuses_kimi():
 def test_packed_forward_equals_unpacked(preset):
     vlm = load_vlm(preset)
     samples = [tokenize_example(e, vlm.tokenizer, vlm.model, vlm.vision) for e in _examples()]
-    if not vlm.spec.packs_samples:  # Qwen3.5 on CPU: linear attention would carry state across samples
+    if not vlm.family_spec.packs_samples:  # Qwen3.5 on CPU: linear attention would carry state across samples
         assert [len(row) for row in greedy_pack(samples, 10 ** 6, one_per_row=True)] == [1] * len(samples)
         samples = samples[:2]
-    rows = [samples[:3], samples[3:]] if vlm.spec.packs_samples else [samples[:1], samples[1:]]
+    rows = [samples[:3], samples[3:]] if vlm.family_spec.packs_samples else [samples[:1], samples[1:]]
     batch = pack_rows(rows, vlm.tokenizer.pad_token_id)
     batch.pop("labels")
     with torch.no_grad():

@@ -56,7 +56,7 @@ def rope_index(vlm, types, image_grid, video_grid, seconds=None):
 def ours(vlm, types, image_grid, video_grid, seconds=None, rule="transformers"):
     tps = vlm.config.vision_config.tokens_per_second if vlm.family == "qwen2_5_vl" else None
     blocks = blocks_for_items(image_grid, video_grid, torch.tensor(types), tokens_per_second=tps,
-                              second_per_grid_ts=seconds, timestamped_frames=vlm.spec.timestamped_frames)
+                              second_per_grid_ts=seconds, timestamped_frames=vlm.family_spec.timestamped_frames)
     return mrope_position_ids(torch.tensor(types), blocks, vlm.config.vision_config.spatial_merge_size,
                               text_after_vision=rule)
 
