@@ -35,7 +35,8 @@ def compressed_grid(grid_thw: Sequence[int], factor: int, merge_size: int = 2) -
 
 
 def compress_item(tokens: torch.Tensor, grid_thw: Sequence[int], compressor: VisualCompressor, factor: int,
-                  merge_size: int = 2, *, block_width: int | None = None) -> tuple[torch.Tensor, tuple[int, int, int]]:
+                  merge_size: int = 2, *, block_width: int | None = None,
+                  ) -> tuple[torch.Tensor, tuple[int, int, int]]:
     """Merged tokens [t*h*w, C] of one item with patch grid (t, gh, gw) -> (compressed tokens, reported grid).
 
     `block_width` W: the channels are several stacked blocks of W features (DeepStack: the LLM input, then one

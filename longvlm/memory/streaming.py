@@ -191,7 +191,8 @@ def memory_prompt_parts(memory_tokens: int, segment_tokens: int, segments: int, 
     any video: `video_prompt_parts` over the seconds covered); shared by inference and training so that both
     see the same layout."""
     return [f"Video memory ({segments} scenes, 0.0s to {covered_s:.1f}s):", VisualSlot("image", memory_tokens), "\n",
-            *video_prompt_parts(segment_tokens, segment_timestamps, covered_s, temporal_patch_size=temporal_patch_size)]
+            *video_prompt_parts(segment_tokens, segment_timestamps, covered_s,
+                                temporal_patch_size=temporal_patch_size)]
 
 
 def memory_encoded_input(vlm: VLM, state: MemoryState, options: MemoryOptions, span: CacheSpan,
@@ -214,7 +215,8 @@ def memory_encoded_input(vlm: VLM, state: MemoryState, options: MemoryOptions, s
                                 float(state.meta.get("seconds_covered", 0.0)), stamps, spec.temporal_patch_size)
     evidence = [Evidence("frame", i, timestamp=t) for i, t in zip(indices, stamps)]
     encoded = EncodedInput(str(state.meta.get("source", "video")), "video", plan, parts, evidence,
-                           image_embeds=[without_deepstack(vlm, state.memory)], image_grid_thw=torch.tensor([mem_grid]),
+                           image_embeds=[without_deepstack(vlm, state.memory)],
+                           image_grid_thw=torch.tensor([mem_grid]),
                            video_embeds=[tokens], video_grid_thw=torch.tensor([video_grid]),
                            second_per_grid_ts=torch.tensor([spec.temporal_patch_size * step]),
                            stats=dict(stats or {}))

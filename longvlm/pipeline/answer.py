@@ -26,8 +26,9 @@ from longvlm.vlm.room import MIN_NEW_TOKENS, add_notes, default_new_tokens
 def model_inputs(vlm: VLM, encoded: EncodedInput, question: str, *,
                  follow_ups: Sequence[tuple[str, str]] = ()) -> dict:
     """Keyword arguments for `vlm.model(...)` / `generate(...)`: chat tokens around the encoded input, the
-    pre-encoded visual features (`mm_encoder_outputs`, with their DeepStack features), grids, and explicit 3D `position_ids` when the input
-    has a layout transformers cannot derive from the grids (a hybrid-resolution video)."""
+    pre-encoded visual features (`mm_encoder_outputs`, with their DeepStack features), grids, and explicit 3D
+    `position_ids` when the input has a layout transformers cannot derive from the grids (a hybrid-resolution
+    video of a family that writes a video as one block). Families with 1D positions (Kimi) get no token types."""
     question = check_question(question)  # empty or longer than MAX_QUESTION_CHARS: InputError
     inputs = build_chat_inputs(vlm.tokenizer, vlm.config, [*encoded.user_parts, question],
                                follow_ups=follow_ups)

@@ -5,15 +5,16 @@ it: how a video is laid out in the prompt, whether the vision tower returns Deep
 temporal positions are counted, which text layers keep a KV cache, and the chat template's fixed text.
 Everything else (planner, encoders, presses, memory bridge) reads these facts, never the family's name.
 
-| family       | vision tower                            | video in the prompt                        | text layers |
-| ------------ | --------------------------------------- | ------------------------------------------ | ----------- |
-| `qwen2_vl`   | patch 14, 2x2 merge, 2-frame patches    | one block, 1 temporal id per patch         | attention   |
-| `qwen2_5_vl` | same, windowed attention                | one block, temporal ids follow seconds     | attention   |
-| `qwen3_vl`   | patch 16, 2x2 merge, 2-frame patches,   | one block per temporal patch after its     | attention   |
-|              | DeepStack features for early LLM layers | time as text, `<12.5 seconds>`             |             |
-| `qwen3_5`    | Qwen3-VL's tower without DeepStack      | as Qwen3-VL                                | linear + full attention |
-| `kimi_k25`   | MoonViT: patch 14, 2x2 merge, 4-frame   | one block per 4-frame chunk after its      | MLA (DeepSeek-V3), |
-|              | chunks pooled in time (`vlm.kimi`)      | clock time, `00:01:02.500`; 1D positions   | 1D RoPE     |
+| family       | vision tower                            | video in the prompt                        | text layers  |
+| ------------ | --------------------------------------- | ------------------------------------------ | ------------ |
+| `qwen2_vl`   | patch 14, 2x2 merge, 2-frame patches    | one block, 1 temporal id per patch         | attention    |
+| `qwen2_5_vl` | same, windowed attention                | one block, temporal ids follow seconds     | attention    |
+| `qwen3_vl`   | patch 16, 2x2 merge, 2-frame patches,   | one block per temporal patch after its     | attention    |
+|              | DeepStack features for early LLM layers | time as text, `<12.5 seconds>`             |              |
+| `qwen3_5`    | Qwen3-VL's tower without DeepStack      | as Qwen3-VL                                | 3 linear : 1 |
+|              |                                         |                                            | full attn.   |
+| `kimi_k25`   | MoonViT: patch 14, 2x2 merge, 4-frame   | one block per 4-frame chunk after its      | MLA (DeepSeek|
+|              | chunks pooled in time (`vlm.kimi`)      | clock time, `00:01:02.500`; 1D positions   | -V3), 1D RoPE|
 """
 
 from __future__ import annotations

@@ -115,7 +115,8 @@ def load_vlm(model: str | os.PathLike = "tiny", *, dtype: torch.dtype | str | No
              device: str | None = None, attn_implementation: str | None = None) -> VLM:
     """Load `model`: 'small' (the project's trained model shipped in the package), a random tiny preset
     ('tiny', 'tiny-qwen2-vl', 'tiny-qwen2.5-vl') or a local directory
-    holding a checkpoint of a supported family (`longvlm.vlm.families`; detected from config.json's model_type) (config.json, weights, tokenizer, preprocessor_config.json).
+    holding a checkpoint of a supported family (`longvlm.vlm.families`; detected from config.json's model_type:
+    config.json, weights, tokenizer, preprocessor_config.json).
     Nothing is downloaded."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if str(model) in SHIPPED_MODELS:
