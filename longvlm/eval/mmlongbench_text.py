@@ -1,7 +1,7 @@
-"""MMLongBench-Doc with the text route: retrieval over page text/OCR + SmolLM2-135M-Instruct, scored with the
-official rules, with two extractors side by side (rule-based, and SmolLM2 constrained).
+"""MMLongBench-Doc with the text route: retrieval over page text/OCR + SmolLM2-135M-Instruct extracting a short
+answer (`longvlm.retrieval.text_route`), scored with the official rules, with calibrated abstention: the
+`AbstentionRule` is fitted on the even-qid half of the questions and reported on the odd-qid (held-out) half.
 
-Every question is answered once; both extractors read the same response, so their scores compare directly.
 Per-question records go to `records.jsonl` (the run resumes from it); `results.json` has the aggregates.
 Questions whose PDF is missing are recorded as skipped, never scored. Pages: the first 120, as in the
 official protocol. Retrieval quality is recorded too: whether a retrieved passage came from an evidence page.
@@ -14,71 +14,169 @@ import os
 import time
 
 from longvlm.errors import InputError
-from longvlm.eval.extract import CONSTRAINED_LABEL, RULE_BASED_LABEL, constrained_extract, rule_based_extract
-from longvlm.eval.mmlongbench import aggregate, load_samples
+from collections import defaultdict
+
+import numpy as np
+
+from longvlm.eval.mmlongbench import NOT_ANSWERABLE, accuracy_and_f1, aggregate, load_samples
 from longvlm.eval.mmlongbench_run import run_records, score_prediction
 from longvlm.ingest.cache import file_sha256
 from longvlm.retrieval.page_text import pdf_page_texts
 from longvlm.retrieval.ranking import QuestionSelector
 from longvlm.retrieval.small_lm import load_small_lm
+from longvlm.retrieval.answering import FEATURES, AbstentionRule, fit_logistic
 from longvlm.retrieval.text_route import answer_from_items
 
-EXTRACTORS = {"rule": RULE_BASED_LABEL, "llm": CONSTRAINED_LABEL}
 
-
-def answer_one(sample: dict, pdf: str, lm, selector, *, max_pages: int = 120, max_passages: int = 3) -> dict:
-    """Answer one question with the text route and extract/score with both extractors."""
+def answer_one(sample: dict, pdf: str, lm, selector, *, max_pages: int = 120, max_passages: int = 3,
+               ocr_max_pages: int | None = None) -> dict:
+    """Answer one question with the text route (extraction and abstention included: the answer is scored as
+    it is). Only the question text reaches the route: no gold label (answer format, evidence) is used."""
 
     started = time.perf_counter()
     # a benchmark reads every page: no per-question OCR budget (`longvlm.limits`), so results are comparable
-    items = pdf_page_texts(pdf, max_pages=max_pages, ocr_max_pages=None, ocr_budget_s=None)
+    # (`ocr_max_pages=0`: only pages already OCR'd, from the cache)
+    items = pdf_page_texts(pdf, max_pages=max_pages, ocr_max_pages=ocr_max_pages, ocr_budget_s=None)
     result = answer_from_items(sample["question"], items, lm=lm, selector=selector, key=file_sha256(pdf),
                                max_passages=max_passages)
-    answered = time.perf_counter()
     cited = [e.index for e in result.evidence]
-    record = {"response": result.text, "cited_pages": cited,
+    stats = result.stats
+    record = {"response": result.text, "pred": result.text, "cited_pages": cited,
               "evidence_retrieved": sorted(set(cited) & set(sample["evidence_pages"])),
-              "seconds_answer": answered - started}
-    record["pred_rule"] = rule_based_extract(result.text, sample["answer_format"])
-    record["score_rule"] = score_prediction(sample, record["pred_rule"])
-    t0 = time.perf_counter()
-    record["pred_llm"] = constrained_extract(lm, sample["question"], result.text, sample["answer_format"])
-    record["seconds_extract_llm"] = time.perf_counter() - t0
-    record["score_llm"] = score_prediction(sample, record["pred_llm"])
-    record["seconds"] = time.perf_counter() - started
+              "kind": stats["kind"], "candidate": stats["candidate_answer"], "features": stats["abstention_features"],
+              "abstained": stats["abstained"], "abstain_reason": stats["abstain_reason"],
+              "number_candidates": stats.get("number_candidates", []),
+              "spans": [p["span"] for p in result.passages]}
+    record["score"] = score_prediction(sample, record["pred"])
+    record["score_candidate"] = score_prediction(sample, record["candidate"]) if record["candidate"] else 0.0
+    record["seconds"] = record["seconds_answer"] = time.perf_counter() - started
     return record
 
 
-def summarize(records: list[dict]) -> dict:
-    """Aggregates per extractor (official rules), retrieval hit rate, timing, and how the extractors compare."""
+FIT_HALF, HELD_OUT_HALF = "fit (even qid)", "held-out (odd qid)"
+
+
+def in_fit_half(record: dict) -> bool:
+    """The fixed split: questions with an even index (qid) in samples.json fit the abstention rule, odd ones
+    are held out."""
+    return record["qid"] % 2 == 0
+
+
+def with_rule(records: list[dict], rule: AbstentionRule) -> list[dict]:
+    """The records re-decided by `rule` from their stored candidate answer and features (the same decision the
+    text route makes): `pred`, `score`, `abstained`."""
+    out = []
+    for r in records:
+        if "response" not in r:
+            out.append(r)
+            continue
+        answer = bool(r["candidate"]) and bool(r["features"]) and not rule.decide(r["features"])[0]
+        pred = r["candidate"] if answer else NOT_ANSWERABLE
+        out.append({**r, "pred": pred, "abstained": not answer,
+                    "score": r["score_candidate"] if answer else score_prediction(r, NOT_ANSWERABLE)})
+    return out
+
+
+def fit_abstention(records: list[dict], *, label: str = FIT_HALF) -> AbstentionRule:
+    """Fit `AbstentionRule` on `records`: a logistic regression of 'the candidate answer is right' (official
+    score >= 0.5) on the features, then the threshold that maximises accuracy + generalized F1 on them."""
+    usable = [r for r in records if r.get("features")]
+    x = np.array([[r["features"][k] for k in FEATURES] for r in usable])
+    y = np.array([float(r["score_candidate"] >= 0.5) for r in usable])
+    weights = dict(zip(FEATURES, (float(w) for w in fit_logistic(x, y))))
+    best = (-1.0, 1.0)
+    probe = AbstentionRule(weights, 0.0)
+    for threshold in sorted({round(probe.probability(r["features"]), 4) for r in usable} | {1.01}):
+        rule = AbstentionRule(weights, threshold)
+        acc, f1 = accuracy_and_f1(with_rule(records, rule))
+        if acc + f1 > best[0] + 1e-12:
+            best = (acc + f1, threshold)
+    return AbstentionRule(weights, best[1], fitted_on=label)
+
+
+def answer_table_row(name: str, records: list[dict]) -> dict:
+    """Accuracy, generalized F1, accuracy per (gold, for reporting only) answer format and evidence source, and
+    abstention precision / recall (abstained on a 'Not answerable' question / 'Not answerable' questions
+    abstained on)."""
+    scored = [r for r in records if "score" in r]
+    acc, f1 = accuracy_and_f1(scored)
+    abstained = [r for r in scored if r["pred"] == NOT_ANSWERABLE]
+    unanswerable = [r for r in scored if r["answer"] == NOT_ANSWERABLE]
+    hits = sum(1 for r in abstained if r["answer"] == NOT_ANSWERABLE)
+    formats, sources = defaultdict(list), defaultdict(list)
+    for r in scored:
+        formats[r["answer_format"]].append(r["score"])
+        for source in r.get("evidence_sources", []):
+            sources[source].append(r["score"])
+    return {"name": name, "questions": len(scored), "accuracy": acc, "f1": f1,
+            "answered": len(scored) - len(abstained),
+            "correct_answers": sum(1 for r in scored if r["pred"] != NOT_ANSWERABLE and r["score"] >= 0.5),
+            "abstention_precision": hits / len(abstained) if abstained else 0.0,
+            "abstention_recall": hits / len(unanswerable) if unanswerable else 0.0,
+            "per_format": {k: {"accuracy": sum(v) / len(v), "count": len(v)} for k, v in sorted(formats.items())},
+            "per_source": {k: {"accuracy": sum(v) / len(v), "count": len(v)} for k, v in sorted(sources.items())}}
+
+
+def summarize(records: list[dict], *, old_records: list[dict] | None = None,
+              rule: AbstentionRule | None = None) -> dict:
+    """Fit the abstention rule on the fit half (unless `rule` is given), and the answer table of the held-out
+    half: constant 'Not answerable', the old text route (`old_records`: its `pred_llm`), the new route without
+    abstention, and with it; plus the official aggregates, retrieval hit rate and timing."""
     answered = [r for r in records if "response" in r]
+    rule = rule or fit_abstention([r for r in answered if in_fit_half(r)])
+    decided = with_rule(answered, rule)
+    held = [r for r in decided if not in_fit_half(r)]
+    constant = [{**r, "pred": NOT_ANSWERABLE, "score": score_prediction(r, NOT_ANSWERABLE)} for r in held]
+    never = [{**r, "pred": r["candidate"] or NOT_ANSWERABLE,
+              "score": r["score_candidate"] if r["candidate"] else score_prediction(r, NOT_ANSWERABLE)}
+             for r in held]
+    table = [answer_table_row("constant 'Not answerable'", constant)]
+    if old_records:
+        held_ids = {r["qid"] for r in held}
+        old = [{**r, "pred": r["pred_llm"], "score": r["score_llm"]} for r in old_records
+               if r["qid"] in held_ids and "pred_llm" in r]
+        table.append(answer_table_row("old text route (free answer + constrained extractor)", old))
+    table.append(answer_table_row("new text route, no abstention", never))
+    table.append(answer_table_row("new text route + abstention", held))
+    fit = [r for r in decided if in_fit_half(r)]
     out = {"questions": len(records), "answered": len(answered),
-           "skipped": sum(1 for r in records if r.get("skipped"))}
-    for name, label in EXTRACTORS.items():
-        view = [{**r, "pred": r[f"pred_{name}"], "score": r[f"score_{name}"]} if "response" in r else r
-                for r in records]
-        out[name] = {"extractor": label, **aggregate(view)}
+           "skipped": sum(1 for r in records if r.get("skipped")),
+           "split": "fit: even qid (index in samples.json); held-out: odd qid",
+           "abstention_rule": {"weights": rule.weights, "threshold": rule.threshold, "fitted_on": rule.fitted_on},
+           "held_out_table": table,
+           "fit_half": answer_table_row("new text route + abstention (fit half)", fit),
+           "held_out": aggregate(held), "all": aggregate(decided)}
     with_evidence = [r for r in answered if r["evidence_pages"]]
     out["retrieval"] = {
         "questions_with_evidence": len(with_evidence),
         "evidence_page_among_passages": sum(1 for r in with_evidence if r["evidence_retrieved"]) / max(1, len(with_evidence)),
     }
-    out["extractor_comparison"] = {
-        "llm_better": sum(1 for r in answered if r["score_llm"] > r["score_rule"]),
-        "rule_better": sum(1 for r in answered if r["score_llm"] < r["score_rule"]),
-        "same_score": sum(1 for r in answered if r["score_llm"] == r["score_rule"]),
-        "same_prediction": sum(1 for r in answered if r["pred_llm"] == r["pred_rule"]),
-    }
     if answered:
         out["seconds_per_question"] = sum(r["seconds"] for r in answered) / len(answered)
-        out["seconds_answer_per_question"] = sum(r["seconds_answer"] for r in answered) / len(answered)
-        out["seconds_llm_extract_per_question"] = sum(r["seconds_extract_llm"] for r in answered) / len(answered)
         out["cpu_seconds_per_question"] = sum(r.get("cpu_seconds", 0.0) for r in answered) / len(answered)
     return out
 
 
+def format_table(table: list[dict]) -> str:
+    """The answer table as Markdown."""
+    formats = sorted({k for row in table for k in row["per_format"]})
+    sources = sorted({k for row in table for k in row["per_source"]})
+    head = (["row", "acc", "F1", "answered", "right", "abst. P", "abst. R"] + [f"fmt {f}" for f in formats]
+            + [f"src {s.split(' ')[0]}" for s in sources])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in table:
+        cells = [row["name"], f"{row['accuracy']:.3f}", f"{row['f1']:.3f}", str(row["answered"]),
+                 str(row["correct_answers"]), f"{row['abstention_precision']:.2f}", f"{row['abstention_recall']:.2f}"]
+        cells += [f"{row['per_format'][f]['accuracy']:.2f}" if f in row["per_format"] else "-" for f in formats]
+        cells += [f"{row['per_source'][s]['accuracy']:.2f}" if s in row["per_source"] else "-" for s in sources]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def run_text_route(data_dir: str, out_dir: str, *, limit: int | None = None, only_present: bool = True,
-                   max_pages: int = 120, max_passages: int = 3, progress: bool = True) -> dict:
+                   max_pages: int = 120, max_passages: int = 3, progress: bool = True,
+                   old_records: str | None = None, rule: AbstentionRule | None = None,
+                   ocr_max_pages: int | None = None) -> dict:
     """Run the text route over the question file (questions whose PDF is present; the others are recorded as
     skipped unless `only_present`), resuming from `out_dir/records.jsonl`."""
 
@@ -97,17 +195,25 @@ def run_text_route(data_dir: str, out_dir: str, *, limit: int | None = None, onl
             models.update(lm=load_small_lm(), selector=QuestionSelector())
         cpu = time.process_time()
         record = answer_one(sample, pdf, models["lm"], models["selector"], max_pages=max_pages,
-                            max_passages=max_passages)
+                            max_passages=max_passages, ocr_max_pages=ocr_max_pages)
         return {**record, "cpu_seconds": time.process_time() - cpu}
 
     def report(n: int, total: int, record: dict) -> None:
-        print(f"[{n + 1}/{total}] q{record['qid']} {record.get('score_rule', '-')}/{record.get('score_llm', '-')} "
-              f"{record.get('seconds', 0):.1f}s", flush=True)
+        print(f"[{n + 1}/{total}] q{record['qid']} {record.get('kind', '-')} {record.get('candidate', '')!r:.40} "
+              f"{record.get('score_candidate', '-')} {record.get('seconds', 0):.1f}s", flush=True)
 
     records = run_records(samples, documents, out_dir, answer, progress=report if progress else None)
-    results = {"route": "text: BM25 + all-MiniLM-L6-v2 retrieval, SmolLM2-135M-Instruct reader",
+    old = None
+    if old_records and os.path.isfile(old_records):
+        with open(old_records) as fh:
+            old = [json.loads(line) for line in fh if line.strip()]
+    results = {"route": "text: BM25 + all-MiniLM-L6-v2 retrieval, SmolLM2-135M-Instruct extracting (numbers "
+                        "chosen by likelihood, spans copied), calibrated abstention",
                "protocol": f"page text (text layer, OCR for pages without one), first {max_pages} pages, "
-                           f"{max_passages} passages", **summarize(records)}
+                           f"{max_passages} passages; the gold answer format / evidence are used for scoring "
+                           "and reporting only", **summarize(records, old_records=old, rule=rule)}
     with open(os.path.join(out_dir, "results.json"), "w") as fh:
         json.dump(results, fh, indent=2)
+    with open(os.path.join(out_dir, "table.md"), "w") as fh:
+        fh.write(format_table(results["held_out_table"]) + "\n")
     return results

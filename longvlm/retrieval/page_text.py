@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ class TextItem:
     source: str  # "layer" (PDF text layer), "ocr", "layer+ocr", or "none" (no text found)
     label: str = ""  # printed page label
     timestamp: float | None = None  # frames: seconds from the start
+    extra: str = ""  # retrieval-only text (e.g. the section heading a page continues), ranked, not read
+    printed: tuple[int, ...] = ()  # page numbers printed on the page (`printed_page_numbers`), e.g. (16, 17)
 
     @property
     def number(self) -> int:
@@ -50,6 +53,131 @@ class TextItem:
         if self.kind == "frame":
             return f"{self.timestamp:.1f}s"
         return f"p.{self.index + 1}" if self.kind == "page" else f"image {self.index}"
+
+
+def table_text(tables: Sequence[Sequence[Sequence[str | None]]]) -> str:
+    """Tables (lists of rows of cells, as PyMuPDF's `Table.extract()` gives them) as text: one line per row,
+    cells joined by ' | ', each row led by its table's header cells when the header is not the row itself."""
+    lines = []
+    for table in tables:
+        rows = [[" ".join((c or "").split()) for c in row] for row in table]
+        rows = [r for r in rows if any(r)]
+        if not rows:
+            continue
+        header = rows[0]
+        for row in rows:
+            cells = [c for c in row if c]
+            if row is not header and any(header):
+                cells = [f"{h}: {c}" if h and c else c for h, c in zip(header, row) if c]
+            lines.append(" | ".join(cells))
+    return "\n".join(lines)
+
+
+def body_font_size(pages_lines: Iterable[Iterable[tuple[str, float]]]) -> float:
+    """The most common font size, weighted by characters, over (text, size) lines of a document."""
+    weight: dict[float, int] = {}
+    for lines in pages_lines:
+        for text, size in lines:
+            weight[round(size, 1)] = weight.get(round(size, 1), 0) + len(text)
+    return max(weight, key=weight.get) if weight else 0.0
+
+
+def page_headings(lines: Sequence[tuple[str, float]], body_size: float, ratio: float = 1.15,
+                  max_words: int = 14) -> list[str]:
+    """Lines set in a font at least `ratio` times the body size, of at most `max_words` words (headings)."""
+    return [t for t, size in lines if body_size and size >= ratio * body_size and 0 < len(t.split()) <= max_words]
+
+
+def carried_headings(headings: Sequence[Sequence[str]]) -> list[str]:
+    """Per page, the last heading of the pages before it when the page has none of its own (the section it
+    continues), else ''."""
+    out, last = [], ""
+    for own in headings:
+        out.append("" if own else last)
+        if own:
+            last = own[-1]
+    return out
+
+
+PAGE_EXTRAS = ("headings", "tables")
+
+
+def pdf_page_extras(path: str | os.PathLike, count: int, extras: Sequence[str] = ("headings",)) -> list[str]:
+    """Retrieval-only text of the first `count` pages (`TextItem.extra`): "headings", the heading a page
+    continues (`carried_headings`, from font sizes of the text layer: ~4 ms a page), and "tables", the rows of
+    the tables PyMuPDF finds (`table_text`; slow: ~0.4 s a page, so cached per file in the user cache)."""
+    unknown = set(extras) - set(PAGE_EXTRAS)
+    if unknown:
+        raise ConfigError(f"unknown page extras {sorted(unknown)}; choose from {PAGE_EXTRAS}")
+    out = [[] for _ in range(count)]
+    if not extras or not count:
+        return ["" for _ in range(count)]
+    import pymupdf
+
+    with pymupdf.open(path) as doc:
+        if "tables" in extras:
+            cache_file = cache_dir("tables") / f"{file_sha256(path)}.json"
+            loaded = read_json(cache_file)
+            tables: dict[str, str] = loaded if isinstance(loaded, dict) else {}
+            todo = [i for i in range(count) if str(i) not in tables]
+            for i in todo:
+                try:
+                    tables[str(i)] = table_text([t.extract() for t in doc[i].find_tables().tables])
+                except Exception:  # noqa: BLE001 - a page whose tables cannot be parsed just has none
+                    tables[str(i)] = ""
+            if todo:
+                write_json(cache_file, tables)
+            for i in range(count):
+                out[i].append(tables[str(i)])
+        if "headings" in extras:
+            lines = []
+            for i in range(count):
+                page_lines = []
+                try:
+                    blocks = doc[i].get_text("dict")["blocks"]
+                except Exception:  # noqa: BLE001
+                    blocks = []
+                for block in blocks:
+                    for line in block.get("lines", ()):
+                        text = "".join(span["text"] for span in line["spans"]).strip()
+                        if text:
+                            page_lines.append((text, max(span["size"] for span in line["spans"])))
+                lines.append(page_lines)
+            body = body_font_size(lines)
+            for i, heading in enumerate(carried_headings([page_headings(x, body) for x in lines])):
+                out[i].append(heading)
+    return ["\n".join(t for t in parts if t) for parts in out]
+
+
+_EDGE_NUMBER = re.compile(r"^(?:page\s+)?(\d{1,4})(?:\s{2,}|\s*[|•·]\s*|$)|(?:\s{2,}|\s*[|•·]\s*|^)(\d{1,4})$",
+                          re.I)
+
+
+def edge_numbers(text: str, lines: int = 3) -> set[int]:
+    """Numbers standing alone, or set apart by two blanks or a bar, at either end of one of the first or last
+    `lines` short lines of a page's text: where headers and footers print page numbers ('17',
+    'Page 4', '16  Graduate Studies', 'Annual Report | 5')."""
+    kept = [line.strip() for line in text.split("\n") if line.strip()]
+    found = set()
+    for line in kept[:lines] + kept[-lines:]:
+        match = _EDGE_NUMBER.search(line) if len(line.split()) <= 10 else None
+        if match and int(match.group(1) or match.group(2)) > 0:
+            found.add(int(match.group(1) or match.group(2)))
+    return found
+
+
+def printed_page_numbers(texts: Sequence[str], window: int = 3) -> list[tuple[int, ...]]:
+    """The page numbers printed on each page: `edge_numbers` that agree with a page within `window` pages
+    (its number differs by the page distance, or by twice it for two printed pages a sheet), so a stray
+    number in a footer is not taken for one. Questions name pages by what is printed ('page 9' of a report
+    whose cover and contents come first is the 12th PDF page); `QuestionSelector` uses these."""
+    candidates = [edge_numbers(t) for t in texts]
+    printed = []
+    for i, numbers in enumerate(candidates):
+        near = range(max(0, i - window), min(len(texts), i + window + 1))
+        printed.append(tuple(sorted(n for n in numbers if any(
+            other - n in (j - i, 2 * (j - i)) for j in near if j != i for other in candidates[j]))))
+    return printed
 
 
 def needs_ocr(words: int, image_coverage: float, policy: str = "auto") -> bool:
@@ -98,7 +226,8 @@ def clock(seconds: float) -> str:
 def pdf_page_texts(path: str | os.PathLike, *, ocr: str = "auto", engine: OcrEngine | None = None,
                    ocr_dpi: float = 144.0, ocr_max_pixels: int = 1_000_000, max_pages: int | None = None,
                    progress: ProgressFn | None = None, ocr_max_pages: int | None = OCR_MAX_PAGES,
-                   ocr_budget_s: float | None = OCR_BUDGET_S, priority: Sequence[int] = ()) -> TextItems:
+                   ocr_budget_s: float | None = OCR_BUDGET_S, priority: Sequence[int] = (),
+                   extras: Sequence[str] = ("headings",)) -> TextItems:
     """The text of every page (the first `max_pages` if given), OCR'ing pages per the `ocr` policy.
 
     OCR renders the page at `ocr_dpi`, bounded to `ocr_max_pixels`; results are cached per page, file and
@@ -106,7 +235,8 @@ def pdf_page_texts(path: str | os.PathLike, *, ocr: str = "auto", engine: OcrEng
     `ocr_budget_s` seconds (None: no limit; at least one page is read when any is due): first the 0-based
     pages in `priority` (e.g. pages the question names), then the others in an even spread over the document
     (`spread_order`), so a budget-cut read still covers all of it and the next call continues where this one
-    stopped. `stats` of the result say what was read, cached and skipped. Progress: ("read", pages, pages)
+    stopped. `extras`: retrieval-only text per page in `TextItem.extra` (`pdf_page_extras`; default the section
+    heading a page continues). `stats` of the result say what was read, cached and skipped. Progress: ("read", pages, pages)
     once the text layer is read, then ("ocr", pages with OCR text so far, pages that need OCR).
     """
     if ocr not in OCR_POLICIES:
@@ -147,12 +277,16 @@ def pdf_page_texts(path: str | os.PathLike, *, ocr: str = "auto", engine: OcrEng
             if progress is not None:
                 progress("ocr", from_cache + read_now, len(wanted))
         items = TextItems()
+        extra_text = pdf_page_extras(path, count, extras)
+        texts, sources = [], []
         for i in range(count):
             extra = cached.get(str(i), "").strip() if i in wanted_set else ""
             layer = layers[i].strip()
-            text = "\n".join(t for t in (layer, extra) if t)
-            source = "layer+ocr" if layer and extra else "ocr" if extra else "layer" if layer else "none"
-            items.append(TextItem("page", i, text, source, label=doc.page_label(i)))
+            texts.append("\n".join(t for t in (layer, extra) if t))
+            sources.append("layer+ocr" if layer and extra else "ocr" if extra else "layer" if layer else "none")
+        for i, printed in enumerate(printed_page_numbers(texts)):
+            items.append(TextItem("page", i, texts[i], sources[i], label=doc.page_label(i), printed=printed,
+                                  extra=extra_text[i]))
     skipped = [i for i in wanted if str(i) not in cached]
     items.stats = {"pages": count, "ocr_pages_wanted": len(wanted), "ocr_pages_read": read_now,
                    "ocr_pages_cached": from_cache, "ocr_pages_skipped": len(skipped),

@@ -25,7 +25,14 @@ from longvlm.profiling import peak_rss_mb
 from longvlm.encoded import Evidence
 from longvlm.encoded import Answer
 from longvlm.retrieval.small_lm import SmallLM, load_small_lm
+from longvlm.retrieval.answering import (DEFAULT_RULE, NOT_ANSWERABLE, STOP_WORDS, AbstentionRule,
+                                         abstain_without_evidence, abstention_features, answer_span, clean_span,
+                                         normalize_list, normalize_number, number_candidates, proximity,
+                                         question_kind)
+from longvlm.retrieval.constrained import candidate_logprobs, generate_copy
 from longvlm.ingest.images import open_image
+
+NUMBER_PROXIMITY_WEIGHT = 2.0  # a number next to the question's words beats a likelier one far from them
 
 SYSTEM_PROMPT = ("You answer questions about a document from numbered excerpts. Answer with a short phrase, "
                  "a number or a list. If the excerpts do not contain the answer, answer: Not answerable.")
@@ -124,27 +131,6 @@ def fit_reader_prompt(lm: SmallLM, question: str, passages: Sequence[Passage],
             kept[-1] = Passage(last.item, " ".join(words[:keep]) + " ...", last.score)
 
 
-NOT_ANSWERABLE = "Not answerable"
-
-
-def echoes(text: str, source: str, run: int = 6) -> bool:
-    """Whether `text` repeats `run` or more consecutive words of `source` (case and punctuation aside)."""
-    words = re.findall(r"\w+", text.lower())
-    shingles = {tuple(words[i:i + run]) for i in range(len(words) - run + 1)}
-    source_words = re.findall(r"\w+", source.lower())
-    return any(tuple(source_words[i:i + run]) in shingles for i in range(len(source_words) - run + 1))
-
-
-def abstention_reason(reader_output: str) -> str | None:
-    """Why the reader's output is no answer (None when it is one): it says the excerpts do not hold the answer,
-    or it repeats its own instructions (a 135M reader does, when it cannot answer)."""
-    if re.fullmatch(r"\W*not answerable\W*", reader_output.lower()):
-        return "the reader found no answer in the retrieved passages"
-    if echoes(reader_output, SYSTEM_PROMPT):
-        return "the reader repeated its instructions instead of answering"
-    return None
-
-
 def _evidence(item: TextItem) -> Evidence:
     if item.kind == "frame":
         return Evidence("frame", item.index, item.label, item.timestamp)
@@ -153,13 +139,57 @@ def _evidence(item: TextItem) -> Evidence:
     return Evidence("page", item.index + 1, item.label)
 
 
+def _choose_number(lm: SmallLM, messages: list[dict], question: str, texts: Sequence[str],
+                   kind: str) -> tuple[str, float, int, list[dict]] | None:
+    """The reader's pick among the passages' numbers of `kind` (numbers the question itself names are left
+    out): the candidate with the highest log-likelihood plus `NUMBER_PROXIMITY_WEIGHT` x its closeness to the
+    question's words. (answer, log-likelihood, tokens, all candidates) or None when there is no candidate."""
+    named = {normalize_number(m) for m in re.findall(r"\d[\d,]*(?:\.\d+)?", question)}
+    candidates = [c for c in number_candidates(texts, kind) if normalize_number(c.text) not in named]
+    if not candidates:
+        return None
+    logprobs = candidate_logprobs(lm, messages, [c.text for c in candidates])
+    table = [{"text": c.text, "logprob": lp, "proximity": proximity(question, texts[c.passage], c.start,
+                                                                     c.start + len(c.surface))}
+             for c, lp in zip(candidates, logprobs)]
+    best = max(table, key=lambda r: r["logprob"] + NUMBER_PROXIMITY_WEIGHT * r["proximity"])
+    return best["text"], best["logprob"], lm.count_tokens(best["text"]) + 1, table
+
+
+def _copy_answer(lm: SmallLM, messages: list[dict], question: str, texts: Sequence[str], kind: str,
+                 max_new_tokens: int) -> tuple[str, float, int]:
+    """A span copied from the passages (decoding restricted to their substrings, starting at a word that is
+    neither a stop word nor the question's), as a phrase or a list: (answer, log-likelihood, tokens)."""
+    source = "\n".join(texts)
+    avoid = set(STOP_WORDS) | {w for w in re.findall(r"\w+", question.lower())} | {"excerpt", "excerpts", "answer",
+                                                                              "question"}
+    span = generate_copy(lm, messages, source, max_new_tokens=max(8, min(max_new_tokens, 32 if kind == "list" else 16)),
+                         avoid_words=avoid)
+    at = answer_span(span, source) if span.strip() else None
+    span = clean_span(source[at[0]:at[1]] if at else span)  # the source's own casing (the copy is case-blind)
+    if not span:
+        return "", float("-inf"), 1
+    logprob = candidate_logprobs(lm, messages, [span])[0]
+    answer = normalize_list(span) if kind == "list" else span
+    return answer, logprob, lm.count_tokens(span) + 1
+
+
 def answer_from_items(question: str, items: Sequence[TextItem], *, lm: SmallLM | None = None,
                       selector: QuestionSelector | None = None, key: str | None = None, max_passages: int = 3,
-                      max_new_tokens: int = 48) -> Answer:
+                      max_new_tokens: int = 48, rule: AbstentionRule | None = None) -> Answer:
     """Retrieve passages from `items` and let the small LM answer from them (route 'text'). The question must
-    pass `check_question`; the reader's prompt is cut to fit the LM's context (`fit_reader_prompt`)."""
+    pass `check_question`; the reader's prompt is cut to fit the LM's context (`fit_reader_prompt`).
+
+    The answer is extracted, never free text: for a question asking for a number (`question_kind`: 'how many',
+    'what percentage', 'which year', ...) the reader chooses by likelihood among the passages' numbers; else it
+    copies a span of the passages (a list for 'what are ...' questions). Then `rule` (default `DEFAULT_RULE`)
+    decides from the evidence (retrieval score, the reader's likelihood, the answer's closeness to the question's
+    words) whether to answer or say exactly "Not answerable". `stats` has `abstained`, `abstain_reason`,
+    `kind`, `candidate_answer` (the answer before abstention) and `abstention_features`; every passage dict has
+    `span`: [start, end] of the answer in its text, or None."""
     question = check_question(question)
     selector = selector or QuestionSelector()
+    rule = rule or DEFAULT_RULE
     started = time.perf_counter()
     passages = select_passages(question, items, selector, max_passages=max_passages, key=key)
     retrieve_s = time.perf_counter() - started
@@ -167,25 +197,39 @@ def answer_from_items(question: str, items: Sequence[TextItem], *, lm: SmallLM |
     started = time.perf_counter()
     messages, read = fit_reader_prompt(lm, question, passages, max_new_tokens)
     prompt_tokens = int(lm.chat_ids(messages).shape[1])
-    if passages:
-        text = lm.generate(messages, max_new_tokens=max_new_tokens)
+    kind = question_kind(question)
+    stats: dict = {"items": len(items), "items_with_text": sum(1 for it in items if it.text.strip()),
+                   "passages": len(passages), "prompt_tokens": prompt_tokens, "kind": kind}
+    texts = [p.text for p in read]
+    candidate, features = "", {}
+    if any(t.strip() for t in texts):
+        chosen = _choose_number(lm, messages, question, texts, kind) if kind in ("int", "percent", "year",
+                                                                                 "number") else None
+        if chosen is not None:
+            candidate, logprob, tokens, table = chosen
+            stats["number_candidates"] = table
+        else:
+            candidate, logprob, tokens = _copy_answer(lm, messages, question, texts, kind, max_new_tokens)
+        spans = [answer_span(candidate, t) for t in texts] if candidate else []
+        near = max((proximity(question, t, *s) for t, s in zip(texts, spans) if s), default=0.0)
+        features = abstention_features(top_score=passages[0].score, answer_logprob=logprob, answer_tokens=tokens,
+                                       proximity=near, found=any(spans), kind=kind)
+        abstained, reason = (rule.decide(features) if candidate else
+                             (True, "not found in the document: the reader copied nothing from the passages"))
     else:  # nothing to read: say so instead of letting the reader make something up
-        text = (f"Not answerable from text: no text was found in the {len(items):,} pages/frames read (the text "
-                f"route reads text only; a vision-language model is needed for what is shown)")
-    generate_s = time.perf_counter() - started
-    stats = {"items": len(items), "items_with_text": sum(1 for it in items if it.text.strip()),
-             "passages": len(passages), "prompt_tokens": prompt_tokens, "time_retrieve_s": retrieve_s,
-             "time_generate_s": generate_s, "peak_rss_mb": peak_rss_mb()}
-    reason = abstention_reason(text) if passages else None
-    if reason is not None:
-        stats.update(abstained=True, abstain_reason=reason, reader_output=text)
-        text = NOT_ANSWERABLE
+        abstained, reason = True, "not found in the document: " + abstain_without_evidence(len(items))
+    text = NOT_ANSWERABLE if abstained else candidate
+    stats.update(abstained=abstained, abstain_reason=reason, candidate_answer=candidate,
+                 abstention_features=features, time_retrieve_s=retrieve_s,
+                 time_generate_s=time.perf_counter() - started, peak_rss_mb=peak_rss_mb())
     if [p.text for p in read] != [p.text for p in passages]:
         stats["passages_cut_to_fit"] = (f"{len(read)} of {len(passages)} excerpts given to the reader, cut to fit "
                                         f"{lm.name}'s {lm.context:,}-token context")
+    shown = candidate if candidate else ""
     return Answer(text, f"{lm.name} reading BM25 + all-MiniLM-L6-v2 retrieval", "text",
                   [_evidence(p.item) for p in passages], stats,
-                  passages=[{"cite": p.cite(), "score": p.score, "text": p.text, "source": p.item.source}
+                  passages=[{"cite": p.cite(), "score": p.score, "text": p.text, "source": p.item.source,
+                             "span": answer_span(shown, p.text) if shown else None}
                             for p in passages])
 
 
