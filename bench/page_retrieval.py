@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "mmlongbench-doc")
 TIMING_PDF = "User_Manual_1500S_Classic_EN.pdf"
-DEFAULT_ROW = "**hybrid (longvlm default): labels + neighbours 0.2 + headings**"
+DEFAULT_ROW = "**hybrid (longvlm default): labels + neighbours 0.2 + headings + printed page numbers + instructions stripped**"
 TIMING_QUESTION = "How do I descale the machine?"
 
 
@@ -68,7 +68,8 @@ def rankers():
         selector = QuestionSelector(False if kw.pop("lexical_only", False) else embedder, **kw)
         return lambda q, items, key: selector.rank(q, items, key).order
 
-    old = dict(fusion="minmax", neighbour_weight=0.0, label_weight=0.0, cue_weight=0.0)
+    old = dict(fusion="minmax", neighbour_weight=0.0, label_weight=0.0, cue_weight=0.0, printed_pages=False,
+               strip_instructions=False)
     return {name: spec for name, spec in RANKERS(uniform, sel, old).items()}
 
 
@@ -88,15 +89,19 @@ def RANKERS(uniform, sel, old):
         "issue-9 + figure/table labels": ("plain", sel(**dict(old, label_weight=1.0))),
         "issue-9 + question-type cue 0.3": ("plain", sel(**dict(old, cue_weight=0.3))),
         "issue-9 + carried section headings": ("default", sel(**old)),
+        "issue-9 + printed page numbers": ("plain", sel(**dict(old, printed_pages=True))),
+        "issue-9 + answer-format instructions stripped": ("plain", sel(**dict(old, strip_instructions=True))),
         "issue-9, dense weight 1.5": ("plain", sel(dense_weight=1.5, **old)),
         "issue-9, dense weight 0.7": ("plain", sel(dense_weight=0.7, **old)),
-        "**hybrid (longvlm default): labels + neighbours 0.2 + headings**": ("default", sel()),
+        "**hybrid (longvlm default): labels + neighbours 0.2 + headings + printed page numbers + instructions stripped**": ("default", sel()),
         "default without headings": ("plain", sel()),
         "default without labels": ("default", sel(label_weight=0.0)),
         "default without neighbours": ("default", sel(neighbour_weight=0.0)),
         "default, dense on a 32-page shortlist": ("default", sel(shortlist=32)),
         "default + RRF fusion (k=60)": ("default", sel(fusion="rrf")),
         "default + question-type cue 0.3": ("default", sel(cue_weight=0.3)),
+        "default without printed page numbers": ("default", sel(printed_pages=False)),
+        "default without stripping answer-format instructions": ("default", sel(strip_instructions=False)),
         "default, text layer only (no OCR)": ("layer", sel()),
     }
 

@@ -178,18 +178,149 @@ def answer_span(answer: str, text: str) -> list[int] | None:
     return None
 
 
-FEATURES = ("bias", "top_score", "mean_logprob", "proximity", "found", "numeric", "list")
+_SMALL_WORDS = frozenset({"of", "and", "for", "the", "in", "on", "to", "&"})
+_ACRONYM_QUESTION = re.compile(r"\b([A-Z][A-Z0-9&]{1,7})\b,?\s+(?:stands?|means?)\b|\bstands? for\s+([A-Z][A-Z0-9&]{1,7})\b"
+                               r"|\b(?:full (?:form|name)|expansion|abbreviation) (?:of|for)\s+([A-Z][A-Z0-9&]{1,7})\b")
+
+
+def acronym_expansion(question: str, texts: Sequence[str]) -> str | None:
+    """For 'What does NARL stand for?' (also 'full form of X'): the first run of capitalised words in `texts`
+    whose initials spell the acronym, small words ('of', 'and', ...) allowed between them ('National
+    Atmospheric Research Laboratory'). None when the question asks no such thing or no run matches."""
+    match = _ACRONYM_QUESTION.search(question)
+    if not match:
+        return None
+    letters = next(g for g in match.groups() if g).replace("&", "")
+    for text in texts:
+        words = re.findall(r"[A-Za-z][\w'-]*", text)
+        for start, first in enumerate(words):
+            if first[0] != letters[0]:
+                continue
+            run, k = [], 0
+            for word in words[start:start + 2 * len(letters) + 2]:
+                if k == len(letters):
+                    break
+                if word.lower() in _SMALL_WORDS and run:
+                    run.append(word)
+                elif word[0] == letters[k] and word[0].isupper():
+                    run.append(word)
+                    k += 1
+                else:
+                    break
+            if k == len(letters) and len(run) > 1 and run[-1].lower() not in _SMALL_WORDS:
+                return " ".join(run)
+    return None
+
+
+_YEAR_RANGE = re.compile(r"\b((?:19|20)\d\d)\s?[-–/]\s?((?:19|20)?\d\d)\b")
+
+
+def normalize_year_range(text: str) -> str | None:
+    """'2015-16' / '2015–2016' / '2015/16' -> '2015-2016'; None when `text` holds no year range."""
+    match = _YEAR_RANGE.search(text)
+    if not match:
+        return None
+    first, last = match.group(1), match.group(2)
+    last = first[:2] + last if len(last) == 2 else last
+    return f"{first}-{last}" if int(last) > int(first) else None
+
+
+_LABEL_SYNONYMS = {"telephone": ("tel", "phone"), "phone": ("tel", "telephone"), "number": ("no",), "no": ("number",),
+                   "email": ("e-mail",), "address": ("addr",)}
+_VALUE_AFTER_LABEL = re.compile(r"^[\s:.#-]*(?:no\.?|number|by)?[\s:.#-]*(.+?)(?:\s{3,}|\)|$)", re.I)
+
+
+def labelled_value(question: str, texts: Sequence[str], *, max_words: int = 8) -> tuple[str, float] | None:
+    """A value printed next to a label the question names ('Tel: 01983 873655', 'Produced by:' then the next
+    line, 'CA. Bar No. 239516'): the text after the line's last question word (or the next line when nothing
+    follows), as (value, share of the question's content words on that line). Values that repeat the
+    question's words or run over `max_words` words are skipped, and so are lines over 2 x `max_words` words
+    (prose, not a label); the line with the largest share wins."""
+    asked = content_words(question)
+    if not asked:
+        return None
+    labels = {word: word for word in asked} | {syn: word for word in asked for syn in _LABEL_SYNONYMS.get(word, ())
+                                               if syn not in asked}
+    best: tuple[str, float] | None = None
+    for text in texts:
+        lines = [line.strip() for line in text.split("\n") if line.strip()]
+        for i, line in enumerate(lines):
+            hits = [m for m in re.finditer(r"[A-Za-z0-9]+", line) if m.group(0).lower().rstrip("s") in labels]
+            if not hits or len(line.split()) > 2 * max_words:  # labels sit on short lines, not in prose
+                continue
+            share = len({labels[m.group(0).lower().rstrip("s")] for m in hits}) / len(asked)
+            after = _VALUE_AFTER_LABEL.match(line[hits[-1].end():])
+            value = after.group(1).strip(" ,;:") if after else ""
+            if not re.search(r"\w", value) or len(value.split()) > max_words:
+                value = lines[i + 1].strip(" ,;:") if i + 1 < len(lines) else ""
+            if (value and len(value.split()) <= max_words and not content_words(value) & set(labels)
+                    and (best is None or share > best[1])):
+                best = (value, share)
+    return best
+
+
+def pattern_answer(question: str, texts: Sequence[str]) -> tuple[str, float] | None:
+    """An answer found by the shape of the question alone, before any reader: an acronym's expansion
+    (confidence 1), the year range asked by 'what year/period' (0.8), a value next to the label the question
+    names (confidence: the label's share of the question's words). None when no pattern applies."""
+    expansion = acronym_expansion(question, texts)
+    if expansion:
+        return expansion, 1.0
+    if re.search(r"\b(?:what|which) (?:year|period)\b", question, re.I):
+        for text in texts[:1]:
+            years = normalize_year_range(text)
+            if years:
+                return years, 0.8
+    if question_kind(question) == "str":
+        return labelled_value(question, texts)
+    return None
+
+
+_SHOWN = re.compile(r"\b(colou?rs?|pictures?|photos?|photographs?|images?|icons?|logos?|cartoons?|drawn|drawings?|"
+                    r"maps?|shapes?|boxe?s?|rectangles?|circles?|arrows?|diagrams?|charts?|graphs?|figures?|"
+                    r"screenshots?|people in|persons? in)\b", re.I)
+
+
+def asks_what_is_shown(question: str) -> bool:
+    """Whether the question is about what a page shows (colours, pictures, charts, figures, logos...): text
+    alone rarely answers it."""
+    return bool(_SHOWN.search(question))
+
+
+_QUESTION_OPENERS = frozenset("what which how who where when why list according among please in on for the is are "
+                              "does do did give write answer return if assume compared".split())
+
+
+def unmatched_specifics(question: str, texts: Sequence[str]) -> float:
+    """Share of the question's specifics (numbers, years, quoted phrases, capitalised names) that occur nowhere
+    in `texts` (the whole document): a question about 'the survey of 2022' in a report of the 2018 survey."""
+    specifics = [m.group(1) or m.group(2) or m.group(0) for m in
+                 re.finditer(r"\b\d[\d,.]*\d\b|\b\d\b|\"([^\"]{2,60})\"|“([^”]{2,60})”", question)]
+    names = [w for w in re.findall(r"\b[A-Z][A-Za-z]{2,}\b", question) if w.lower() not in _QUESTION_OPENERS]
+    wanted = [w.lower() for w in specifics + names]
+    if not wanted:
+        return 0.0
+    document = " ".join(" ".join(texts).lower().split())
+    return sum(1 for w in wanted if " ".join(w.split()) not in document) / len(wanted)
+
+
+FEATURES = ("bias", "top_score", "mean_logprob", "proximity", "found", "numeric", "list", "pattern", "shown",
+            "unmatched")
 
 
 def abstention_features(*, top_score: float, answer_logprob: float, answer_tokens: int, proximity: float,
-                        found: bool, kind: str) -> dict[str, float]:
+                        found: bool, kind: str, pattern: float = 0.0, shown: bool = False,
+                        unmatched: float = 0.0) -> dict[str, float]:
     """The evidence an answer rests on, as the numbers `AbstentionRule` weighs: the best passage's retrieval
     score, the reader's mean log-likelihood per token of its answer, how many of the question's content words
-    are near the answer in the passages, whether the answer occurs there, and the answer's kind."""
+    are near the answer in the passages, whether the answer occurs there, the answer's kind, the confidence of a
+    `pattern_answer`, whether the question asks what is shown (`asks_what_is_shown`) and the share of its
+    specifics the document lacks (`unmatched_specifics`)."""
     return {"bias": 1.0, "top_score": float(top_score),
             "mean_logprob": float(answer_logprob) / max(1, answer_tokens), "proximity": float(proximity),
             "found": float(found), "numeric": float(kind in ("int", "percent", "year", "number")),
-            "list": float(kind == "list")}
+            "list": float(kind == "list"), "pattern": float(pattern), "shown": float(shown),
+            "unmatched": float(unmatched)}
 
 
 def _sigmoid(x: np.ndarray | float) -> np.ndarray | float:

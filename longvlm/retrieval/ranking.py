@@ -29,6 +29,7 @@ import numpy as np
 
 from longvlm.ingest.cache import text_sha256
 from longvlm.references import page_references, time_references
+from longvlm.retrieval.questions import split_format_instructions
 from longvlm.ingest.sampling import spread_order
 from longvlm.retrieval.page_text import TextItem
 from longvlm.errors import ConfigError
@@ -176,12 +177,16 @@ class QuestionSelector:
 
     `embedder`: a `MiniLMEmbedder`, None to load it on first use, or False for lexical only. `shortlist`: how
     many BM25-best items get dense scores (all items when there are at most that many; None: always all).
+    `printed_pages`: a page the question names ('page 9') is the one printed with that number
+    (`TextItem.printed`) before the PDF page at that position (False: PDF positions and labels only).
+    `strip_instructions`: rank on the question without its instructions on the answer's form.
     """
 
     def __init__(self, embedder=None, *, lexical_weight: float = 1.0, dense_weight: float = 1.0,
                  reference_weight: float = 2.0, shortlist: int | None = 16, chunk_size: int = 150,
                  time_width_s: float = 10.0, fusion: str = "minmax", rrf_k: float = 60.0,
-                 neighbour_weight: float = 0.2, label_weight: float = 1.0, cue_weight: float = 0.0) -> None:
+                 neighbour_weight: float = 0.2, label_weight: float = 1.0, cue_weight: float = 0.0,
+                 printed_pages: bool = True, strip_instructions: bool = True) -> None:
         if min(lexical_weight, dense_weight, reference_weight, neighbour_weight, label_weight, cue_weight) < 0:
             raise ConfigError("selection weights must be non-negative")
         if fusion not in FUSIONS:
@@ -195,6 +200,7 @@ class QuestionSelector:
         self.time_width_s = time_width_s
         self.fusion, self.rrf_k = fusion, rrf_k
         self.neighbour_weight, self.label_weight, self.cue_weight = neighbour_weight, label_weight, cue_weight
+        self.printed_pages, self.strip_instructions = printed_pages, strip_instructions
         self.last_stats: dict = {}
 
     @property
@@ -239,22 +245,29 @@ class QuestionSelector:
         scores = np.zeros(len(items))
         pages = page_references(question, len(items) if items and items[0].kind == "page" else None, bounded=False)
         times = time_references(question) if any(it.kind == "frame" for it in items) else []
-        printed = {n for item in items for n in item.printed} | {int(it.label) for it in items if it.label.isdigit()}
+        printed = ({n for item in items for n in self._printed(item)}
+                   | {int(it.label) for it in items if it.label.isdigit()})
         for pos, item in enumerate(items):
             if item.kind == "page" and pages:
-                named = pages & ({int(item.label)} if item.label.isdigit() else set()) | pages & set(item.printed)
+                named = pages & ({int(item.label)} if item.label.isdigit() else set()).union(self._printed(item))
                 # the page printed with the number comes first; the PDF page at that position next
                 scores[pos] = 1.0 if named else (0.5 if pages & printed else 1.0) if item.number in pages else 0.0
             elif item.kind == "frame" and times and item.timestamp is not None:
                 scores[pos] = max(np.exp(-abs(item.timestamp - t) / self.time_width_s) for t in times)
         return scores
 
+    def _printed(self, item: TextItem) -> tuple[int, ...]:
+        return item.printed if self.printed_pages else ()
+
     # -- fusion -----------------------------------------------------------------------------------------
     def rank(self, question: str, items: Sequence[TextItem], key: str | None = None) -> Ranking:
-        """Score and order `items` (best first) for `question`."""
+        """Score and order `items` (best first) for `question` (without its trailing instructions on the answer's
+        form, `split_format_instructions`, unless `strip_instructions` is False)."""
         if not items:
             raise ConfigError("nothing to rank: zero items")
         self.last_stats = {}
+        if self.strip_instructions:
+            question = split_format_instructions(question)[0]
         lexical = self.lexical_scores(question, items)
         signals = {"lexical": minmax(lexical)}
         fused = {"lexical": (lexical, lexical > 0)}

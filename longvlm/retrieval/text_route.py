@@ -26,8 +26,10 @@ from longvlm.encoded import Evidence
 from longvlm.encoded import Answer
 from longvlm.retrieval.small_lm import SmallLM, load_small_lm
 from longvlm.retrieval.answering import (DEFAULT_RULE, NOT_ANSWERABLE, STOP_WORDS, AbstentionRule,
-                                         abstain_without_evidence, abstention_features, answer_span, clean_span,
-                                         normalize_list, normalize_number, number_candidates, proximity,
+                                         abstain_without_evidence, abstention_features, answer_span, asks_what_is_shown,
+                                         clean_span, unmatched_specifics,
+                                         normalize_list, normalize_number, number_candidates, pattern_answer,
+                                         proximity,
                                          question_kind)
 from longvlm.retrieval.constrained import candidate_logprobs, generate_copy
 from longvlm.ingest.images import open_image
@@ -203,9 +205,14 @@ def answer_from_items(question: str, items: Sequence[TextItem], *, lm: SmallLM |
     texts = [p.text for p in read]
     candidate, features = "", {}
     if any(t.strip() for t in texts):
-        chosen = _choose_number(lm, messages, question, texts, kind) if kind in ("int", "percent", "year",
-                                                                                 "number") else None
-        if chosen is not None:
+        pattern = pattern_answer(question, texts)
+        chosen = None if pattern else _choose_number(lm, messages, question, texts, kind) if kind in (
+            "int", "percent", "year", "number") else None
+        if pattern:
+            candidate = pattern[0]
+            logprob, tokens = candidate_logprobs(lm, messages, [candidate])[0], lm.count_tokens(candidate) + 1
+            stats["pattern"] = {"answer": candidate, "confidence": pattern[1]}
+        elif chosen is not None:
             candidate, logprob, tokens, table = chosen
             stats["number_candidates"] = table
         else:
@@ -213,7 +220,9 @@ def answer_from_items(question: str, items: Sequence[TextItem], *, lm: SmallLM |
         spans = [answer_span(candidate, t) for t in texts] if candidate else []
         near = max((proximity(question, t, *s) for t, s in zip(texts, spans) if s), default=0.0)
         features = abstention_features(top_score=passages[0].score, answer_logprob=logprob, answer_tokens=tokens,
-                                       proximity=near, found=any(spans), kind=kind)
+                                       proximity=near, found=any(spans), kind=kind,
+                                       pattern=pattern[1] if pattern else 0.0, shown=asks_what_is_shown(question),
+                                       unmatched=unmatched_specifics(question, [it.text for it in items]))
         abstained, reason = (rule.decide(features) if candidate else
                              (True, "not found in the document: the reader copied nothing from the passages"))
     else:  # nothing to read: say so instead of letting the reader make something up

@@ -86,3 +86,64 @@ def test_fit_logistic_separates():
     w = fit_logistic(np.stack([np.ones(200), x1], 1), y, l2=0.1, steps=3000)
     p = 1 / (1 + np.exp(-(w[0] + w[1] * x1)))
     assert w[1] > 0 and ((p > 0.5) == (y > 0.5)).mean() > 0.9
+
+
+def test_acronym_expansion():
+    from longvlm.retrieval.answering import acronym_expansion
+
+    text = ["Research units: the National Atmospheric Research Laboratory (NARL) at Gadanki, and SDSC SHAR."]
+    assert acronym_expansion("What is NARL stand for in this document?", text) == \
+        "National Atmospheric Research Laboratory"
+    assert acronym_expansion("What does NARL stand for?", text) == "National Atmospheric Research Laboratory"
+    assert acronym_expansion("What is the full form of SDSC?", text) is None  # no run of words spells it
+    assert acronym_expansion("Where is NARL?", text) is None  # not asked for an expansion
+    # small words may sit between the initials, not at the end
+    assert acronym_expansion("What does DoH stand for?", ["Department of Health"]) is None  # 'o' is not a capital
+    assert acronym_expansion("What does BSE stand for?", ["the Bank of Sweden Enterprises"]) == \
+        "Bank of Sweden Enterprises"
+
+
+def test_year_range_normaliser():
+    from longvlm.retrieval.answering import normalize_year_range
+
+    assert normalize_year_range("Annual Report 2015-16") == "2015-2016"
+    assert normalize_year_range("2015–2016") == "2015-2016"
+    assert normalize_year_range("FY 1999/00") is None  # '2000' would be the century's guess; not a range forward
+    assert normalize_year_range("in 2015") is None
+
+
+def test_labelled_value_reads_the_value_beside_its_label():
+    from longvlm.retrieval.answering import labelled_value
+
+    page = ["Isle of Wight\nPO35 5XN\nTel: 01983 873655\nDate of inspection visit: 7 and 10 July 2015"]
+    assert labelled_value("What is the telephone no for The Limes Residential Home?", page)[0] == "01983 873655"
+    assert labelled_value("what is the CA, Bar no of the report?", ["Dated: 2018 (CA. Bar No. 239516)\n15"]) == \
+        ("239516", 1.0)
+    # the label on one line, the value on the next
+    value, share = labelled_value("Who produced the document?", ["Revised May 2016\nProduced by:\nFlorida "
+                                                                 "Department of Health\n4052 Bald Cypress Way"])
+    assert value == "Florida Department of Health" and share == 1.0  # "document" is a stop word
+    # labels sit on short lines: a question word inside prose is no label
+    assert labelled_value("How did revenue change?", [" ".join(["revenue grew"] * 40)]) is None
+
+
+def test_pattern_answer_by_the_shape_of_the_question():
+    from longvlm.retrieval.answering import pattern_answer
+
+    assert pattern_answer("What year is the report for?", ["ISRO Annual Report 2015-16\nContents"]) == \
+        ("2015-2016", 0.8)
+    assert pattern_answer("What does NARL stand for?", ["National Atmospheric Research Laboratory"])[1] == 1.0
+    assert pattern_answer("How many people answered?", ["Respondents: 1,234"]) is None  # numbers: the reader's
+
+
+def test_abstention_cues_from_the_question():
+    from longvlm.retrieval.answering import asks_what_is_shown, unmatched_specifics
+
+    assert asks_what_is_shown("How many cats are there in the images on page 1?")
+    assert asks_what_is_shown("What is the color of the bike in the picture?")
+    assert not asks_what_is_shown("What does NARL stand for?")
+    doc = ["Survey conducted April 25 - May 1, 2018 among 1,503 adults", "Levels of Analytics"]
+    assert unmatched_specifics("In the survey of April 25 - May 1 2022, how many adults said yes?", doc) == 0.2
+    assert unmatched_specifics('What does "Levels of Analytics" show?', doc) == 0.0
+    assert unmatched_specifics("What is the capital of Mars?", doc) == 1.0
+    assert unmatched_specifics("what is it?", doc) == 0.0
