@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from longvlm.retrieval.questions import split_format_instructions
+
 NOT_ANSWERABLE = "Not answerable"  # the benchmark's string
 
 KINDS = ("int", "percent", "year", "number", "list", "str")
@@ -37,7 +39,15 @@ STOP_WORDS = frozenset(
 
 
 def question_kind(question: str) -> str:
-    """The answer shape asked for by the question's words: 'int', 'percent', 'year', 'number', 'list' or 'str'."""
+    """The answer shape asked for by the question's words: 'int', 'percent', 'year', 'number', 'list' or 'str'.
+    An instruction on the answer's form ('Write the answer in integer format', 'Return me an integer', '... in
+    list format') decides first (`split_format_instructions`)."""
+    question, instructions = split_format_instructions(question)
+    wanted = instructions.lower()
+    for pattern, kind in ((r"\bint(?:eger)?\b", "int"), (r"\bfloat\b|\bdecimals?\b", "number"),
+                          (r"\blist\b|\[", "list"), (r"\bstring\b", "str")):
+        if re.search(pattern, wanted):
+            return kind
     q = " " + " ".join(question.lower().split()) + " "
     if re.search(r"\bhow many\b|\bnumber of\b|\bcount\b", q) and not re.search(r"percent|proportion|ratio", q):
         return "int"

@@ -179,14 +179,16 @@ class QuestionSelector:
     many BM25-best items get dense scores (all items when there are at most that many; None: always all).
     `printed_pages`: a page the question names ('page 9') is the one printed with that number
     (`TextItem.printed`) before the PDF page at that position (False: PDF positions and labels only).
-    `strip_instructions`: rank on the question without its instructions on the answer's form.
+    `strip_instructions`: rank on the question without its instructions on the answer's form. `reranker`:
+    reorders the best items at the end (e.g. `longvlm.retrieval.reranking.QueryLikelihoodReranker`; None: no
+    second stage).
     """
 
     def __init__(self, embedder=None, *, lexical_weight: float = 1.0, dense_weight: float = 1.0,
                  reference_weight: float = 2.0, shortlist: int | None = 16, chunk_size: int = 150,
                  time_width_s: float = 10.0, fusion: str = "minmax", rrf_k: float = 60.0,
                  neighbour_weight: float = 0.2, label_weight: float = 1.0, cue_weight: float = 0.0,
-                 printed_pages: bool = True, strip_instructions: bool = True) -> None:
+                 printed_pages: bool = True, strip_instructions: bool = True, reranker=None) -> None:
         if min(lexical_weight, dense_weight, reference_weight, neighbour_weight, label_weight, cue_weight) < 0:
             raise ConfigError("selection weights must be non-negative")
         if fusion not in FUSIONS:
@@ -201,6 +203,7 @@ class QuestionSelector:
         self.fusion, self.rrf_k = fusion, rrf_k
         self.neighbour_weight, self.label_weight, self.cue_weight = neighbour_weight, label_weight, cue_weight
         self.printed_pages, self.strip_instructions = printed_pages, strip_instructions
+        self.reranker = reranker
         self.last_stats: dict = {}
 
     @property
@@ -298,6 +301,8 @@ class QuestionSelector:
         tie_break = np.empty(len(items))
         tie_break[spread] = np.arange(len(items))
         order = sorted(range(len(items)), key=lambda i: (-round(float(scores[i]), 9), tie_break[i]))
+        if self.reranker is not None:
+            scores, order, signals["rerank"] = self.reranker.rerank(question, items, scores, order)
         return Ranking(np.asarray(scores, dtype=np.float64), order, signals)
 
     def _fuse(self, signals: dict[str, np.ndarray], raw: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:

@@ -147,3 +147,27 @@ def test_abstention_cues_from_the_question():
     assert unmatched_specifics('What does "Levels of Analytics" show?', doc) == 0.0
     assert unmatched_specifics("What is the capital of Mars?", doc) == 1.0
     assert unmatched_specifics("what is it?", doc) == 0.0
+
+
+def test_question_kind_follows_the_format_instruction():
+    assert question_kind("How many grams of coffee can be put in the manual insert? Return me an integer.") == "int"
+    assert question_kind("What is the gap between the groups? Please write the answer into float format.") == \
+        "number"
+    assert question_kind('How many male and female are there? Please write the answer in list format, e.g., '
+                         '["1","2"]') == "list"
+    assert question_kind("What is the final step? Please write down the answer in string format.") == "str"
+
+
+def test_split_format_instructions():
+    from longvlm.retrieval.questions import split_format_instructions
+
+    assert split_format_instructions("How many grams of coffee fit? Return me an integer.") == \
+        ("How many grams of coffee fit?", "Return me an integer.")
+    assert split_format_instructions("Is CA03 in the Bay Area? Answer 'yes' or 'no'.") == \
+        ("Is CA03 in the Bay Area?", "Answer 'yes' or 'no'.")
+    assert split_format_instructions('Which operators differ? Please list the names in list format, e.g., ["a","b"]') \
+        == ("Which operators differ?", 'Please list the names in list format, e.g., ["a","b"]')
+    assert split_format_instructions("List the names of the board members.") == \
+        ("List the names of the board members.", "")  # an imperative question is no instruction
+    assert split_format_instructions("Name the list of service specifications?") == \
+        ("Name the list of service specifications?", "")
