@@ -70,7 +70,15 @@ def rankers():
 
     old = dict(fusion="minmax", neighbour_weight=0.0, label_weight=0.0, cue_weight=0.0, printed_pages=False,
                strip_instructions=False)
-    return {name: spec for name, spec in RANKERS(uniform, sel, old).items()}
+    rows = dict(RANKERS(uniform, sel, old))
+    from longvlm.retrieval.reranking import QueryLikelihoodReranker
+    from longvlm.retrieval.small_lm import load_small_lm
+
+    lm = load_small_lm()
+    for weight in (0.5,):
+        rows[f"default + query-likelihood rerank (SmolLM2-135M, top 8, weight {weight:g})"] = (
+            "default", sel(reranker=QueryLikelihoodReranker(lm, top=8, weight=weight)))
+    return rows
 
 
 def RANKERS(uniform, sel, old):

@@ -127,6 +127,13 @@ def find_times(text: str, duration_s: float | None = None) -> list[Reference]:
     return [r for r in found if duration_s is None or 0 <= r.value <= duration_s]
 
 
+def positional_pages(text: str, page_count: int | None = None) -> set[int]:
+    """The pages `text` names by position rather than by number ('the cover', 'the third page', 'the last
+    slide'): PDF positions, whatever numbers the pages print."""
+    return {p for m in _ORDINAL.finditer(text) if (p := _ordinal(m, page_count)) is not None and p >= 1
+            and (page_count is None or p <= page_count)}
+
+
 def page_references(text: str, page_count: int | None = None, *, bounded: bool = True) -> set[int]:
     """The pages `text` names (see `find_pages`): 'pages 30-35' -> {30..35}, 'the last slide' (12) -> {12}."""
     return {int(r.value) for r in find_pages(text, page_count, bounded=bounded)}

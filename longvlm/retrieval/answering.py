@@ -379,7 +379,7 @@ class AbstentionRule:
             why.append(f"only {features.get('proximity', 0.0):.0%} of the question's words are near the answer")
         why.append(f"best passage score {features.get('top_score', 0.0):.2f}")
         why.append(f"reader's mean log-likelihood {features.get('mean_logprob', 0.0):.2f}/token")
-        return True, f"not found in the document: P(right) {p:.2f} below {self.threshold:.2f} (" + "; ".join(why) + ")"
+        return True, f"P(right) {p:.2f} below {self.threshold:.2f} (" + "; ".join(why) + ")"
 
 
 def abstain_without_evidence(n_items: int) -> str:

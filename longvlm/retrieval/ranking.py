@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from longvlm.ingest.cache import text_sha256
-from longvlm.references import page_references, time_references
+from longvlm.references import page_references, positional_pages, time_references
 from longvlm.retrieval.questions import split_format_instructions
 from longvlm.ingest.sampling import spread_order
 from longvlm.retrieval.page_text import TextItem
@@ -250,11 +250,15 @@ class QuestionSelector:
         times = time_references(question) if any(it.kind == "frame" for it in items) else []
         printed = ({n for item in items for n in self._printed(item)}
                    | {int(it.label) for it in items if it.label.isdigit()})
+        by_position = positional_pages(question, len(items)) if pages else set()
+        numbered = pages - by_position
         for pos, item in enumerate(items):
             if item.kind == "page" and pages:
-                named = pages & ({int(item.label)} if item.label.isdigit() else set()).union(self._printed(item))
-                # the page printed with the number comes first; the PDF page at that position next
-                scores[pos] = 1.0 if named else (0.5 if pages & printed else 1.0) if item.number in pages else 0.0
+                named = numbered & ({int(item.label)} if item.label.isdigit() else set()).union(self._printed(item))
+                # the page printed with the number comes first; the PDF page at that position next ('the cover',
+                # 'the last page' are positions: the PDF page)
+                scores[pos] = (1.0 if item.number in by_position or named else
+                               (0.5 if numbered & printed else 1.0) if item.number in pages else 0.0)
             elif item.kind == "frame" and times and item.timestamp is not None:
                 scores[pos] = max(np.exp(-abs(item.timestamp - t) / self.time_width_s) for t in times)
         return scores

@@ -224,9 +224,9 @@ def answer_from_items(question: str, items: Sequence[TextItem], *, lm: SmallLM |
                                        pattern=pattern[1] if pattern else 0.0, shown=asks_what_is_shown(question),
                                        unmatched=unmatched_specifics(question, [it.text for it in items]))
         abstained, reason = (rule.decide(features) if candidate else
-                             (True, "not found in the document: the reader copied nothing from the passages"))
+                             (True, "the reader copied nothing from the passages"))
     else:  # nothing to read: say so instead of letting the reader make something up
-        abstained, reason = True, "not found in the document: " + abstain_without_evidence(len(items))
+        abstained, reason = True, abstain_without_evidence(len(items))
     text = NOT_ANSWERABLE if abstained else candidate
     stats.update(abstained=abstained, abstain_reason=reason, candidate_answer=candidate,
                  abstention_features=features, time_retrieve_s=retrieve_s,

@@ -167,3 +167,16 @@ def test_a_named_page_is_the_one_printed_with_that_number():
     # no page prints '5': the 5th PDF page
     assert list(selector.reference_scores("What is on page 5?", items)) == [0.0, 0.0, 0.0, 0.0, 1.0]
     assert selector.rank("What is on page 2?", items).order[:2] == [3, 1]
+
+
+def test_the_cover_is_the_first_pdf_page_whatever_it_prints():
+    from longvlm.references import positional_pages
+    from longvlm.retrieval.page_text import printed_page_numbers
+
+    assert positional_pages("How many people are on the cover?", 5) == {1}
+    assert positional_pages("What is on the last slide?", 5) == {5} and positional_pages("on page 4", 5) == set()
+    texts = ["Cover", "Contents", "Intro text\n1", "Methods text\n2", "Results text\n3"]
+    items = [TextItem("page", i, t, "layer", printed=p) for i, (t, p) in enumerate(zip(texts, printed_page_numbers(texts)))]
+    selector = QuestionSelector(False, lexical_weight=0.0)
+    assert list(selector.reference_scores("Who is on the cover?", items)) == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert list(selector.reference_scores("What does page 1 say?", items)) == [0.5, 0.0, 1.0, 0.0, 0.0]
