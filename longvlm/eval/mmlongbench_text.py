@@ -94,6 +94,18 @@ def fit_abstention(records: list[dict], *, label: str = FIT_HALF) -> AbstentionR
     return AbstentionRule(weights, best[1], fitted_on=label)
 
 
+def perfect_abstention(records: list[dict]) -> list[dict]:
+    """The records as an oracle would decide them: the candidate kept exactly when it scores >= 0.5, else
+    'Not answerable'. Not a method (it reads the gold answer): the most any abstention rule over these
+    candidates can reach."""
+    out = []
+    for r in records:
+        keep = bool(r.get("candidate")) and r.get("score_candidate", 0.0) >= 0.5
+        out.append({**r, "pred": r["candidate"] if keep else NOT_ANSWERABLE,
+                    "score": r["score_candidate"] if keep else score_prediction(r, NOT_ANSWERABLE)})
+    return out
+
+
 def answer_table_row(name: str, records: list[dict]) -> dict:
     """Accuracy, generalized F1, accuracy per (gold, for reporting only) answer format and evidence source, and
     abstention precision / recall (abstained on a 'Not answerable' question / 'Not answerable' questions
@@ -138,6 +150,8 @@ def summarize(records: list[dict], *, old_records: list[dict] | None = None,
         table.append(answer_table_row("old text route (free answer + constrained extractor)", old))
     table.append(answer_table_row("new text route, no abstention", never))
     table.append(answer_table_row("new text route + abstention", held))
+    table.append(answer_table_row("upper bound: perfect abstention (keeps exactly the right candidates)",
+                                  perfect_abstention(held)))
     fit = [r for r in decided if in_fit_half(r)]
     out = {"questions": len(records), "answered": len(answered),
            "skipped": sum(1 for r in records if r.get("skipped")),
