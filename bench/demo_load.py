@@ -392,7 +392,8 @@ def check_pdf_answer(doc: Document, others: list[Document], asked: list[str], ou
     unverified = 0
     passages = PASSAGE.findall(reply)
     for page, snippet in passages:
-        piece = normalise(snippet.replace(" …", ""))[:120]
+        # the excerpt as shown: the answer's span marked up, '… ' where text was left out at either end
+        piece = normalise(re.sub(r"</?mark>", "", snippet).replace("… ", "").replace(" …", ""))[:120]
         page_i = int(page)
         if not piece:
             continue
