@@ -133,8 +133,8 @@ def _ask(args: argparse.Namespace) -> int:
         result = ask_text(args.question, pdf=args.pdf, video=args.video, images=args.image or None,
                           max_pages=args.max_pages, max_frames=args.max_frames, frame_every_s=1.0 / args.fps,
                           **({} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}))
-        _print_answer(result, args, "  (text route: no VLM read the pages/frames; a 135M-parameter LM wrote the "
-                                    "answer from the retrieved passages: check them)")
+        _print_answer(result, args, "  (text route: no VLM read the pages/frames; the answer was taken from the "
+                                    "retrieved passages with a 135M-parameter LM: check them)")
         return 0
     from longvlm.pipeline.ask import ask
     from longvlm.vlm.loading import load_vlm
