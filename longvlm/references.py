@@ -91,13 +91,17 @@ def _ordinal(match: re.Match, page_count: int | None) -> int | None:
     return _ORDINALS.get(word) or int(word[:-2])
 
 
+def _by_position(text: str, page_count: int | None) -> list[Reference]:
+    """References by position ('the cover', 'the third page', 'the last slide'), resolved with `page_count`."""
+    return [Reference(m.start(), p) for m in _ORDINAL.finditer(text) if (p := _ordinal(m, page_count)) is not None]
+
+
 def find_pages(text: str, page_count: int | None = None, *, bounded: bool = True) -> list[Reference]:
     """Pages `text` names, in order of appearance (a range in its order), duplicates kept. With `page_count`,
     "last page" and "back cover" resolve and pages past it are dropped (kept with `bounded=False`: they may be
     printed page labels)."""
     found = [Reference(m.start(), p) for m in _PAGES.finditer(text) for p in _expand(m.group(1))]
-    found += [Reference(m.start(), p) for m in _ORDINAL.finditer(text)
-              if (p := _ordinal(m, page_count)) is not None]
+    found += _by_position(text, page_count)
     limit = page_count if page_count is not None and bounded else None
     return sorted((r for r in found if r.value >= 1 and (limit is None or r.value <= limit)), key=lambda r: r.start)
 
@@ -130,8 +134,8 @@ def find_times(text: str, duration_s: float | None = None) -> list[Reference]:
 def positional_pages(text: str, page_count: int | None = None) -> set[int]:
     """The pages `text` names by position rather than by number ('the cover', 'the third page', 'the last
     slide'): PDF positions, whatever numbers the pages print."""
-    return {p for m in _ORDINAL.finditer(text) if (p := _ordinal(m, page_count)) is not None and p >= 1
-            and (page_count is None or p <= page_count)}
+    return {int(r.value) for r in _by_position(text, page_count)
+            if r.value >= 1 and (page_count is None or r.value <= page_count)}
 
 
 def page_references(text: str, page_count: int | None = None, *, bounded: bool = True) -> set[int]:

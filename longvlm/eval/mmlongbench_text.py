@@ -62,19 +62,18 @@ def in_fit_half(record: dict) -> bool:
     return record["qid"] % 2 == 0
 
 
+def as_decided(record: dict, keep: bool) -> dict:
+    """The record answering its stored candidate when `keep`, else 'Not answerable': `pred`, `score`,
+    `abstained`."""
+    return {**record, "pred": record["candidate"] if keep else NOT_ANSWERABLE, "abstained": not keep,
+            "score": record["score_candidate"] if keep else score_prediction(record, NOT_ANSWERABLE)}
+
+
 def with_rule(records: list[dict], rule: AbstentionRule) -> list[dict]:
     """The records re-decided by `rule` from their stored candidate answer and features (the same decision the
     text route makes): `pred`, `score`, `abstained`."""
-    out = []
-    for r in records:
-        if "response" not in r:
-            out.append(r)
-            continue
-        answer = bool(r["candidate"]) and bool(r["features"]) and not rule.decide(r["features"])[0]
-        pred = r["candidate"] if answer else NOT_ANSWERABLE
-        out.append({**r, "pred": pred, "abstained": not answer,
-                    "score": r["score_candidate"] if answer else score_prediction(r, NOT_ANSWERABLE)})
-    return out
+    return [as_decided(r, bool(r["candidate"]) and bool(r["features"]) and not rule.decide(r["features"])[0])
+            if "response" in r else r for r in records]
 
 
 def fit_abstention(records: list[dict], *, label: str = FIT_HALF) -> AbstentionRule:
@@ -98,12 +97,7 @@ def perfect_abstention(records: list[dict]) -> list[dict]:
     """The records as an oracle would decide them: the candidate kept exactly when it scores >= 0.5, else
     'Not answerable'. Not a method (it reads the gold answer): the most any abstention rule over these
     candidates can reach."""
-    out = []
-    for r in records:
-        keep = bool(r.get("candidate")) and r.get("score_candidate", 0.0) >= 0.5
-        out.append({**r, "pred": r["candidate"] if keep else NOT_ANSWERABLE,
-                    "score": r["score_candidate"] if keep else score_prediction(r, NOT_ANSWERABLE)})
-    return out
+    return [as_decided(r, bool(r.get("candidate")) and r.get("score_candidate", 0.0) >= 0.5) for r in records]
 
 
 def answer_table_row(name: str, records: list[dict]) -> dict:
@@ -138,10 +132,8 @@ def summarize(records: list[dict], *, old_records: list[dict] | None = None,
     rule = rule or fit_abstention([r for r in answered if in_fit_half(r)])
     decided = with_rule(answered, rule)
     held = [r for r in decided if not in_fit_half(r)]
-    constant = [{**r, "pred": NOT_ANSWERABLE, "score": score_prediction(r, NOT_ANSWERABLE)} for r in held]
-    never = [{**r, "pred": r["candidate"] or NOT_ANSWERABLE,
-              "score": r["score_candidate"] if r["candidate"] else score_prediction(r, NOT_ANSWERABLE)}
-             for r in held]
+    constant = [as_decided(r, False) for r in held]
+    never = [as_decided(r, bool(r["candidate"])) for r in held]
     table = [answer_table_row("constant 'Not answerable'", constant)]
     if old_records:
         held_ids = {r["qid"] for r in held}

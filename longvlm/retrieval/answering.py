@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from longvlm.retrieval.questions import split_format_instructions
 
 NOT_ANSWERABLE = "Not answerable"  # the benchmark's string
 
-KINDS = ("int", "percent", "year", "number", "list", "str")
+NUMERIC_KINDS = ("int", "percent", "year", "number")  # `question_kind`s answered with a number
 _NUMBER_WORDS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen twenty".split())}
@@ -328,7 +327,7 @@ def abstention_features(*, top_score: float, answer_logprob: float, answer_token
     specifics the document lacks (`unmatched_specifics`)."""
     return {"bias": 1.0, "top_score": float(top_score),
             "mean_logprob": float(answer_logprob) / max(1, answer_tokens), "proximity": float(proximity),
-            "found": float(found), "numeric": float(kind in ("int", "percent", "year", "number")),
+            "found": float(found), "numeric": float(kind in NUMERIC_KINDS),
             "list": float(kind == "list"), "pattern": float(pattern), "shown": float(shown),
             "unmatched": float(unmatched)}
 
@@ -395,7 +394,3 @@ DEFAULT_RULE = AbstentionRule(
     weights={"bias": -0.9588, "top_score": -1.5340, "mean_logprob": 0.4461, "proximity": 1.4364, "found": 0.9950,
              "numeric": 1.5999, "list": -0.8427, "pattern": -2.1287, "shown": 0.5835, "unmatched": -3.2726},
     threshold=0.1689, fitted_on="MMLongBench-Doc dev subset, even qids (issue 27)")
-
-
-def logprob_or_nan(value: float | None) -> float:
-    return float("nan") if value is None or math.isinf(value) else float(value)

@@ -280,10 +280,10 @@ def pdf_page_texts(path: str | os.PathLike, *, ocr: str = "auto", engine: OcrEng
         extra_text = pdf_page_extras(path, count, extras)
         texts, sources = [], []
         for i in range(count):
-            extra = cached.get(str(i), "").strip() if i in wanted_set else ""
+            ocr_text = cached.get(str(i), "").strip() if i in wanted_set else ""
             layer = layers[i].strip()
-            texts.append("\n".join(t for t in (layer, extra) if t))
-            sources.append("layer+ocr" if layer and extra else "ocr" if extra else "layer" if layer else "none")
+            texts.append("\n".join(t for t in (layer, ocr_text) if t))
+            sources.append("layer+ocr" if layer and ocr_text else "ocr" if ocr_text else "layer" if layer else "none")
         for i, printed in enumerate(printed_page_numbers(texts)):
             items.append(TextItem("page", i, texts[i], sources[i], label=doc.page_label(i), printed=printed,
                                   extra=extra_text[i]))

@@ -39,8 +39,7 @@ from longvlm.retrieval.embeddings import MiniLMEmbedder
 
 def index_text(item: TextItem) -> str:
     """What ranking reads of an item: its text plus its retrieval-only `extra` text (tables, section headings)."""
-    extra = getattr(item, "extra", "")
-    return f"{item.text}\n{extra}" if extra else item.text
+    return f"{item.text}\n{item.extra}" if item.extra else item.text
 
 
 def chunk_words(text: str, size: int = 150, overlap: int = 30) -> list[str]:
@@ -248,13 +247,12 @@ class QuestionSelector:
         scores = np.zeros(len(items))
         pages = page_references(question, len(items) if items and items[0].kind == "page" else None, bounded=False)
         times = time_references(question) if any(it.kind == "frame" for it in items) else []
-        printed = ({n for item in items for n in self._printed(item)}
-                   | {int(it.label) for it in items if it.label.isdigit()})
+        printed = set().union(*(self._printed(item) for item in items))
         by_position = positional_pages(question, len(items)) if pages else set()
         numbered = pages - by_position
         for pos, item in enumerate(items):
             if item.kind == "page" and pages:
-                named = numbered & ({int(item.label)} if item.label.isdigit() else set()).union(self._printed(item))
+                named = numbered & self._printed(item)
                 # the page printed with the number comes first; the PDF page at that position next ('the cover',
                 # 'the last page' are positions: the PDF page)
                 scores[pos] = (1.0 if item.number in by_position or named else
@@ -263,8 +261,10 @@ class QuestionSelector:
                 scores[pos] = max(np.exp(-abs(item.timestamp - t) / self.time_width_s) for t in times)
         return scores
 
-    def _printed(self, item: TextItem) -> tuple[int, ...]:
-        return item.printed if self.printed_pages else ()
+    def _printed(self, item: TextItem) -> set[int]:
+        """The numbers a page prints: its numeric PDF label, and (`printed_pages`) its header/footer numbers."""
+        label = {int(item.label)} if item.label.isdigit() else set()
+        return label | set(item.printed) if self.printed_pages else label
 
     # -- fusion -----------------------------------------------------------------------------------------
     def rank(self, question: str, items: Sequence[TextItem], key: str | None = None) -> Ranking:

@@ -25,12 +25,11 @@ from longvlm.profiling import peak_rss_mb
 from longvlm.encoded import Evidence
 from longvlm.encoded import Answer
 from longvlm.retrieval.small_lm import SmallLM, load_small_lm
-from longvlm.retrieval.answering import (DEFAULT_RULE, NOT_ANSWERABLE, STOP_WORDS, AbstentionRule,
-                                         abstain_without_evidence, abstention_features, answer_span, asks_what_is_shown,
-                                         clean_span, unmatched_specifics,
-                                         normalize_list, normalize_number, number_candidates, pattern_answer,
-                                         proximity,
-                                         question_kind)
+from longvlm.retrieval.answering import (DEFAULT_RULE, NOT_ANSWERABLE, NUMERIC_KINDS, STOP_WORDS, AbstentionRule,
+                                         abstain_without_evidence, abstention_features, answer_span,
+                                         asks_what_is_shown, clean_span, normalize_list, normalize_number,
+                                         number_candidates, pattern_answer, proximity, question_kind,
+                                         unmatched_specifics)
 from longvlm.retrieval.constrained import candidate_logprobs, generate_copy
 from longvlm.ingest.images import open_image
 
@@ -182,11 +181,12 @@ def answer_from_items(question: str, items: Sequence[TextItem], *, lm: SmallLM |
     """Retrieve passages from `items` and let the small LM answer from them (route 'text'). The question must
     pass `check_question`; the reader's prompt is cut to fit the LM's context (`fit_reader_prompt`).
 
-    The answer is extracted, never free text: for a question asking for a number (`question_kind`: 'how many',
-    'what percentage', 'which year', ...) the reader chooses by likelihood among the passages' numbers; else it
-    copies a span of the passages (a list for 'what are ...' questions). Then `rule` (default `DEFAULT_RULE`)
-    decides from the evidence (retrieval score, the reader's likelihood, the answer's closeness to the question's
-    words) whether to answer or say exactly "Not answerable". `stats` has `abstained`, `abstain_reason`,
+    The answer is extracted, never free text: a `pattern_answer` when the question's shape asks for one (an
+    acronym's expansion, a year range, a labelled value); else for a question asking for a number
+    (`question_kind`: 'how many', 'what percentage', 'which year', ...) the reader chooses by likelihood among
+    the passages' numbers; else it copies a span of the passages (a list for 'what are ...' questions). Then
+    `rule` (default `DEFAULT_RULE`) decides from the evidence (`abstention_features`) whether to answer or say
+    exactly "Not answerable". `stats` has `abstained`, `abstain_reason`,
     `kind`, `candidate_answer` (the answer before abstention) and `abstention_features`; every passage dict has
     `span`: [start, end] of the answer in its text, or None."""
     question = check_question(question)
@@ -206,15 +206,12 @@ def answer_from_items(question: str, items: Sequence[TextItem], *, lm: SmallLM |
     candidate, features = "", {}
     if any(t.strip() for t in texts):
         pattern = pattern_answer(question, texts)
-        chosen = None if pattern else _choose_number(lm, messages, question, texts, kind) if kind in (
-            "int", "percent", "year", "number") else None
         if pattern:
             candidate = pattern[0]
             logprob, tokens = candidate_logprobs(lm, messages, [candidate])[0], lm.count_tokens(candidate) + 1
             stats["pattern"] = {"answer": candidate, "confidence": pattern[1]}
-        elif chosen is not None:
-            candidate, logprob, tokens, table = chosen
-            stats["number_candidates"] = table
+        elif kind in NUMERIC_KINDS and (chosen := _choose_number(lm, messages, question, texts, kind)):
+            candidate, logprob, tokens, stats["number_candidates"] = chosen
         else:
             candidate, logprob, tokens = _copy_answer(lm, messages, question, texts, kind, max_new_tokens)
         spans = [answer_span(candidate, t) for t in texts] if candidate else []
@@ -234,11 +231,10 @@ def answer_from_items(question: str, items: Sequence[TextItem], *, lm: SmallLM |
     if [p.text for p in read] != [p.text for p in passages]:
         stats["passages_cut_to_fit"] = (f"{len(read)} of {len(passages)} excerpts given to the reader, cut to fit "
                                         f"{lm.name}'s {lm.context:,}-token context")
-    shown = candidate if candidate else ""
     return Answer(text, f"{lm.name} reading BM25 + all-MiniLM-L6-v2 retrieval", "text",
                   [_evidence(p.item) for p in passages], stats,
                   passages=[{"cite": p.cite(), "score": p.score, "text": p.text, "source": p.item.source,
-                             "span": answer_span(shown, p.text) if shown else None}
+                             "span": answer_span(candidate, p.text) if candidate else None}
                             for p in passages])
 
 
